@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh machine: `make plan` and `make test`.
+# The venv is (re)built only when a requirements file changed since the last install.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STACK  ?= staging
+REQS   := requirements.txt requirements-dev.txt lambdas/requirements.txt app/requirements.txt
+STAMP  := $(VENV)/.installed
+
+.PHONY: plan test lint typecheck pytest schema bench clean deploy-frontend
+
+$(STAMP): $(REQS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+## make plan [STACK=prod] [ARGS="--json"]: offline plan of a stack, no credentials needed
+plan: $(STAMP)
+	$(PY) -m infra.plan --stack $(STACK) $(ARGS)
+
+## make test: ruff, mypy and the whole pytest suite
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make schema: regenerate docs/stack-config.schema.json from infra/config.py
+schema: $(STAMP)
+	$(PY) -m infra.config --schema > docs/stack-config.schema.json
+
+## make bench: every benchmark under bench/ (prints ratios; not part of make test)
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
