@@ -1,0 +1,41 @@
+"""The AWS stack: one provider carrying the default tags, then one component per concern.
+
+Order matters only through data: each component takes what it needs from earlier ones as typed args.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.aws.network import Network, NetworkArgs
+from infra.config import AwsStack
+from infra.naming import Naming
+
+
+def default_tags(config: AwsStack, naming: Naming) -> dict[str, str]:
+    """Tags every AWS resource gets through the provider (not per resource, so none can be forgotten)."""
+    return {**naming.tags, "tier": config.tier, "owner": config.owner, "managed-by": "pulumi"}
+
+
+def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
+    provider = aws.Provider(
+        "aws",
+        region=config.region,
+        default_tags=aws.ProviderDefaultTagsArgs(tags=default_tags(config, naming)),
+    )
+    # Children inherit the provider from their component, so passing it once here covers every resource.
+    with_provider = pulumi.ResourceOptions(provider=provider)
+
+    network = Network("network", NetworkArgs(settings=config.network, region=config.region), naming, with_provider)
+
+    return {
+        "region": config.region,
+        "tier": config.tier,
+        "vpcId": network.vpc.id,
+        "privateSubnetIds": network.private_subnet_ids,
+        "publicSubnetIds": network.public_subnet_ids,
+        "isolatedSubnetIds": network.isolated_subnet_ids,
+    }

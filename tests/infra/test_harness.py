@@ -1,0 +1,111 @@
+"""The harness runs programs the CLI's way and fails loudly; stacks evaluated in one process do not leak."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from infra.harness import HarnessError, StackRun, run_stack
+from tests.infra.conftest import evaluate
+
+
+def _program(tmp_path: Path, main_py: str) -> Path:
+    (tmp_path / "Pulumi.yaml").write_text("name: scratch\nruntime: python\nmain: prog/\n")
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  aws:region: us-east-1\n")
+    (tmp_path / "prog").mkdir()
+    (tmp_path / "prog" / "__main__.py").write_text(textwrap.dedent(main_py))
+    return tmp_path
+
+
+def test_a_program_that_raises_fails_the_run(tmp_path: Path) -> None:
+    root = _program(tmp_path, "raise RuntimeError('boom in program')\n")
+    with pytest.raises(HarnessError, match="boom in program"):
+        run_stack("dev", root=root)
+
+
+def test_an_error_inside_an_apply_fails_the_run(tmp_path: Path) -> None:
+    root = _program(
+        tmp_path,
+        """
+        import pulumi, pulumi_aws as aws
+        group = aws.cloudwatch.LogGroup("g", retention_in_days=7)
+        pulumi.export("bad", group.arn.apply(lambda arn: 1 / 0))
+        """,
+    )
+    with pytest.raises(HarnessError, match="division by zero"):
+        run_stack("dev", root=root)
+
+
+def test_an_unresolved_output_fails_the_run(tmp_path: Path) -> None:
+    root = _program(
+        tmp_path,
+        """
+        import pulumi, pulumi_aws as aws
+        group = aws.cloudwatch.LogGroup("g", retention_in_days=7)
+        pulumi.export("kmsKey", group.kms_key_id)  # never set, so never known
+        """,
+    )
+    with pytest.raises(HarnessError, match="unresolved: kmsKey"):
+        run_stack("dev", root=root)
+
+
+def test_an_import_that_breaks_under_the_cli_breaks_here(tmp_path: Path) -> None:
+    # Under the CLI the project root is not on sys.path; a program that forgets to add it cannot import
+    # its own package, even though the test process itself can.
+    root = _program(tmp_path, "import prog.helpers\n")
+    (root / "prog" / "__init__.py").write_text("")
+    (root / "prog" / "helpers.py").write_text("X = 1\n")
+    sys.path.insert(0, str(root))
+    try:
+        with pytest.raises(HarnessError, match="No module named 'prog'"):
+            run_stack("dev", root=root)
+    finally:
+        sys.path.remove(str(root))
+
+
+def test_records_parent_protect_and_dependencies(tmp_path: Path) -> None:
+    root = _program(
+        tmp_path,
+        """
+        import pulumi, pulumi_aws as aws
+        class Box(pulumi.ComponentResource):
+            def __init__(self, name):
+                super().__init__("scratch:x:Box", name)
+                self.first = aws.sns.Topic("first", opts=pulumi.ResourceOptions(parent=self, protect=True))
+                aws.sns.Topic("second", opts=pulumi.ResourceOptions(parent=self, depends_on=[self.first]))
+                self.register_outputs({})
+        box = Box("box")
+        pulumi.export("topic", box.first.arn)
+        """,
+    )
+    run = run_stack("dev", root=root)
+    box = run.one("scratch:x:Box")
+    first, second = run.named("first"), run.named("second")
+    assert first.parent == box.urn and second.parent == box.urn
+    assert first.protect and not second.protect
+    assert second.depends_on == (first.urn,)
+    assert run.outputs["topic"].startswith("arn:aws:sns:us-east-1:123456789012:")
+
+
+def _fingerprint(run: StackRun) -> list[tuple[str, str]]:
+    return [(r.urn, repr(sorted(r.inputs.items()))) for r in run.resources]
+
+
+def test_stacks_do_not_leak_into_each_other() -> None:
+    first = evaluate("staging")
+    evaluate("prod")
+    again = evaluate("staging")
+    assert _fingerprint(first) == _fingerprint(again)
+    assert all(":staging::" in r.urn for r in again.resources)
+    assert "infra.program" not in sys.modules or sys.modules["infra.program"].__file__
+
+
+def test_every_component_child_is_parented(any_stack: StackRun) -> None:
+    components = [r for r in any_stack.resources if r.type.startswith("shipyard:")]
+    assert components
+    for resource in any_stack.resources:
+        if resource.type.startswith("aws:"):
+            assert any_stack.component_of(resource) is not None, f"{resource.urn} is not inside a component"
