@@ -184,7 +184,68 @@ def _eip(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]
     return {"publicIp": f"203.0.113.{digest % 250 + 1}", "allocationId": _id}
 
 
+def _sqs_queue(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or f"{args.name}-{_hex(args.name, length=7)}"
+    return {
+        "name": name,
+        "arn": mocks.arn("sqs", name),
+        "url": f"https://sqs.{mocks.region}.amazonaws.com/{ACCOUNT_ID}/{name}",
+        "id": f"https://sqs.{mocks.region}.amazonaws.com/{ACCOUNT_ID}/{name}",
+    }
+
+
+def _sns_topic(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or f"{args.name}-{_hex(args.name, length=7)}"
+    return {"name": name, "arn": mocks.arn("sns", name)}
+
+
+def _lambda_function(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or f"{args.name}-{_hex(args.name, length=7)}"
+    arn = mocks.arn("lambda", f"function:{name}")
+    return {
+        "name": name,
+        "arn": arn,
+        "qualifiedArn": f"{arn}:$LATEST",
+        "invokeArn": f"arn:aws:apigateway:{mocks.region}:lambda:path/2015-03-31/functions/{arn}/invocations",
+        "version": "$LATEST",
+    }
+
+
+def _layer_version(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs.get("layerName") or args.name
+    return {
+        "arn": mocks.arn("lambda", f"layer:{name}:1"),
+        "layerArn": mocks.arn("lambda", f"layer:{name}"),
+        "version": "1",
+    }
+
+
+def _dynamodb_table(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or f"{args.name}-{_hex(args.name, length=7)}"
+    return {"name": name, "arn": mocks.arn("dynamodb", f"table/{name}")}
+
+
+def _kms_key(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    key_id = (
+        f"{_hex(args.name, length=8)}-{_hex(args.name, 'a', length=4)}-{_hex(args.name, 'b', length=4)}-"
+        f"{_hex(args.name, 'c', length=4)}-{_hex(args.name, 'd', length=12)}"
+    )
+    return {"keyId": key_id, "arn": mocks.arn("kms", f"key/{key_id}")}
+
+
+def _schedule(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or args.name
+    return {"name": name, "arn": mocks.arn("scheduler", f"schedule/default/{name}")}
+
+
 _COMPUTED: dict[str, Computed] = {
+    "aws:sqs/queue:Queue": _sqs_queue,
+    "aws:sns/topic:Topic": _sns_topic,
+    "aws:lambda/function:Function": _lambda_function,
+    "aws:lambda/layerVersion:LayerVersion": _layer_version,
+    "aws:dynamodb/table:Table": _dynamodb_table,
+    "aws:kms/key:Key": _kms_key,
+    "aws:scheduler/schedule:Schedule": _schedule,
     "aws:cloudwatch/logGroup:LogGroup": _log_group,
     "aws:iam/role:Role": _iam_role,
     "aws:ec2/vpc:Vpc": _vpc,
