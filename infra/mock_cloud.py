@@ -28,6 +28,8 @@ class CloudMocks(Mocks):
     def __init__(self, region: str = "us-east-1") -> None:
         self.region = region
         self.calls: list[MockCallArgs] = []
+        self.provider_regions: dict[str, str] = {}
+        """Explicit providers' regions by resource id (e.g. the us-east-1 one CloudFront certificates need)."""
 
     # ---------------------------------------------------------------------------------------------- invokes
     def call(self, args: MockCallArgs) -> dict[str, Any]:  # type: ignore[override]  # SDK accepts a bare dict
@@ -45,24 +47,36 @@ class CloudMocks(Mocks):
             return "", {}
         state = dict(args.inputs)
         resource_id = args.resource_id or self._id(args.typ, args.name)
+        if args.typ in _IDS_FROM_INPUT and args.inputs.get(_IDS_FROM_INPUT[args.typ]):
+            resource_id = str(args.inputs[_IDS_FROM_INPUT[args.typ]])
+        if args.typ == "pulumi:providers:aws" and args.inputs.get("region"):
+            self.provider_regions[resource_id] = str(args.inputs["region"])
         computed = _COMPUTED.get(args.typ)
         if computed is not None:
             state.update(computed(self, args, resource_id))
         if args.typ.startswith("aws:"):
-            state.setdefault("arn", self._arn(args.typ, resource_id))
+            state.setdefault("arn", self._arn(args.typ, resource_id, self.region_of(args)))
             state.setdefault("tagsAll", {**state.get("tags", {})})
         return resource_id, state
 
     def _id(self, typ: str, name: str) -> str:
+        if typ in _OPAQUE_IDS:
+            # Services whose ids are an uppercase letter and 13 characters (CloudFront: E2QWRUHAPOMQZL).
+            return _OPAQUE_IDS[typ] + _hex(typ, name, length=13).upper()
         prefix = _ID_PREFIXES.get(typ)
         if prefix:
             return f"{prefix}-{_hex(typ, name)}"
         return f"{name}-{_hex(typ, name, length=7)}"
 
-    def _arn(self, typ: str, resource_id: str) -> str:
+    def _arn(self, typ: str, resource_id: str, region: str) -> str:
         service = typ.split(":")[1].split("/")[0]
         kind = typ.split(":")[-1].lower()
-        return f"arn:aws:{service}:{self.region}:{ACCOUNT_ID}:{kind}/{resource_id}"
+        return f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{kind}/{resource_id}"
+
+    def region_of(self, args: MockResourceArgs) -> str:
+        """The region a resource lands in: its provider's (a provider reference is `<urn>::<id>`)."""
+        provider_id = (args.provider or "").rpartition("::")[2]
+        return self.provider_regions.get(provider_id, self.region)
 
     def arn(self, service: str, resource: str, region: str | None = None) -> str:
         return f"arn:aws:{service}:{self.region if region is None else region}:{ACCOUNT_ID}:{resource}"
@@ -80,6 +94,17 @@ _ID_PREFIXES = {
     "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce",
     "aws:ec2/flowLog:FlowLog": "fl",
     "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
+}
+
+# Resources whose id is the name the caller chose (an S3 bucket's id is its name).
+_IDS_FROM_INPUT = {
+    "aws:s3/bucket:Bucket": "bucket",
+    "aws:s3/bucketV2:BucketV2": "bucket",
+}
+
+_OPAQUE_IDS = {
+    "aws:cloudfront/distribution:Distribution": "E",
+    "aws:cloudfront/originAccessControl:OriginAccessControl": "E",
 }
 
 
@@ -238,6 +263,60 @@ def _schedule(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, 
     return {"name": name, "arn": mocks.arn("scheduler", f"schedule/default/{name}")}
 
 
+def _acm_certificate(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    """ACM answers one validation option per name; a wildcard shares its base name's CNAME."""
+    names = [args.inputs["domainName"], *args.inputs.get("subjectAlternativeNames", [])]
+    options = []
+    for name in names:
+        base = name.removeprefix("*.")
+        token = _hex("acm-name", base, length=32)
+        target = f"_{_hex('acm-value', base, length=32)}.{_hex('acm', length=10)}.acm-validations.aws."
+        options.append(
+            {
+                "domainName": name,
+                "resourceRecordName": f"_{token}.{base}.",
+                "resourceRecordType": "CNAME",
+                "resourceRecordValue": target,
+            }
+        )
+    uuid = _hex(resource_id, length=32)
+    certificate_id = f"{uuid[:8]}-{uuid[8:12]}-{uuid[12:16]}-{uuid[16:20]}-{uuid[20:]}"
+    return {
+        "arn": mocks.arn("acm", f"certificate/{certificate_id}", mocks.region_of(args)),
+        "domainValidationOptions": options,
+        "status": "PENDING_VALIDATION",
+        "subjectAlternativeNames": names,
+    }
+
+
+def _route53_record(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    return {"fqdn": str(args.inputs["name"]).rstrip(".").lower()}
+
+
+def _cloudfront_distribution(_mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    return {
+        "domainName": f"d{_hex('cloudfront', args.name, length=13)}.cloudfront.net",
+        "hostedZoneId": "Z2FDTNDATAQYW2",  # the one zone every CloudFront alias target lives in
+        "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:distribution/{resource_id}",
+        "status": "Deployed",
+        "etag": f"E{_hex('etag', args.name, length=13).upper()}",
+        "callerReference": f"terraform-{_hex('ref', args.name, length=26)}",
+    }
+
+
+def _s3_bucket(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    name = args.inputs.get("bucket") or resource_id
+    region = mocks.region_of(args)
+    return {
+        "bucket": name,
+        "arn": f"arn:aws:s3:::{name}",
+        "bucketDomainName": f"{name}.s3.amazonaws.com",
+        "bucketRegionalDomainName": f"{name}.s3.{region}.amazonaws.com",
+        "region": region,
+        "hostedZoneId": "Z3AQBSTGFYJSTF",
+    }
+
+
 _COMPUTED: dict[str, Computed] = {
     "aws:sqs/queue:Queue": _sqs_queue,
     "aws:sns/topic:Topic": _sns_topic,
@@ -246,6 +325,11 @@ _COMPUTED: dict[str, Computed] = {
     "aws:dynamodb/table:Table": _dynamodb_table,
     "aws:kms/key:Key": _kms_key,
     "aws:scheduler/schedule:Schedule": _schedule,
+    "aws:acm/certificate:Certificate": _acm_certificate,
+    "aws:route53/record:Record": _route53_record,
+    "aws:cloudfront/distribution:Distribution": _cloudfront_distribution,
+    "aws:s3/bucket:Bucket": _s3_bucket,
+    "aws:s3/bucketV2:BucketV2": _s3_bucket,
     "aws:cloudwatch/logGroup:LogGroup": _log_group,
     "aws:iam/role:Role": _iam_role,
     "aws:ec2/vpc:Vpc": _vpc,

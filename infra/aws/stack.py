@@ -20,6 +20,22 @@ def default_tags(config: AwsStack, naming: Naming) -> dict[str, str]:
     return {**naming.tags, "tier": config.tier, "owner": config.owner, "managed-by": "pulumi"}
 
 
+EDGE_REGION = "us-east-1"
+"""CloudFront reads its ACM certificate and its WAF web ACL (scope CLOUDFRONT) from this region only."""
+
+
+def edge_provider(config: AwsStack, naming: Naming, regional: aws.Provider) -> aws.Provider:
+    """The provider for CloudFront's certificate and web ACL: the stack's own when it already runs in
+    us-east-1 (one provider, nothing to keep in step), else a second one there with the same default tags."""
+    if config.region == EDGE_REGION:
+        return regional
+    return aws.Provider(
+        f"aws-{EDGE_REGION}",
+        region=EDGE_REGION,
+        default_tags=aws.ProviderDefaultTagsArgs(tags=default_tags(config, naming)),
+    )
+
+
 def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     provider = aws.Provider(
         "aws",
