@@ -1,0 +1,1 @@
+"""Health checker Lambda: see README.md in this directory."""
