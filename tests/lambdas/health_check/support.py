@@ -364,3 +364,49 @@ class PostgresTlsFront:
         self._listener.close()
         for thread in self._threads:
             thread.join(timeout=5)
+
+
+@contextmanager
+def dripping_server() -> Iterator[int]:
+    """Answers with a status line, then one header byte every 50 ms, forever (a slowloris response).
+
+    Every single read succeeds well within any socket timeout, so only cancelling the check ends it.
+    """
+    listener = socket.socket()
+    listener.bind((LOOPBACK, 0))
+    listener.listen(8)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+    workers: list[threading.Thread] = []
+
+    def drip(connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+                while not stop.wait(0.05):
+                    connection.sendall(b"a")
+            except OSError:
+                return  # the client went away
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            worker = threading.Thread(target=drip, args=(connection,), daemon=True)
+            workers.append(worker)
+            worker.start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for worker in workers:
+            worker.join(timeout=5)
+        listener.close()

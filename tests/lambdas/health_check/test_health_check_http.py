@@ -14,7 +14,7 @@ from lambdas.health_check.config import parse_targets
 from lambdas.health_check.runner import RunReport, run_checks
 
 from .conftest import MakeServer
-from .support import Pki, closed_port, hanging_port
+from .support import Pki, closed_port, dripping_server, hanging_port
 
 HEALTH_JSON = json.dumps({"status": "ok", "checks": {"database": "up", "queue": [{"lag": 0}]}, "ready": True})
 
@@ -272,11 +272,20 @@ def test_hanging_server_cannot_hang_the_run(make_server: MakeServer) -> None:
     assert hangs.detail == "still running at the run deadline (0.5 s) during response"
     assert fine.up, fine.detail
     assert elapsed < 2.5
-    # The abandoned check was cancelled (its socket shut), so its thread ends instead of lingering.
-    stuck = [t for t in threading.enumerate() if t.name == "health-check:hangs"]
-    for thread in stuck:
-        thread.join(timeout=2)
-    assert not any(thread.is_alive() for thread in stuck)
+
+
+def test_a_check_abandoned_at_its_deadline_is_stopped_not_left_running() -> None:
+    with dripping_server() as port:
+        report = run([{"name": "drip", "kind": "http", "url": f"http://127.0.0.1:{port}/", "timeout_s": 0.4}])
+        (result,) = report.results
+        assert (result.reason, result.phase) == ("timeout", "response")
+        assert result.detail == "no answer within 0.4 s (during response)"
+        # Each byte arrives well within the socket timeout, so only the runner's cancel (shutting the
+        # socket) ends the check's thread; without it the thread would read until the server stops.
+        threads = [t for t in threading.enumerate() if t.name == "health-check:drip"]
+        for thread in threads:
+            thread.join(timeout=2)
+        assert not any(thread.is_alive() for thread in threads)
 
 
 def test_each_check_has_its_own_timeout(make_server: MakeServer) -> None:
