@@ -239,6 +239,9 @@ def _parse_http(item: Mapping[str, Any], where: str, name: str, out: _Collector)
     if item.get("json_field") is not None:
         json_field = _parse_json_field(item["json_field"], f"{where}.json_field", out)
 
+    if parts is not None and parts.scheme == "http" and "ca_file" in item:
+        out.add(f"{where}.ca_file", "applies only to https URLs")
+
     if parts is None or out.problems:
         return None
     assert isinstance(url, str)

@@ -55,7 +55,7 @@ def test_every_field_is_read(tmp_path: Path) -> None:
             {
                 "name": "ready",
                 "kind": "http",
-                "url": "http://10.0.0.5:8080/api/health/ready",
+                "url": "https://10.0.0.5:8443/api/health/ready",
                 "expected_status": 204,
                 "body_contains": "ok",
                 "json_field": {"path": "checks.db", "equals": True},
@@ -69,9 +69,9 @@ def test_every_field_is_read(tmp_path: Path) -> None:
 
     assert isinstance(target, HttpTarget)
     assert (target.scheme, target.host, target.port, target.request_path) == (
-        "http",
+        "https",
         "10.0.0.5",
-        8080,
+        8443,
         "/api/health/ready",
     )
     assert (target.expected_status, target.body_contains, target.timeout_s, target.latency_budget_ms) == (
@@ -125,6 +125,7 @@ def test_every_field_is_read(tmp_path: Path) -> None:
             'TARGETS[2].json_field: must be an object {"path": "a.b", "equals": value} (got \'status=ok\')',
         ),
         ({"ca_file": "/nonexistent/bundle.pem"}, "TARGETS[2].ca_file: no such file: /nonexistent/bundle.pem"),
+        ({"url": "http://x/", "ca_file": __file__}, "TARGETS[2].ca_file: applies only to https URLs"),
         ({"expected_satus": 200}, "TARGETS[2].expected_satus: unknown field for kind http"),
         ({"host": "db"}, "TARGETS[2].host: unknown field for kind http"),
         (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -209,6 +210,29 @@ def test_expired_certificate_is_tls(make_server: MakeServer, pki: Pki) -> None:
 
     assert (result.up, result.reason) == (False, "tls")
     assert result.detail == "certificate verification failed: certificate has expired"
+
+
+def test_days_left_are_counted_from_the_injected_clock(make_server: MakeServer, pki: Pki) -> None:
+    issued = pki.issue("clocked", valid_until_days=90)
+    server = make_server(issued)
+    server.route("/")
+    target = {"url": server.url("/"), "ca_file": str(pki.ca_file)}
+
+    in_80_days = CheckDeps(now=lambda: issued.not_after - timedelta(days=10))
+    after_expiry = CheckDeps(now=lambda: issued.not_after + timedelta(hours=1))
+
+    warned = check(target, deps=in_80_days)
+    assert warned.up
+    assert warned.warnings == [CERT_EXPIRING]
+    assert warned.cert_days_left == pytest.approx(10, abs=0.01)
+    expired = check(target, deps=after_expiry)
+    assert (expired.up, expired.reason, expired.cert_days_left) == (
+        False,
+        "tls",
+        pytest.approx(-1 / 24, abs=0.01),
+    )
+    assert expired.detail is not None
+    assert expired.detail.startswith("certificate expired on ")
 
 
 def test_certificate_for_another_host_is_tls(make_server: MakeServer, pki: Pki) -> None:
