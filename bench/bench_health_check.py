@@ -96,9 +96,7 @@ def bench_run(rounds: int) -> float:
 
     run_median = statistics.median(run_ms)
     ratio = statistics.median(r / s for r, s in zip(run_ms, slowest_ms, strict=True))
-    print(
-        f"endpoints: {ENDPOINTS}, each answering in {ANSWER_DELAY_S * 1000:.0f} ms; {rounds} rounds, medians"
-    )
+    print(f"endpoints: {ENDPOINTS}, each answering in {ANSWER_DELAY_S * 1000:.0f} ms; {rounds} rounds, medians")
     print(f"  one check alone:                    {statistics.median(solo_ms):8.1f} ms")
     print(f"  slowest check inside the run:       {statistics.median(slowest_ms):8.1f} ms")
     print(f"  whole run of {ENDPOINTS} checks:             {run_median:8.1f} ms")
@@ -151,9 +149,7 @@ def main() -> int:
     import_ratio = bench_import(args.imports)
     print()
     ok = run_ratio <= RUN_GOAL and import_ratio <= IMPORT_GOAL
-    print(
-        f"RATIOS run/slowest={run_ratio:.2f}x import/boto3={import_ratio:.2f}x -> {'PASS' if ok else 'FAIL'}"
-    )
+    print(f"RATIOS run/slowest={run_ratio:.2f}x import/boto3={import_ratio:.2f}x -> {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 

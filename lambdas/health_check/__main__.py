@@ -37,20 +37,14 @@ def _local_credentials() -> DbCredentials:
         return fetch_db_credentials(secret_arn, secrets_manager_client())
     user = os.environ.get("PGUSER")
     if not user:
-        raise CheckFailure(
-            CREDENTIALS, "set DATABASE_SECRET_ARN, or PGUSER and PGPASSWORD, to check a database"
-        )
+        raise CheckFailure(CREDENTIALS, "set DATABASE_SECRET_ARN, or PGUSER and PGPASSWORD, to check a database")
     return DbCredentials(username=user, password=os.environ.get("PGPASSWORD", ""))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lambdas.health_check", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m lambdas.health_check", description=__doc__.split("\n")[0])
     parser.add_argument("--targets", required=True, help="a JSON list of targets, or a file holding one")
-    parser.add_argument(
-        "--deadline", default=None, help="seconds for the whole run (default: RUN_DEADLINE_S or 25)"
-    )
+    parser.add_argument("--deadline", default=None, help="seconds for the whole run (default: RUN_DEADLINE_S or 25)")
     parser.add_argument("--stack", default=os.environ.get("STACK", "local"), help="Stack name for the output")
     parser.add_argument("--json", action="store_true", help="print the log lines and metrics as Lambda would")
     args = parser.parse_args(argv)

@@ -331,9 +331,7 @@ def _handshake(
     watch.enter("tls")
     # No handshake inside wrap_socket: the wrapped socket must be tracked before it blocks, so a cancel can
     # interrupt the handshake too.
-    tls_sock = deps.ssl_context(ca_file).wrap_socket(
-        sock, server_hostname=host, do_handshake_on_connect=False
-    )
+    tls_sock = deps.ssl_context(ca_file).wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
     ctx.close(sock)  # detached by wrap_socket; the descriptor now belongs to tls_sock
     ctx.track(tls_sock)
     tls_sock.settimeout(ctx.op_timeout())
@@ -409,9 +407,7 @@ def _check_http(target: HttpTarget, ctx: CheckContext, deps: CheckDeps, result: 
         result.up = True
 
 
-def _read_body(
-    response: http.client.HTTPResponse, sock: socket.socket, ctx: CheckContext
-) -> tuple[bytes, bool]:
+def _read_body(response: http.client.HTTPResponse, sock: socket.socket, ctx: CheckContext) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
     while size < MAX_BODY_BYTES:
@@ -424,9 +420,7 @@ def _read_body(
     return b"".join(chunks), True
 
 
-def _assert_http(
-    target: HttpTarget, result: CheckResult, body: bytes, truncated: bool
-) -> list[tuple[str, str]]:
+def _assert_http(target: HttpTarget, result: CheckResult, body: bytes, truncated: bool) -> list[tuple[str, str]]:
     """Every assertion that fails, most fundamental first (the first one becomes the reason)."""
     problems: list[tuple[str, str]] = []
     if result.status != target.expected_status:
@@ -512,9 +506,7 @@ def _check_postgres(target: PostgresTarget, ctx: CheckContext, deps: CheckDeps, 
         result.up = True
 
 
-def pg8000_select_one(
-    sock: socket.socket, credentials: DbCredentials, dbname: str, ctx: CheckContext
-) -> None:
+def pg8000_select_one(sock: socket.socket, credentials: DbCredentials, dbname: str, ctx: CheckContext) -> None:
     """Log in on an open (already encrypted) socket and run `SELECT 1`."""
     import pg8000.native
     from pg8000.exceptions import DatabaseError, InterfaceError

@@ -167,9 +167,7 @@ def _parse_common(item: Mapping[str, Any], where: str, out: _Collector) -> dict[
 
     warn_days = item.get("cert_warn_days", DEFAULT_CERT_WARN_DAYS)
     if not _is_int(warn_days) or not 0 <= warn_days <= 365:
-        out.add(
-            f"{where}.cert_warn_days", f"must be a whole number of days from 0 to 365 (got {warn_days!r})"
-        )
+        out.add(f"{where}.cert_warn_days", f"must be a whole number of days from 0 to 365 (got {warn_days!r})")
     else:
         common["cert_warn_days"] = warn_days
 
@@ -305,9 +303,7 @@ def parse_targets(raw: str | object, where: str = "TARGETS") -> tuple[Target, ..
             continue
         name = item.get("name")
         if not isinstance(name, str) or not _NAME_PATTERN.match(name):
-            out.add(
-                f"{at}.name", f"must be 1-64 of A-Z a-z 0-9 . _ - starting with a letter/digit (got {name!r})"
-            )
+            out.add(f"{at}.name", f"must be 1-64 of A-Z a-z 0-9 . _ - starting with a letter/digit (got {name!r})")
             name = None
         elif name in seen:
             out.add(f"{at}.name", f"duplicate of {where}[{seen[name]}].name ({name!r})")

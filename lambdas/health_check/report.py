@@ -21,9 +21,7 @@ EVENT_VERSION = 1
 def _emf(stack: str, timestamp_ms: int) -> AmazonCloudWatchEMFProvider:
     # service="" keeps POWERTOOLS_SERVICE_NAME from adding a `service` dimension: alarms match the exact
     # dimension set, and a surprise extra dimension would silently detach every alarm from its metric.
-    provider = AmazonCloudWatchEMFProvider(
-        namespace=NAMESPACE, service="", default_dimensions={"Stack": stack}
-    )
+    provider = AmazonCloudWatchEMFProvider(namespace=NAMESPACE, service="", default_dimensions={"Stack": stack})
     provider.timestamp = timestamp_ms
     return provider
 
@@ -142,7 +140,5 @@ def format_table(report: RunReport) -> str:
         cells = [str(cell).ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     up = sum(1 for r in report.results if r.up)
-    lines.append(
-        f"{up}/{len(report.results)} up in {report.duration_ms:.0f} ms (deadline {report.deadline_s:g} s)"
-    )
+    lines.append(f"{up}/{len(report.results)} up in {report.duration_ms:.0f} ms (deadline {report.deadline_s:g} s)")
     return "\n".join(lines)

@@ -75,9 +75,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.chown(pgdata / "pg_hba.conf", user=run_as)
     port = _free_port()
     options = f"-h {LOOPBACK} -p {port} -k {socket_dir} -c password_encryption=scram-sha-256"
-    _commands.pg_ctl(
-        ["-w", "-o", options, "-l", str(pgdata / "log"), "start"], pgdata=pgdata, user=run_as, timeout=60
-    )
+    _commands.pg_ctl(["-w", "-o", options, "-l", str(pgdata / "log"), "start"], pgdata=pgdata, user=run_as, timeout=60)
     try:
         user, password, dbname = "health_probe", secrets.token_hex(16), "health_check"
         admin = pg8000.native.Connection("postgres", unix_sock=os.path.join(socket_dir, f".s.PGSQL.{port}"))
@@ -99,9 +97,7 @@ def tls_postgres(postgres_url: str, pki: Pki) -> Iterator[TlsPostgres]:
     assert url.hostname is not None
     assert url.port is not None
     assert url.username is not None
-    front = PostgresTlsFront(
-        (url.hostname, url.port), pki.issue("postgres", valid_until_days=30).server_context()
-    )
+    front = PostgresTlsFront((url.hostname, url.port), pki.issue("postgres", valid_until_days=30).server_context())
     try:
         yield TlsPostgres(
             host=LOOPBACK,

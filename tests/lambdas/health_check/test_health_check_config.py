@@ -130,8 +130,7 @@ def test_every_field_is_read(tmp_path: Path) -> None:
         ({"host": "db"}, "TARGETS[2].host: unknown field for kind http"),
         (
             {"name": "has space"},
-            "TARGETS[2].name: must be 1-64 of A-Z a-z 0-9 . _ - starting with a letter/digit "
-            "(got 'has space')",
+            "TARGETS[2].name: must be 1-64 of A-Z a-z 0-9 . _ - starting with a letter/digit (got 'has space')",
         ),
         ({"name": "api"}, "TARGETS[2].name: duplicate of TARGETS[0].name ('api')"),
         ({"kind": "tcp"}, "TARGETS[2].kind: must be 'http' or 'postgres' (got 'tcp')"),

@@ -45,9 +45,7 @@ def make_secret(name: str, value: str) -> str:
 
 
 def test_fetches_the_rds_managed_secret(aws_env: str) -> None:
-    arn = make_secret(
-        "rds!cluster-fetch", json.dumps({"username": "shipyard_admin", "password": "s3cr3t-pw"})
-    )
+    arn = make_secret("rds!cluster-fetch", json.dumps({"username": "shipyard_admin", "password": "s3cr3t-pw"}))
 
     credentials = fetch_db_credentials(arn, secrets_manager_client())
 

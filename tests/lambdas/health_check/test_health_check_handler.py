@@ -99,9 +99,7 @@ def test_handler_never_runs_past_the_lambdas_remaining_time(
     with hanging_port() as port:
         env.setenv(
             "TARGETS",
-            json.dumps(
-                [{"name": "stuck", "kind": "http", "url": f"http://127.0.0.1:{port}/", "timeout_s": 60}]
-            ),
+            json.dumps([{"name": "stuck", "kind": "http", "url": f"http://127.0.0.1:{port}/", "timeout_s": 60}]),
         )
         env.setenv("RUN_DEADLINE_S", "25")
         started = time.monotonic()

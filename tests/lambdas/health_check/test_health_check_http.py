@@ -20,9 +20,7 @@ from .support import Pki, closed_port, dripping_server, hanging_port
 HEALTH_JSON = json.dumps({"status": "ok", "checks": {"database": "up", "queue": [{"lag": 0}]}, "ready": True})
 
 
-def run(
-    targets: list[dict[str, Any]], *, deadline_s: float = 10.0, deps: CheckDeps | None = None
-) -> RunReport:
+def run(targets: list[dict[str, Any]], *, deadline_s: float = 10.0, deps: CheckDeps | None = None) -> RunReport:
     parsed = parse_targets(targets)
     chosen = deps or CheckDeps()
     return run_checks(parsed, lambda target, ctx: run_check(target, ctx, chosen), deadline_s=deadline_s)
