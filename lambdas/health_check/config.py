@@ -130,8 +130,9 @@ def _is_int(value: object) -> bool:
 
 
 class _Collector:
-    def __init__(self) -> None:
+    def __init__(self, base_dir: str | None = None) -> None:
         self.problems: list[str] = []
+        self.base_dir = base_dir
 
     def add(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -175,10 +176,13 @@ def _parse_common(item: Mapping[str, Any], where: str, out: _Collector) -> dict[
     if ca_file is not None:
         if not isinstance(ca_file, str) or not ca_file:
             out.add(f"{where}.ca_file", f"must be a path to a PEM bundle (got {ca_file!r})")
-        elif not os.path.isfile(ca_file):
-            out.add(f"{where}.ca_file", f"no such file: {ca_file}")
         else:
-            common["ca_file"] = ca_file
+            # Relative to the code, not to wherever the process happens to run (in Lambda: /var/task).
+            path = os.path.join(out.base_dir or os.getcwd(), ca_file)
+            if os.path.isfile(path):
+                common["ca_file"] = path
+            else:
+                out.add(f"{where}.ca_file", f"no such file: {path}")
     return common
 
 
@@ -280,8 +284,11 @@ def _parse_postgres(item: Mapping[str, Any], where: str, name: str, out: _Collec
     return PostgresTarget(name=name, host=host, port=port, dbname=dbname, **common)
 
 
-def parse_targets(raw: str | object, where: str = "TARGETS") -> tuple[Target, ...]:
-    """Validate a JSON text (or already-decoded list) of targets; raise ConfigError naming every bad field."""
+def parse_targets(raw: str | object, where: str = "TARGETS", base_dir: str | None = None) -> tuple[Target, ...]:
+    """Validate a JSON text (or already-decoded list) of targets; raise ConfigError naming every bad field.
+
+    Relative `ca_file` paths resolve against `base_dir` (default: the working directory).
+    """
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -297,7 +304,7 @@ def parse_targets(raw: str | object, where: str = "TARGETS") -> tuple[Target, ..
     seen: dict[str, int] = {}
     for index, item in enumerate(raw):
         at = f"{where}[{index}]"
-        out = _Collector()
+        out = _Collector(base_dir)
         if not isinstance(item, dict):
             problems.append(f"{at}: must be an object (got {type(item).__name__})")
             continue
@@ -345,7 +352,10 @@ def parse_deadline(raw: str | None, where: str = "RUN_DEADLINE_S") -> float:
 
 
 def load_settings(env: Mapping[str, str], *, default_stack: str | None = None) -> Settings:
-    """Read STACK, TARGETS, RUN_DEADLINE_S and DATABASE_SECRET_ARN; report every problem at once."""
+    """Read STACK, TARGETS, RUN_DEADLINE_S and DATABASE_SECRET_ARN; report every problem at once.
+
+    Relative `ca_file` paths resolve against LAMBDA_TASK_ROOT (where Lambda unpacks the code) when set.
+    """
     problems: list[str] = []
     stack = env.get("STACK") or default_stack
     if not stack:
@@ -359,7 +369,7 @@ def load_settings(env: Mapping[str, str], *, default_stack: str | None = None) -
         problems.append("TARGETS: not set (a JSON list of targets)")
     else:
         try:
-            targets = parse_targets(raw_targets)
+            targets = parse_targets(raw_targets, base_dir=env.get("LAMBDA_TASK_ROOT"))
         except ConfigError as error:
             problems.extend(error.problems)
 

@@ -198,6 +198,23 @@ def test_settings_from_the_environment() -> None:
     assert settings.needs_database_credentials
 
 
+def test_relative_ca_file_resolves_against_the_lambda_task_root(tmp_path: Path) -> None:
+    bundle_dir = tmp_path / "lambdas" / "health_check"
+    bundle_dir.mkdir(parents=True)
+    (bundle_dir / "rds-global-bundle.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    target = {**GOOD_PG, "ca_file": "lambdas/health_check/rds-global-bundle.pem"}
+    env = {"STACK": "prod", "TARGETS": json.dumps([target]), "DATABASE_SECRET_ARN": ARN}
+
+    settings = load_settings({**env, "LAMBDA_TASK_ROOT": str(tmp_path)})
+
+    assert settings.targets[0].ca_file == str(bundle_dir / "rds-global-bundle.pem")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**env, "LAMBDA_TASK_ROOT": str(tmp_path / "elsewhere")})
+    assert caught.value.problems == [
+        f"TARGETS[0].ca_file: no such file: {tmp_path / 'elsewhere' / 'lambdas/health_check/rds-global-bundle.pem'}"
+    ]
+
+
 def test_deadline_defaults_and_secret_is_optional_without_a_database() -> None:
     settings = load_settings({"STACK": "staging", "TARGETS": json.dumps([GOOD_HTTP])})
 
