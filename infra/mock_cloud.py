@@ -10,6 +10,7 @@ To teach it a new resource type, add an entry to `_COMPUTED` returning the extra
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Callable
@@ -167,12 +168,28 @@ def _policy_document(_mocks: CloudMocks, args: dict[str, Any]) -> dict[str, Any]
     return {"json": document, "minifiedJson": document, "id": _hex(document)}
 
 
+def _ecr_authorization_token(mocks: CloudMocks, args: dict[str, Any]) -> dict[str, Any]:
+    """ECR hands out a 12-hour docker login: user `AWS`, a password, and base64("AWS:<password>")."""
+    registry = args.get("registryId") or ACCOUNT_ID
+    password = f"offline-ecr-password-{_hex(registry, length=12)}"
+    return {
+        "authorizationToken": base64.b64encode(f"AWS:{password}".encode()).decode(),
+        "userName": "AWS",
+        "password": password,
+        "proxyEndpoint": f"https://{registry}.dkr.ecr.{mocks.region}.amazonaws.com",
+        "expiresAt": "2030-01-01T12:00:00Z",
+        "registryId": registry,
+        "id": mocks.region,
+    }
+
+
 _INVOKES: dict[str, Callable[[CloudMocks, dict[str, Any]], dict[str, Any]]] = {
     "aws:index/getAvailabilityZones:getAvailabilityZones": _availability_zones,
     "aws:index/getCallerIdentity:getCallerIdentity": _caller_identity,
     "aws:index/getRegion:getRegion": _region,
     "aws:index/getPartition:getPartition": _partition,
     "aws:iam/getPolicyDocument:getPolicyDocument": _policy_document,
+    "aws:ecr/getAuthorizationToken:getAuthorizationToken": _ecr_authorization_token,
 }
 
 
@@ -317,6 +334,82 @@ def _s3_bucket(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> d
     }
 
 
+def _ecr_repository(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or resource_id
+    return {
+        "name": name,
+        "arn": mocks.arn("ecr", f"repository/{name}"),
+        "registryId": ACCOUNT_ID,
+        "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{mocks.region}.amazonaws.com/{name}",
+    }
+
+
+def _docker_image(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    """What pulumi-docker reports after a push: the manifest digest pinned to the repository."""
+    image_name = str(args.inputs.get("imageName", args.name))
+    repository = image_name.rsplit(":", 1)[0] if ":" in image_name.rsplit("/", 1)[-1] else image_name
+    build = args.inputs.get("build") or {}
+    return {
+        "baseImageName": image_name,
+        "registryServer": repository.split("/", 1)[0],
+        "repoDigest": f"{repository}@sha256:{_hex('docker-image', image_name, length=64)}",
+        "context": build.get("context", "."),
+        "dockerfile": build.get("dockerfile", "Dockerfile"),
+        "platform": build.get("platform", "linux/amd64"),
+    }
+
+
+def _load_balancer(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or args.name[:32]
+    suffix = f"app/{name}/{_hex(args.name, length=16)}"
+    internal = "internal-" if args.inputs.get("internal") else ""
+    return {
+        "name": name,
+        "arn": mocks.arn("elasticloadbalancing", f"loadbalancer/{suffix}"),
+        "arnSuffix": suffix,
+        "dnsName": f"{internal}{name}-{int(_hex(args.name, length=8), 16) % 10**10}.{mocks.region}.elb.amazonaws.com",
+        "zoneId": "Z35SXDOTRQ7X7K",  # the ELB hosted zone of us-east-1 (alias records point at it)
+    }
+
+
+def _target_group(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or args.name[:32]
+    suffix = f"targetgroup/{name}/{_hex(args.name, length=16)}"
+    return {"name": name, "arn": mocks.arn("elasticloadbalancing", suffix), "arnSuffix": suffix}
+
+
+def _listener(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    return {"arn": mocks.arn("elasticloadbalancing", f"listener/app/{_hex(args.name, length=16)}")}
+
+
+def _ecs_cluster(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or resource_id
+    return {"name": name, "arn": mocks.arn("ecs", f"cluster/{name}")}
+
+
+def _ecs_service(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or resource_id
+    cluster = str(args.inputs.get("cluster", "cluster")).rsplit("/", 1)[-1]
+    return {"name": name, "arn": mocks.arn("ecs", f"service/{cluster}/{name}")}
+
+
+def _task_definition(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    family = args.inputs.get("family", args.name)
+    return {
+        "arn": mocks.arn("ecs", f"task-definition/{family}:1"),
+        "arnWithoutRevision": mocks.arn("ecs", f"task-definition/{family}"),
+        "revision": 1,
+    }
+
+
+def _web_acl(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or resource_id
+    scope = "global" if args.inputs.get("scope") == "CLOUDFRONT" else "regional"
+    acl_id = f"{_hex(name, length=8)}-{_hex(name, 'a', length=4)}-{_hex(name, 'b', length=4)}"
+    region = "us-east-1" if scope == "global" else None
+    return {"name": name, "arn": mocks.arn("wafv2", f"{scope}/webacl/{name}/{acl_id}", region), "capacity": 1000}
+
+
 _COMPUTED: dict[str, Computed] = {
     "aws:sqs/queue:Queue": _sqs_queue,
     "aws:sns/topic:Topic": _sns_topic,
@@ -334,4 +427,13 @@ _COMPUTED: dict[str, Computed] = {
     "aws:iam/role:Role": _iam_role,
     "aws:ec2/vpc:Vpc": _vpc,
     "aws:ec2/eip:Eip": _eip,
+    "aws:ecr/repository:Repository": _ecr_repository,
+    "docker:index/image:Image": _docker_image,
+    "aws:lb/loadBalancer:LoadBalancer": _load_balancer,
+    "aws:lb/targetGroup:TargetGroup": _target_group,
+    "aws:lb/listener:Listener": _listener,
+    "aws:ecs/cluster:Cluster": _ecs_cluster,
+    "aws:ecs/service:Service": _ecs_service,
+    "aws:ecs/taskDefinition:TaskDefinition": _task_definition,
+    "aws:wafv2/webAcl:WebAcl": _web_acl,
 }

@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.network import Network, NetworkArgs
+from infra.aws.waf import WebAcl, WebAclArgs
 from infra.config import AwsStack
 from infra.naming import Naming
 
@@ -45,9 +46,25 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     # Children inherit the provider from their component, so passing it once here covers every resource.
     with_provider = pulumi.ResourceOptions(provider=provider)
 
+    # One edge provider for everything CloudFront reads from us-east-1 (certificate, WAF web ACL).
+    edge = edge_provider(config, naming, provider)
+
     network = Network("network", NetworkArgs(settings=config.network, region=config.region), naming, with_provider)
 
-    return {
+    regional_acl: WebAcl | None = None
+    cloudfront_acl: WebAcl | None = None
+    if config.waf.enabled:
+        regional_acl = WebAcl(
+            "waf-regional", WebAclArgs(scope="REGIONAL", rate_limit=config.waf.rate_limit), naming, with_provider
+        )
+        cloudfront_acl = WebAcl(
+            "waf-cloudfront",
+            WebAclArgs(scope="CLOUDFRONT", rate_limit=config.waf.rate_limit),
+            naming,
+            pulumi.ResourceOptions(provider=edge),
+        )
+
+    outputs: dict[str, Any] = {
         "region": config.region,
         "tier": config.tier,
         "vpcId": network.vpc.id,
@@ -55,3 +72,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         "publicSubnetIds": network.public_subnet_ids,
         "isolatedSubnetIds": network.isolated_subnet_ids,
     }
+    if regional_acl is not None and cloudfront_acl is not None:
+        outputs["wafRegionalAclArn"] = regional_acl.arn
+        outputs["wafCloudFrontAclArn"] = cloudfront_acl.arn
+    return outputs

@@ -109,7 +109,12 @@ def test_default_security_group_is_taken_over_with_no_rules(any_stack: StackRun)
 
 
 def test_default_tags_come_from_the_provider_not_per_resource(any_stack: StackRun) -> None:
-    provider = any_stack.one("pulumi:providers:aws")
+    provider = any_stack.one("pulumi:providers:aws", "aws")
+    # CloudFront-scoped resources use the us-east-1 provider; it must carry the same default tags.
+    providers = any_stack.of_type("pulumi:providers:aws")
+    assert {json.dumps(json.loads(p.inputs["defaultTags"]), sort_keys=True) for p in providers} == {
+        json.dumps(json.loads(provider.inputs["defaultTags"]), sort_keys=True)
+    }
     tags = json.loads(provider.inputs["defaultTags"])["tags"]
     assert tags == {
         "project": "shipyard",
@@ -121,7 +126,8 @@ def test_default_tags_come_from_the_provider_not_per_resource(any_stack: StackRu
     aws_resources = [r for r in any_stack.resources if r.custom and r.type.startswith("aws:")]
     assert aws_resources
     for resource in aws_resources:
-        assert resource.provider is not None and resource.provider.startswith(provider.urn), resource.urn
+        assert resource.provider is not None, resource.urn
+        assert any(resource.provider.startswith(p.urn + "::") for p in providers), resource.urn
         assert "project" not in resource.inputs.get("tags", {}), resource.urn
 
 
