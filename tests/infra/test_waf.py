@@ -16,7 +16,8 @@ def test_prod_has_a_regional_and_a_cloudfront_acl(prod: StackRun) -> None:
     scopes = sorted(acl.inputs["scope"] for acl in prod.of_type(WEB_ACL))
     assert scopes == ["CLOUDFRONT", "REGIONAL"]
     for acl in prod.of_type(WEB_ACL):
-        assert prod.component_of(acl).type == "shipyard:aws:WebAcl"
+        component = prod.component_of(acl)
+        assert component is not None and component.type == "shipyard:aws:WebAcl"
     assert prod.outputs["wafCloudFrontAclArn"].startswith("arn:aws:wafv2:us-east-1:")
     assert ":regional/webacl/" in prod.outputs["wafRegionalAclArn"]
 
@@ -27,8 +28,8 @@ def test_cloudfront_acl_is_created_through_the_us_east_1_provider() -> None:
     assert edge.inputs["region"] == "us-east-1"
     cloudfront = next(a for a in run.of_type(WEB_ACL) if a.inputs["scope"] == "CLOUDFRONT")
     regional = next(a for a in run.of_type(WEB_ACL) if a.inputs["scope"] == "REGIONAL")
-    assert cloudfront.provider.startswith(edge.urn + "::")
-    assert regional.provider.startswith(run.one("pulumi:providers:aws", "aws").urn + "::")
+    assert (cloudfront.provider or "").startswith(edge.urn + "::")
+    assert (regional.provider or "").startswith(run.one("pulumi:providers:aws", "aws").urn + "::")
 
 
 def test_managed_groups_and_rate_rule_with_metrics_on(prod: StackRun) -> None:
