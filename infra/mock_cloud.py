@@ -410,7 +410,53 @@ def _web_acl(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dic
     return {"name": name, "arn": mocks.arn("wafv2", f"{scope}/webacl/{name}/{acl_id}", region), "capacity": 1000}
 
 
+def _rds_instance(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    identifier = args.inputs.get("identifier") or f"{args.name}-{_hex(args.name, length=7)}"
+    port = int(args.inputs.get("port") or 5432)
+    address = f"{identifier}.c{_hex('rds', mocks.region, length=11)}.{mocks.region}.rds.amazonaws.com"
+    state: dict[str, Any] = {
+        "identifier": identifier,
+        "address": address,
+        "port": port,
+        "endpoint": f"{address}:{port}",
+        "arn": mocks.arn("rds", f"db:{identifier}"),
+        "resourceId": f"db-{_hex('resource', identifier, length=26).upper()}",
+        "hostedZoneId": "Z2R2ITUGPM61AM",
+        "status": "available",
+    }
+    if args.inputs.get("manageMasterUserPassword"):
+        # RDS names the secret it creates `rds!db-<uuid>`; Secrets Manager appends 6 random characters.
+        uuid = f"{_hex(identifier, length=8)}-{_hex(identifier, '1', length=4)}-{_hex(identifier, '2', length=4)}"
+        state["masterUserSecrets"] = [
+            {
+                "secretArn": mocks.arn("secretsmanager", f"secret:rds!db-{uuid}-{_hex(identifier, length=6)}"),
+                "kmsKeyId": args.inputs.get("masterUserSecretKmsKeyId")
+                or mocks.arn("kms", f"key/{_hex('aws/secretsmanager', length=8)}"),
+                "secretStatus": "active",
+            }
+        ]
+    return state
+
+
+def _secret(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or f"{args.name}-{_hex(args.name, length=7)}"
+    arn = mocks.arn("secretsmanager", f"secret:{name}-{_hex('suffix', name, length=6)}")
+    return {"name": name, "arn": arn, "id": arn}
+
+
+def _random_password(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    """A stable stand-in of the requested length (alphanumerics, as with `special=False`)."""
+    length = int(args.inputs.get("length") or 16)
+    seed = hashlib.sha256(f"random-password/{args.name}".encode()).hexdigest()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    result = "".join(alphabet[(int(seed[i % 64], 16) * 4 + i) % len(alphabet)] for i in range(length))
+    return {"result": result, "bcryptHash": f"$2a$10${_hex('bcrypt', args.name, length=53)}"}
+
+
 _COMPUTED: dict[str, Computed] = {
+    "aws:rds/instance:Instance": _rds_instance,
+    "aws:secretsmanager/secret:Secret": _secret,
+    "random:index/randomPassword:RandomPassword": _random_password,
     "aws:sqs/queue:Queue": _sqs_queue,
     "aws:sns/topic:Topic": _sns_topic,
     "aws:lambda/function:Function": _lambda_function,

@@ -10,7 +10,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.database import Database, DatabaseArgs
 from infra.aws.network import Network, NetworkArgs
+from infra.aws.secrets import AppSecrets, AppSecretsArgs
 from infra.aws.waf import WebAcl, WebAclArgs
 from infra.config import AwsStack
 from infra.naming import Naming
@@ -50,6 +52,18 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     edge = edge_provider(config, naming, provider)
 
     network = Network("network", NetworkArgs(settings=config.network, region=config.region), naming, with_provider)
+    database = Database(
+        "database",
+        DatabaseArgs(
+            settings=config.database,
+            tier=config.tier,
+            vpc_id=network.vpc.id,
+            subnet_ids=network.isolated_subnet_ids,
+        ),
+        naming,
+        with_provider,
+    )
+    app_secrets = AppSecrets("app-secrets", AppSecretsArgs(config=config), naming, with_provider)
 
     regional_acl: WebAcl | None = None
     cloudfront_acl: WebAcl | None = None
@@ -71,6 +85,11 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         "privateSubnetIds": network.private_subnet_ids,
         "publicSubnetIds": network.public_subnet_ids,
         "isolatedSubnetIds": network.isolated_subnet_ids,
+        # host:port only; the credentials stay in the RDS-managed secret below.
+        "databaseEndpoint": database.endpoint,
+        "databaseSecretArn": database.master_secret_arn,
+        "databaseLogGroup": database.log_group_name,
+        "appSecretArn": app_secrets.secret_arn,
     }
     if regional_acl is not None and cloudfront_acl is not None:
         outputs["wafRegionalAclArn"] = regional_acl.arn
