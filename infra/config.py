@@ -537,14 +537,41 @@ class WafConfig(_Model):
     rate_limit: int = Field(2000, ge=100, description="Requests per client IP per 5 minutes (WAF rate-based rule).")
 
 
+def validate_path_pattern(value: str) -> str:
+    """A CloudFront cache-behaviour path pattern: starts with '/', at most 255 characters, `*`/`?` wildcards."""
+    if not re.fullmatch(r"/[A-Za-z0-9_\-.*$/~\"'@:+?&=!]*", value) or len(value) > 255:
+        raise ValueError("must start with '/' and use only URL path characters with '*' or '?' wildcards")
+    if value in {"/*", "*"}:
+        raise ValueError("'/*' would make every file, index.html included, immutable; name the hashed-asset folder")
+    return value
+
+
+PathPattern = Annotated[str, AfterValidator(validate_path_pattern)]
+
+
 class FrontendConfig(_Model):
-    price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = "PriceClass_100"
+    """The SPA on S3 + CloudFront (infra/aws/frontend.py)."""
+
+    price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = Field(
+        "PriceClass_100",
+        description="CloudFront edge locations: 100 = North America and Europe (cheapest), All = everywhere.",
+    )
     content_security_policy: str = Field(
         "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
         "connect-src 'self' https:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+        description="Content-Security-Policy header CloudFront adds to every response (overrides the origin's).",
     )
-    access_logs: bool = False
-    log_retention_days: LogRetentionDays = 90
+    immutable_paths: list[PathPattern] = Field(
+        default_factory=lambda: ["/assets/*"],
+        min_length=1,
+        description="Path patterns of content-hashed build output, cached for a year and marked immutable "
+        "('/assets/*' is Vite's; Create React App uses '/static/*'). Everything else, index.html first, is "
+        "revalidated on every request so a deploy shows at once.",
+    )
+    access_logs: bool = Field(
+        False, description="CloudFront standard logs to a dedicated log bucket (on in prod by default)."
+    )
+    log_retention_days: LogRetentionDays = Field(90, description="Days before access-log objects expire.")
 
 
 class UploadsConfig(_Model):

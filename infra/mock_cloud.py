@@ -183,7 +183,19 @@ def _ecr_authorization_token(mocks: CloudMocks, args: dict[str, Any]) -> dict[st
     }
 
 
+def _canonical_user_id(_mocks: CloudMocks, _args: dict[str, Any]) -> dict[str, Any]:
+    return {"id": _hex("canonical", ACCOUNT_ID, length=64), "displayName": "offline-plan"}
+
+
+def _log_delivery_canonical_user_id(mocks: CloudMocks, args: dict[str, Any]) -> dict[str, Any]:
+    # The awslogsdelivery account's canonical id, the same in every commercial region.
+    region = args.get("region") or mocks.region
+    return {"id": "c4c1ede66af53448b93c283ce9448c4ba468c9432aa01d700d3878632f77d2d0", "region": region}
+
+
 _INVOKES: dict[str, Callable[[CloudMocks, dict[str, Any]], dict[str, Any]]] = {
+    "aws:s3/getCanonicalUserId:getCanonicalUserId": _canonical_user_id,
+    "aws:cloudfront/getLogDeliveryCanonicalUserId:getLogDeliveryCanonicalUserId": _log_delivery_canonical_user_id,
     "aws:index/getAvailabilityZones:getAvailabilityZones": _availability_zones,
     "aws:index/getCallerIdentity:getCallerIdentity": _caller_identity,
     "aws:index/getRegion:getRegion": _region,

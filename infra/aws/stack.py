@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.database import Database, DatabaseArgs
+from infra.aws.frontend import Frontend, FrontendArgs
 from infra.aws.network import Network, NetworkArgs
 from infra.aws.secrets import AppSecrets, AppSecretsArgs
 from infra.aws.waf import WebAcl, WebAclArgs
@@ -78,6 +79,18 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             pulumi.ResourceOptions(provider=edge),
         )
 
+    frontend = Frontend(
+        "frontend",
+        FrontendArgs(
+            settings=config.frontend,
+            domain=config.domain,
+            certificate_provider=edge,
+            web_acl_arn=cloudfront_acl.arn if cloudfront_acl is not None else None,
+        ),
+        naming,
+        with_provider,
+    )
+
     outputs: dict[str, Any] = {
         "region": config.region,
         "tier": config.tier,
@@ -90,8 +103,18 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         "databaseSecretArn": database.master_secret_arn,
         "databaseLogGroup": database.log_group_name,
         "appSecretArn": app_secrets.secret_arn,
+        "frontendUrl": frontend.url,
+        "frontendBucket": frontend.bucket_name,
+        "cloudfrontDistributionId": frontend.distribution_id,
+        "frontendImmutablePaths": list(config.frontend.immutable_paths),
     }
     if regional_acl is not None and cloudfront_acl is not None:
         outputs["wafRegionalAclArn"] = regional_acl.arn
         outputs["wafCloudFrontAclArn"] = cloudfront_acl.arn
+    if frontend.log_bucket is not None:
+        outputs["frontendLogBucket"] = frontend.log_bucket.bucket
+    if frontend.certificate is not None and config.domain is not None and config.domain.hosted_zone_id is None:
+        # No zone of ours: whoever runs the DNS creates these, plus a CNAME from the host to CloudFront.
+        outputs["frontendCertificateValidationRecords"] = frontend.certificate.validation_records
+        outputs["frontendDnsTarget"] = frontend.distribution.domain_name
     return outputs
