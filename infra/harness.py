@@ -62,6 +62,8 @@ class Resource:
     ignore_changes: tuple[str, ...]
     retain_on_delete: bool
     delete_before_replace: bool
+    id: str = ""
+    """The id the cloud gave a custom resource (what `.id` resolves to, and what other resources reference)."""
 
     def redacted_inputs(self) -> dict[str, Any]:
         return {k: ("[secret]" if k in self.secret_inputs else v) for k, v in self.inputs.items()}
@@ -248,6 +250,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=tuple(request.ignoreChanges),
                 retain_on_delete=bool(request.retainOnDelete),
                 delete_before_replace=bool(request.deleteBeforeReplace),
+                id=str(response.id or ""),
             )
         )
         return response
