@@ -416,3 +416,10 @@ def test_every_frontend_resource_sits_under_the_component(any_stack: StackRun) -
         owner = any_stack.component_of(certificate)
         assert owner is not None and owner.type == "shipyard:aws:Certificate"
         assert owner.parent == component.urn
+
+
+def test_the_cloudfront_web_acl_guards_the_distribution_when_waf_is_on(prod: StackRun, staging: StackRun) -> None:
+    (acl,) = [a for a in prod.of_type("aws:wafv2/webAcl:WebAcl") if a.inputs["scope"] == "CLOUDFRONT"]
+    assert _distribution(prod).inputs["webAclId"] == acl.outputs["arn"]
+    assert acl.outputs["arn"] == prod.outputs["wafCloudFrontAclArn"]
+    assert "webAclId" not in _distribution(staging).inputs  # waf.enabled is off in staging
