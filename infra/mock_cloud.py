@@ -465,7 +465,25 @@ def _random_password(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> di
     return {"result": result, "bcryptHash": f"$2a$10${_hex('bcrypt', args.name, length=53)}"}
 
 
+def _replication_group(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    group_id = args.inputs.get("replicationGroupId") or resource_id
+    suffix = (
+        f"{_hex('elasticache', group_id, length=6)}.{_hex('cache', mocks.region, length=6)}.use1.cache.amazonaws.com"
+    )
+    count = int(args.inputs.get("numCacheClusters") or 1)
+    return {
+        "replicationGroupId": group_id,
+        "arn": mocks.arn("elasticache", f"replicationgroup:{group_id}"),
+        "primaryEndpointAddress": f"master.{group_id}.{suffix}",
+        "readerEndpointAddress": f"replica.{group_id}.{suffix}",
+        "port": int(args.inputs.get("port") or 6379),
+        "memberClusters": [f"{group_id}-{i + 1:03d}" for i in range(count)],
+        "clusterEnabled": False,
+    }
+
+
 _COMPUTED: dict[str, Computed] = {
+    "aws:elasticache/replicationGroup:ReplicationGroup": _replication_group,
     "aws:rds/instance:Instance": _rds_instance,
     "aws:secretsmanager/secret:Secret": _secret,
     "random:index/randomPassword:RandomPassword": _random_password,

@@ -10,10 +10,12 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.cache import Cache, CacheArgs
 from infra.aws.database import Database, DatabaseArgs
 from infra.aws.frontend import Frontend, FrontendArgs
 from infra.aws.network import Network, NetworkArgs
 from infra.aws.secrets import AppSecrets, AppSecretsArgs
+from infra.aws.uploads import Uploads, UploadsArgs
 from infra.aws.waf import WebAcl, WebAclArgs
 from infra.config import AwsStack
 from infra.naming import Naming
@@ -65,6 +67,19 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         with_provider,
     )
     app_secrets = AppSecrets("app-secrets", AppSecretsArgs(config=config), naming, with_provider)
+    cache: Cache | None = None
+    if config.cache.enabled:
+        cache = Cache(
+            "cache",
+            CacheArgs(
+                settings=config.cache,
+                tier=config.tier,
+                vpc_id=network.vpc.id,
+                subnet_ids=network.isolated_subnet_ids,
+            ),
+            naming,
+            with_provider,
+        )
 
     regional_acl: WebAcl | None = None
     cloudfront_acl: WebAcl | None = None
@@ -91,6 +106,14 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         with_provider,
     )
 
+    # Browsers upload with presigned URLs from the SPA's origin only.
+    uploads = Uploads(
+        "uploads",
+        UploadsArgs(settings=config.uploads, allowed_origins=frontend.url.apply(lambda url: [url])),
+        naming,
+        with_provider,
+    )
+
     outputs: dict[str, Any] = {
         "region": config.region,
         "tier": config.tier,
@@ -107,7 +130,10 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         "frontendBucket": frontend.bucket_name,
         "cloudfrontDistributionId": frontend.distribution_id,
         "frontendImmutablePaths": list(config.frontend.immutable_paths),
+        "uploadsBucket": uploads.bucket_name,
     }
+    if cache is not None:
+        outputs["cacheEndpoint"] = cache.endpoint
     if regional_acl is not None and cloudfront_acl is not None:
         outputs["wafRegionalAclArn"] = regional_acl.arn
         outputs["wafCloudFrontAclArn"] = cloudfront_acl.arn
