@@ -465,11 +465,26 @@ def _random_password(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> di
     return {"result": result, "bcryptHash": f"$2a$10${_hex('bcrypt', args.name, length=53)}"}
 
 
+_DIRECTIONS = {
+    "northeast": "ne",
+    "southeast": "se",
+    "east": "e",
+    "west": "w",
+    "north": "n",
+    "south": "s",
+    "central": "c",
+}
+
+
+def _short_region(region: str) -> str:
+    """ElastiCache's host-name form of a region: us-east-1 -> use1, ap-southeast-1 -> apse1."""
+    area, direction, number = region.split("-")[0], region.split("-")[1], region.split("-")[-1]
+    return f"{area}{_DIRECTIONS.get(direction, direction[:1])}{number}"
+
+
 def _replication_group(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
     group_id = args.inputs.get("replicationGroupId") or resource_id
-    suffix = (
-        f"{_hex('elasticache', group_id, length=6)}.{_hex('cache', mocks.region, length=6)}.use1.cache.amazonaws.com"
-    )
+    suffix = f"{_hex('elasticache', group_id, length=6)}.{_hex('cache', mocks.region, length=6)}.{_short_region(mocks.region)}.cache.amazonaws.com"
     count = int(args.inputs.get("numCacheClusters") or 1)
     return {
         "replicationGroupId": group_id,

@@ -37,12 +37,29 @@ PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7
 backup_selection_tag: tuple[str, str] = ("backup", "daily")
 """(key, value) tag on the instance that the AWS Backup plan selects resources by."""
 
+MASTER_PASSWORD_ROTATION_WINDOW = "1h"
+"""How long Secrets Manager may take to rotate, starting at the scheduled time."""
+
 ENHANCED_MONITORING_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 
 
 def parameter_group_family(engine_version: str) -> str:
     """`17` or `17.4` -> `postgres17` (the family follows the major version only)."""
     return f"postgres{engine_version.split('.')[0]}"
+
+
+def master_password_rotation_schedule(maintenance_window: str) -> str:
+    """Monthly, at the start of the maintenance window: `sun:05:00-...` -> `cron(0 5 ? * SUN#1 *)`.
+
+    RDS would rotate the managed password every 7 days at a time of its choosing. ECS injects the password
+    when a task starts, so after a rotation the task's *new* connections fail until it re-reads the secret
+    (or is replaced); rotating monthly in the announced maintenance hour makes that a planned event.
+    """
+    start = maintenance_window.split("-")[0]
+    *day, hour, minute = start.split(":")
+    if day:
+        return f"cron({int(minute)} {int(hour)} ? * {day[0].upper()}#1 *)"
+    return f"cron({int(minute)} {int(hour)} 1 * ? *)"
 
 
 @dataclass(frozen=True)
@@ -213,6 +230,16 @@ class Database(Component):
         self.identifier = self.instance.identifier
         self.arn = self.instance.arn
         self.master_secret_arn = self.instance.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn)
+        # Adjusts the schedule of the secret RDS manages (no rotation Lambda: RDS rotates it itself).
+        aws.secretsmanager.SecretRotation(
+            self.child_name("password-rotation"),
+            secret_id=self.master_secret_arn,
+            rotation_rules=aws.secretsmanager.SecretRotationRotationRulesArgs(
+                schedule_expression=master_password_rotation_schedule(settings.maintenance_window),
+                duration=MASTER_PASSWORD_ROTATION_WINDOW,
+            ),
+            opts=self.opts(),
+        )
         self.endpoint = pulumi.Output.concat(self.address, ":", self.port.apply(str))
         self.register_outputs(
             {

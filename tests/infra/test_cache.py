@@ -100,7 +100,7 @@ def test_security_group_has_no_rules_of_its_own(cached: dict[str, StackRun]) -> 
     for run in cached.values():
         sg = run.one("aws:ec2/securityGroup:SecurityGroup", "cache-sg")
         assert not sg.inputs.get("ingress") and not sg.inputs.get("egress")
-        sg_id = str(sg.outputs["arn"]).rsplit("/", 1)[-1]
+        sg_id = sg.id
         assert run.one(GROUP).inputs["securityGroupIds"] == [sg_id]
         for rule in run.of_type(INGRESS):
             if rule.inputs["securityGroupId"] == sg_id:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from infra.aws.database import backup_selection_tag, parameter_group_family
+from infra.aws.database import backup_selection_tag, master_password_rotation_schedule, parameter_group_family
 from infra.harness import Resource, StackRun
 from tests.infra.component_program import run_program
 from tests.infra.conftest import evaluate
@@ -21,11 +21,6 @@ KMS_KEY = "aws:kms/key:Key"
 
 def _instance(run: StackRun) -> Resource:
     return run.one(INSTANCE, "database-instance")
-
-
-def _id(resource: Resource) -> str:
-    """The offline cloud's id of a resource (the last segment of the ARN it computed)."""
-    return str(resource.outputs["arn"]).rsplit("/", 1)[-1]
 
 
 def _parameters(run: StackRun) -> dict[str, tuple[str, str]]:
@@ -88,10 +83,10 @@ def test_private_in_isolated_subnets(any_stack: StackRun) -> None:
 
 def test_security_group_admits_nothing_but_allow_from_rules(any_stack: StackRun) -> None:
     sg = any_stack.one(SG, "database-sg")
-    assert _instance(any_stack).inputs["vpcSecurityGroupIds"] == [_id(sg)]
+    assert _instance(any_stack).inputs["vpcSecurityGroupIds"] == [sg.id]
     assert not sg.inputs.get("ingress") and not sg.inputs.get("egress")
     component = any_stack.one("shipyard:aws:Database")
-    rules = [r for r in any_stack.of_type(INGRESS) if r.inputs["securityGroupId"] == _id(sg)]
+    rules = [r for r in any_stack.of_type(INGRESS) if r.inputs["securityGroupId"] == sg.id]
     for rule in rules:  # whatever consumers the stack admits, each is one SG on 5432 added by allow_from
         assert any_stack.component_of(rule) == component
         assert rule.name.startswith("database-from-")
@@ -233,3 +228,16 @@ def test_endpoint_output_is_host_and_port_without_credentials(any_stack: StackRu
     assert host.startswith(f"shipyard-{stack}-db.") and host.endswith(".rds.amazonaws.com")
     assert port == "5432"
     assert "databaseEndpoint" not in run.secret_outputs
+
+
+def test_master_password_rotates_monthly_in_the_maintenance_window(any_stack: StackRun) -> None:
+    rotation = any_stack.one("aws:secretsmanager/secretRotation:SecretRotation", "database-password-rotation")
+    assert any_stack.component_of(rotation) == any_stack.one("shipyard:aws:Database")
+    assert rotation.inputs["secretId"] == any_stack.outputs["databaseSecretArn"]
+    assert "rotationLambdaArn" not in rotation.inputs  # RDS rotates its own secret
+    assert rotation.inputs["rotationRules"] == {"scheduleExpression": "cron(0 5 ? * SUN#1 *)", "duration": "1h"}
+
+
+def test_rotation_schedule_follows_the_maintenance_window() -> None:
+    assert master_password_rotation_schedule("sat:07:30-sat:08:30") == "cron(30 7 ? * SAT#1 *)"
+    assert master_password_rotation_schedule("02:15-03:15") == "cron(15 2 1 * ? *)"
