@@ -484,7 +484,8 @@ def _short_region(region: str) -> str:
 
 def _replication_group(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
     group_id = args.inputs.get("replicationGroupId") or resource_id
-    suffix = f"{_hex('elasticache', group_id, length=6)}.{_hex('cache', mocks.region, length=6)}.{_short_region(mocks.region)}.cache.amazonaws.com"
+    cluster_hash = f"{_hex('elasticache', group_id, length=6)}.{_hex('cache', mocks.region, length=6)}"
+    suffix = f"{cluster_hash}.{_short_region(mocks.region)}.cache.amazonaws.com"
     count = int(args.inputs.get("numCacheClusters") or 1)
     return {
         "replicationGroupId": group_id,

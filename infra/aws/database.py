@@ -37,7 +37,7 @@ PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7
 backup_selection_tag: tuple[str, str] = ("backup", "daily")
 """(key, value) tag on the instance that the AWS Backup plan selects resources by."""
 
-MASTER_PASSWORD_ROTATION_WINDOW = "1h"
+ROTATION_WINDOW_HOURS = 1
 """How long Secrets Manager may take to rotate, starting at the scheduled time."""
 
 ENHANCED_MONITORING_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
@@ -236,7 +236,7 @@ class Database(Component):
             secret_id=self.master_secret_arn,
             rotation_rules=aws.secretsmanager.SecretRotationRotationRulesArgs(
                 schedule_expression=master_password_rotation_schedule(settings.maintenance_window),
-                duration=MASTER_PASSWORD_ROTATION_WINDOW,
+                duration=f"{ROTATION_WINDOW_HOURS}h",
             ),
             opts=self.opts(),
         )
