@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import runpy
+import site
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -292,9 +293,16 @@ def _cli_like_interpreter(root: Path, program_dir: Path) -> Iterator[None]:
     saved_cwd = Path.cwd()
     saved_path = list(sys.path)
 
+    # The project's virtualenv usually lives inside the project root (.venv): its packages are not the
+    # program's modules, and unloading them (grpc, protobuf: C extensions) and importing them again crashes.
+    environments = {Path(p).resolve() for p in (sys.prefix, sys.exec_prefix, *site.getsitepackages())}
+
     def is_project_module(name: str) -> bool:
         module_file = getattr(sys.modules.get(name), "__file__", None)
-        return name != "__main__" and module_file is not None and Path(module_file).resolve().is_relative_to(root)
+        if name == "__main__" or module_file is None:
+            return False
+        path = Path(module_file).resolve()
+        return path.is_relative_to(root) and not any(path.is_relative_to(env) for env in environments)
 
     saved_modules = {name: module for name, module in sys.modules.items() if is_project_module(name)}
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != root]

@@ -109,3 +109,30 @@ def test_every_component_child_is_parented(any_stack: StackRun) -> None:
     for resource in any_stack.resources:
         if resource.type.startswith("aws:"):
             assert any_stack.component_of(resource) is not None, f"{resource.urn} is not inside a component"
+
+
+def test_packages_of_a_virtualenv_inside_the_project_are_not_reimported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `.venv` usually sits in the project root; re-importing its packages (grpc, protobuf) crashed the
+    # interpreter, so only the program's own modules may be unloaded and imported afresh.
+    import builtins
+    import site
+
+    root = _program(tmp_path, "import fakepkg, pulumi\npulumi.export('n', len(fakepkg.IMPORTS))\n")
+    site_packages = root / ".venv" / "lib" / "site-packages"
+    (site_packages / "fakepkg").mkdir(parents=True)
+    (site_packages / "fakepkg" / "__init__.py").write_text(
+        "import builtins\nIMPORTS = builtins.__dict__.setdefault('_fakepkg_imports', [])\nIMPORTS.append(1)\n"
+    )
+    monkeypatch.syspath_prepend(str(site_packages))
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(site_packages)])
+    monkeypatch.setattr(builtins, "_fakepkg_imports", [], raising=False)
+    import fakepkg  # type: ignore[import-not-found]
+
+    try:
+        run = run_stack("dev", root=root)
+        assert run.outputs["n"] == 1
+        assert sys.modules["fakepkg"] is fakepkg
+    finally:
+        sys.modules.pop("fakepkg", None)
