@@ -43,6 +43,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+# Standard library only: the catalogue's ids validate `monitoring.alarms.<id>` before any resource exists.
+from infra.aws.alarms import ALARM_IDS, DEFAULT_RUNBOOK_BASE_URL, override_problems
+
 PROJECT = "shipyard"
 """The Pulumi project name (Pulumi.yaml) and so the config namespace: keys are `shipyard:<key>`."""
 
@@ -336,6 +339,16 @@ class HealthEndpointConfig(_Model):
     timeout_seconds: float = Field(5.0, gt=0, le=30)
     latency_budget_ms: int = Field(2000, gt=0)
 
+    @model_validator(mode="after")
+    def _budget_within_timeout(self) -> HealthEndpointConfig:
+        # The checker refuses a budget longer than the timeout at every run (lambdas/health_check/README.md).
+        if self.latency_budget_ms > self.timeout_seconds * 1000:
+            raise ValueError(
+                f"latencyBudgetMs ({self.latency_budget_ms}) must be <= timeoutSeconds × 1000 "
+                f"({self.timeout_seconds * 1000:g})"
+            )
+        return self
+
 
 def _default_health_endpoints() -> list[HealthEndpointConfig]:
     return [
@@ -361,11 +374,29 @@ class AlarmOverride(_Model):
     enabled: bool = True
 
 
+def validate_alarm_id(value: str) -> str:
+    """Override keys must name a catalogued alarm: a typo would otherwise silently keep the default."""
+    if value not in ALARM_IDS:
+        close = sorted(i for i in ALARM_IDS if i.split("-")[0] == value.split("-")[0]) or sorted(ALARM_IDS)
+        raise ValueError(f"unknown alarm id {value!r} (infra/aws/alarms.py); known ids include: {', '.join(close)}")
+    return value
+
+
+AlarmId = Annotated[str, AfterValidator(validate_alarm_id)]
+
+
 class MonitoringConfig(_Model):
     availability_slo_percent: float = Field(99.9, gt=90, lt=100, description="SLO behind the burn-rate alarms.")
-    alarms: dict[str, AlarmOverride] = Field(
+    alarms: dict[AlarmId, AlarmOverride] = Field(
         default_factory=dict,
-        description="Overrides keyed by alarm id from the catalogue (infra/aws/alarms.py).",
+        description="Overrides keyed by alarm id from the catalogue (infra/aws/alarms.py): threshold, severity, "
+        "evaluationPeriods, datapointsToAlarm, enabled. Applies to every instance of a per-resource alarm.",
+    )
+    runbook_base_url: str = Field(
+        DEFAULT_RUNBOOK_BASE_URL,
+        pattern=r"^https://\S+$",
+        description="Where docs/runbooks/ is browsable; each alarm description ends with "
+        "`Runbook: <this>/<alarm id>.md`. The default is a placeholder: point it at the repository's docs.",
     )
 
 
@@ -907,6 +938,9 @@ def _semantic_problems(config: AwsStack | DigitalOceanStack, source: str) -> lis
                     f"{source}: {PROJECT}:{key}: required secret is not set (alerts.routing uses {channel}); "
                     f"run `pulumi config set --secret {PROJECT}:{key} <value> -s {stack}`"
                 )
+    for alarm_id, override in sorted(config.monitoring.alarms.items()):
+        for problem in override_problems(alarm_id, override):
+            problems.append(f"{source}: {PROJECT}:monitoring.alarms.{alarm_id}: {problem}")
     if isinstance(config, AwsStack):
         problems.extend(_aws_problems(config, source))
     return problems

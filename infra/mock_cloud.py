@@ -99,6 +99,9 @@ _ID_PREFIXES = {
 
 # Resources whose id is the name the caller chose (an S3 bucket's id is its name).
 _IDS_FROM_INPUT = {
+    "aws:cloudwatch/metricAlarm:MetricAlarm": "name",
+    "aws:cloudwatch/compositeAlarm:CompositeAlarm": "alarmName",
+    "aws:cloudwatch/dashboard:Dashboard": "dashboardName",
     "aws:s3/bucket:Bucket": "bucket",
     "aws:s3/bucketV2:BucketV2": "bucket",
 }
@@ -498,8 +501,27 @@ def _replication_group(mocks: CloudMocks, args: MockResourceArgs, resource_id: s
     }
 
 
+def _metric_alarm(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    """CloudWatch alarm ARNs end in `alarm:<name>` (composite alarms too); the id is the name."""
+    name = args.inputs.get("name") or args.inputs.get("alarmName") or args.name
+    return {"arn": mocks.arn("cloudwatch", f"alarm:{name}", mocks.region_of(args)), "id": name}
+
+
+def _dashboard(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs.get("dashboardName") or args.name
+    return {"dashboardArn": f"arn:aws:cloudwatch::{ACCOUNT_ID}:dashboard/{name}"}
+
+
+def _log_metric_filter(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    return {"id": args.inputs.get("name") or args.name}
+
+
 _COMPUTED: dict[str, Computed] = {
     "aws:elasticache/replicationGroup:ReplicationGroup": _replication_group,
+    "aws:cloudwatch/metricAlarm:MetricAlarm": _metric_alarm,
+    "aws:cloudwatch/compositeAlarm:CompositeAlarm": _metric_alarm,
+    "aws:cloudwatch/dashboard:Dashboard": _dashboard,
+    "aws:cloudwatch/logMetricFilter:LogMetricFilter": _log_metric_filter,
     "aws:rds/instance:Instance": _rds_instance,
     "aws:secretsmanager/secret:Secret": _secret,
     "random:index/randomPassword:RandomPassword": _random_password,

@@ -13,6 +13,16 @@ import pulumi_aws as aws
 from infra.aws.cache import Cache, CacheArgs
 from infra.aws.database import Database, DatabaseArgs
 from infra.aws.frontend import Frontend, FrontendArgs
+from infra.aws.function import LambdaDependencies
+from infra.aws.health_check import HealthCheck, HealthCheckArgs, PublicUrl
+from infra.aws.monitoring import (
+    DatabaseWatch,
+    FrontendWatch,
+    FunctionWatch,
+    Monitoring,
+    MonitoringArgs,
+    QueueWatch,
+)
 from infra.aws.network import Network, NetworkArgs
 from infra.aws.secrets import AppSecrets, AppSecretsArgs
 from infra.aws.uploads import Uploads, UploadsArgs
@@ -114,6 +124,51 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         with_provider,
     )
 
+    lambda_deps = LambdaDependencies("lambda-deps", naming, with_provider)
+
+    health: HealthCheck | None = None
+    if config.health_checks.enabled:
+        health = HealthCheck(
+            "health-check",
+            HealthCheckArgs(
+                settings=config.health_checks,
+                layer_arn=lambda_deps.arn,
+                timezone=config.jobs.timezone,
+                network=network,
+                # CloudFront always serves HTTPS (its own certificate, or ours on the custom domain).
+                frontend=PublicUrl(frontend.url, https=True),
+                database=database,
+            ),
+            naming,
+            with_provider,
+        )
+
+    functions: list[FunctionWatch] = []
+    queues: list[QueueWatch] = []
+    if health is not None:
+        functions += health.function_watches()
+        queues += health.queue_watches()
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            settings=config.monitoring,
+            region=config.region,
+            edge_provider=edge,
+            database=DatabaseWatch(
+                identifier=database.identifier,
+                allocated_storage_gb=config.database.allocated_storage_gb,
+                instance_class=config.database.instance_class,
+                max_connections=config.database.max_connections,
+            ),
+            frontend=FrontendWatch(distribution_id=frontend.distribution_id),
+            functions=functions,
+            queues=queues,
+            health=health.watch() if health is not None else None,
+        ),
+        naming,
+        with_provider,
+    )
+
     outputs: dict[str, Any] = {
         "region": config.region,
         "tier": config.tier,
@@ -134,6 +189,10 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     }
     if cache is not None:
         outputs["cacheEndpoint"] = cache.endpoint
+    outputs["dashboardUrl"] = monitoring.dashboard_url
+    outputs["alarmCount"] = monitoring.alarm_count
+    if health is not None:
+        outputs["healthCheckFunctions"] = health.function_names
     if regional_acl is not None and cloudfront_acl is not None:
         outputs["wafRegionalAclArn"] = regional_acl.arn
         outputs["wafCloudFrontAclArn"] = cloudfront_acl.arn
