@@ -7,7 +7,7 @@ STACK  ?= staging
 REQS   := requirements.txt requirements-dev.txt lambdas/requirements.txt app/requirements.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: plan test lint typecheck pytest schema bench clean deploy-frontend
+.PHONY: plan test lint typecheck pytest schema runbooks bench clean deploy-frontend
 
 $(STAMP): $(REQS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ pytest: $(STAMP)
 ## make schema: regenerate docs/stack-config.schema.json from infra/config.py
 schema: $(STAMP)
 	$(PY) -m infra.config --schema > docs/stack-config.schema.json
+
+## make runbooks: regenerate docs/runbooks/*.md from the alarm catalogue (infra/aws/alarms.py)
+runbooks: $(STAMP)
+	$(PY) -m infra.aws.alarms --write-runbooks
 
 ## make bench: every benchmark under bench/ (prints ratios; not part of make test)
 bench: $(STAMP)

@@ -712,6 +712,9 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
             "A `config_error` line in their logs (bad TARGETS after a config change).",
         ),
         fixes=("Fix the configuration and `pulumi up`; re-enable the schedule.",),
+        notes="Assumes the one-minute schedule (healthChecks.schedule = rate(1 minute)). Both checker functions "
+        "publish under the same `Stack`, so the threshold is the number of functions: one of them stopping is "
+        "enough to fire.",
     ),
     AlarmSpec(
         id="health-cert-expiring",

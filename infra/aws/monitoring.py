@@ -905,7 +905,6 @@ class Monitoring(Component):
                         "title": "Alarm status",
                         "alarms": arns[start : start + 100],
                         "sortBy": "stateUpdatedTimestamp",
-                        "states": [],
                     },
                 }
             )
