@@ -29,6 +29,7 @@ REQUIRED_BY_COMPONENT = {
     "shipyard:aws:PythonFunction": {"lambda-errors", "lambda-throttles", "lambda-duration-near-timeout", "dlq-depth"},
     "shipyard:aws:HealthCheck": {"health-endpoint-down", "health-checker-not-running", "health-cert-expiring",
                                  "health-cert-critical"},
+    "shipyard:aws:Frontend": {"frontend-5xx-rate"},
 }  # fmt: skip
 
 
@@ -114,7 +115,7 @@ def test_every_component_has_its_alarms(any_stack: StackRun) -> None:
         if required:
             checked += 1
             assert required <= deployed, (component.name, sorted(required - deployed))
-    assert checked >= 3
+    assert checked >= 4
     # Per-instance alarms: one per function and one per dead-letter queue.
     functions = any_stack.of_type("aws:lambda/function:Function")
     assert len(_by_id(any_stack, "lambda-errors")) == len(functions)
