@@ -627,7 +627,8 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         evaluation_periods=2,
         datapoints_to_alarm=2,
         missing_data="breaching",
-        metrics=(_m("m1", "Shipyard/AutoConfirm", "RunDurationMs", "SampleCount", STACK),),
+        # RunFailed is published by every run (0 or 1): its sample count is the number of runs.
+        metrics=(_m("m1", "Shipyard/AutoConfirm", "RunFailed", "SampleCount", STACK),),
         meaning="The hourly schedule is not invoking the job, or the job dies before reporting.",
         checks=(
             "EventBridge Scheduler: the schedule exists and is ENABLED; its DLQ (dlq-depth) has the failed invokes.",
@@ -785,7 +786,7 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         condition="financial-error",
         severity="critical",
         title="Financial error logged",
-        description="The application logged at least {threshold} financial_error event {window}.",
+        description="At least {threshold} financial_error event was logged (API or auto-confirm job) {window}.",
         threshold=1,
         comparison="GreaterThanOrEqualToThreshold",
         period=300,
@@ -794,7 +795,10 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         missing_data="notBreaching",
         metrics=(_m("m1", "{log_namespace}", "FinancialError", "Sum"),),
         meaning="Money movement failed or was refused mid-way (payment, escrow release, refund).",
-        checks=("API log group: `fields @timestamp, message, order_id | filter event = 'financial_error'`.",),
+        checks=(
+            "API and auto-confirm log groups: `fields @timestamp, message, order_id | filter event = "
+            "'financial_error'` (in the job, a batch rolled back).",
+        ),
         fixes=(
             "Do not retry blindly: reconcile the affected orders against the ledger first, then repair by hand "
             "with a second person reviewing.",
@@ -848,7 +852,7 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         condition="database-error",
         severity="warning",
         title="Database errors in the application",
-        description="The application logged at least {threshold} database_error events {window}.",
+        description="At least {threshold} database_error events were logged (API or auto-confirm job) {window}.",
         threshold=5,
         comparison="GreaterThanOrEqualToThreshold",
         period=300,

@@ -51,8 +51,8 @@ APP_EVENTS: Mapping[str, str] = {
     "database_error": "DatabaseError",
 }
 """The app's JSON log `event` values that become metrics (and alarms: app-<event>)."""
-JOB_EVENTS = ("balance_inconsistency",)
-"""Events the auto-confirm job logs too; its log group gets the same filters."""
+JOB_EVENTS = ("balance_inconsistency", "financial_error", "database_error")
+"""Events the auto-confirm job logs too (lambdas/auto_confirm/README.md); its log group gets the same filters."""
 
 
 # ---------------------------------------------------------------------------------------------------------

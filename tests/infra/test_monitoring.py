@@ -343,6 +343,7 @@ def test_auto_confirm_alarms(full: StackRun) -> None:
     assert failed.inputs["dimensions"] == {"Stack": "prod"}
     (silent,) = _by_id(full, "auto-confirm-not-running")
     assert silent.inputs["treatMissingData"] == "breaching"
+    assert (silent.inputs["metricName"], silent.inputs["statistic"]) == ("RunFailed", "SampleCount")
     (backlog,) = _by_id(full, "auto-confirm-backlog")
     assert backlog.inputs["metricName"] == "OldestOverdueSeconds" and backlog.inputs["threshold"] == 7200
 
@@ -350,8 +351,9 @@ def test_auto_confirm_alarms(full: StackRun) -> None:
 def test_log_metric_filters_on_the_app_and_job_events(full: StackRun) -> None:
     filters = {(f.inputs["logGroupName"], f.inputs["pattern"]) for f in full.of_type(FILTER)}
     api_events = ("financial_error", "balance_inconsistency", "upload_failed", "database_error")
+    job_events = ("balance_inconsistency", "financial_error", "database_error")
     assert filters == {("/ecs/shipyard-api", f'{{ $.event = "{event}" }}') for event in api_events} | {
-        ("/aws/lambda/shipyard-auto-confirm", '{ $.event = "balance_inconsistency" }')
+        ("/aws/lambda/shipyard-auto-confirm", f'{{ $.event = "{event}" }}') for event in job_events
     }
     namespaces = {f.inputs["metricTransformation"]["namespace"] for f in full.of_type(FILTER)}
     assert namespaces == {"Shipyard/prod/AppEvents"}
