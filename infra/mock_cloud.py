@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, rpc
 
 ACCOUNT_ID = "123456789012"
 
@@ -67,6 +67,8 @@ class CloudMocks(Mocks):
         prefix = _ID_PREFIXES.get(typ)
         if prefix:
             return f"{prefix}-{_hex(typ, name)}"
+        if typ in _UUID_IDS:
+            return _uuid(typ, name)
         return f"{name}-{_hex(typ, name, length=7)}"
 
     def _arn(self, typ: str, resource_id: str, region: str) -> str:
@@ -109,6 +111,21 @@ _IDS_FROM_INPUT = {
 _OPAQUE_IDS = {
     "aws:cloudfront/distribution:Distribution": "E",
     "aws:cloudfront/originAccessControl:OriginAccessControl": "E",
+}
+
+
+def _uuid(*parts: str) -> str:
+    digest = _hex(*parts, length=32)
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
+
+
+# DigitalOcean identifies apps, database clusters, uptime checks... by UUID.
+_UUID_IDS = {
+    "digitalocean:index/app:App",
+    "digitalocean:index/databaseCluster:DatabaseCluster",
+    "digitalocean:index/databaseFirewall:DatabaseFirewall",
+    "digitalocean:index/uptimeCheck:UptimeCheck",
+    "digitalocean:index/uptimeAlert:UptimeAlert",
 }
 
 
@@ -196,9 +213,23 @@ def _log_delivery_canonical_user_id(mocks: CloudMocks, args: dict[str, Any]) -> 
     return {"id": "c4c1ede66af53448b93c283ce9448c4ba468c9432aa01d700d3878632f77d2d0", "region": region}
 
 
+def _do_container_registry(_mocks: CloudMocks, args: dict[str, Any]) -> dict[str, Any]:
+    name = args["name"]
+    return {
+        "name": name,
+        "id": name,
+        "endpoint": f"registry.digitalocean.com/{name}",
+        "serverUrl": "registry.digitalocean.com",
+        "subscriptionTierSlug": "starter",
+        "region": "fra1",
+        "storageUsageBytes": 0,
+    }
+
+
 _INVOKES: dict[str, Callable[[CloudMocks, dict[str, Any]], dict[str, Any]]] = {
     "aws:s3/getCanonicalUserId:getCanonicalUserId": _canonical_user_id,
     "aws:cloudfront/getLogDeliveryCanonicalUserId:getLogDeliveryCanonicalUserId": _log_delivery_canonical_user_id,
+    "digitalocean:index/getContainerRegistry:getContainerRegistry": _do_container_registry,
     "aws:index/getAvailabilityZones:getAvailabilityZones": _availability_zones,
     "aws:index/getCallerIdentity:getCallerIdentity": _caller_identity,
     "aws:index/getRegion:getRegion": _region,
@@ -364,7 +395,7 @@ def _docker_image(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[
     image_name = str(args.inputs.get("imageName", args.name))
     repository = image_name.rsplit(":", 1)[0] if ":" in image_name.rsplit("/", 1)[-1] else image_name
     build = args.inputs.get("build") or {}
-    return {
+    outputs = {
         "baseImageName": image_name,
         "registryServer": repository.split("/", 1)[0],
         "repoDigest": f"{repository}@sha256:{_hex('docker-image', image_name, length=64)}",
@@ -372,6 +403,9 @@ def _docker_image(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[
         "dockerfile": build.get("dockerfile", "Dockerfile"),
         "platform": build.get("platform", "linux/amd64"),
     }
+    if args.inputs.get("skipPush"):
+        del outputs["repoDigest"]  # a local-only build has no registry digest
+    return outputs
 
 
 def _load_balancer(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
@@ -516,12 +550,124 @@ def _log_metric_filter(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> 
     return {"id": args.inputs.get("name") or args.name}
 
 
+# ---------------------------------------------------------------------------------------------------------
+# DigitalOcean
+# ---------------------------------------------------------------------------------------------------------
+
+_DO_DB_DOMAIN = "db.ondigitalocean.com"
+
+
+def _plain(value: Any) -> Any:
+    """An input as the cloud API sees it: secret-wrapped values arrive unwrapped there."""
+    return rpc.unwrap_rpc_secret(value) if rpc.is_rpc_secret(value) else value
+
+
+def _do_registry(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs["name"]
+    return {
+        "endpoint": f"registry.digitalocean.com/{name}",
+        "serverUrl": "registry.digitalocean.com",
+        "storageUsageBytes": 0,
+        "createdAt": "2026-01-01T00:00:00Z",
+    }
+
+
+def _do_registry_credentials(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    token = _hex("token", args.name, length=64)
+    auth = base64.b64encode(f"{token}:{token}".encode()).decode()
+    return {
+        "dockerCredentials": json.dumps({"auths": {"registry.digitalocean.com": {"auth": auth}}}),
+        "credentialExpirationTime": "2026-02-01T00:00:00Z",
+    }
+
+
+def _do_database_cluster(_mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    name = args.inputs["name"]
+    host = f"{name}-do-user-1234567-0.l.{_DO_DB_DOMAIN}"
+    password = f"AVNS_{_hex('password', name, length=20)}"
+    return {
+        "host": host,
+        "privateHost": f"private-{host}",
+        "port": 25060,
+        "database": "defaultdb",
+        "user": "doadmin",
+        "password": password,
+        "uri": f"postgresql://doadmin:{password}@{host}:25060/defaultdb?sslmode=require",
+        "privateUri": f"postgresql://doadmin:{password}@private-{host}:25060/defaultdb?sslmode=require",
+        "urn": f"do:dbaas:{resource_id}",
+        "privateNetworkUuid": _uuid("vpc", args.inputs.get("region", "")),
+    }
+
+
+def _do_database_user(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    return {"password": f"AVNS_{_hex('password', args.name, length=20)}", "role": "normal"}
+
+
+def _do_connection_pool(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    host = f"{args.name}-do-user-1234567-0.l.{_DO_DB_DOMAIN}"
+    user = args.inputs.get("user", "doadmin")
+    password = f"AVNS_{_hex('password', args.name, length=20)}"
+    name = args.inputs["name"]
+    return {
+        "host": host,
+        "privateHost": f"private-{host}",
+        "port": 25061,
+        "password": password,
+        "uri": f"postgresql://{user}:{password}@{host}:25061/{name}?sslmode=require",
+        "privateUri": f"postgresql://{user}:{password}@private-{host}:25061/{name}?sslmode=require",
+    }
+
+
+def _do_app(_mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    spec = _plain(args.inputs.get("spec")) or {}
+    host = f"{spec.get('name', args.name)}-{_hex('ingress', args.name, length=5)}.ondigitalocean.app"
+    domains = [d["name"] for d in spec.get("domainNames") or [] if d.get("type", "DEFAULT") == "PRIMARY"]
+    live = domains[0] if domains else host
+    return {
+        "defaultIngress": f"https://{host}",
+        "liveUrl": f"https://{live}",
+        "liveDomain": live,
+        "urn": f"do:app:{resource_id}",
+        "activeDeploymentId": _uuid("deployment", args.name),
+        "createdAt": "2026-01-01T00:00:00Z",
+        "updatedAt": "2026-01-01T00:00:00Z",
+    }
+
+
+def _do_spaces_bucket(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs["name"]
+    region = args.inputs.get("region", "nyc3")
+    return {
+        "bucketDomainName": f"{name}.{region}.digitaloceanspaces.com",
+        "endpoint": f"{region}.digitaloceanspaces.com",
+        "urn": f"do:space:{name}",
+    }
+
+
+def _do_spaces_key(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    return {
+        "accessKey": f"DO00{_hex('access', args.name, length=16).upper()}",
+        "secretKey": _hex("secret", args.name, length=43),
+        "createdAt": "2026-01-01T00:00:00Z",
+    }
+
+
 _COMPUTED: dict[str, Computed] = {
     "aws:elasticache/replicationGroup:ReplicationGroup": _replication_group,
     "aws:cloudwatch/metricAlarm:MetricAlarm": _metric_alarm,
     "aws:cloudwatch/compositeAlarm:CompositeAlarm": _metric_alarm,
     "aws:cloudwatch/dashboard:Dashboard": _dashboard,
     "aws:cloudwatch/logMetricFilter:LogMetricFilter": _log_metric_filter,
+    "digitalocean:index/containerRegistry:ContainerRegistry": _do_registry,
+    "digitalocean:index/containerRegistryDockerCredentials:ContainerRegistryDockerCredentials": (
+        _do_registry_credentials
+    ),
+    "digitalocean:index/databaseCluster:DatabaseCluster": _do_database_cluster,
+    "digitalocean:index/databaseUser:DatabaseUser": _do_database_user,
+    "digitalocean:index/databaseConnectionPool:DatabaseConnectionPool": _do_connection_pool,
+    "digitalocean:index/app:App": _do_app,
+    "digitalocean:index/spacesBucket:SpacesBucket": _do_spaces_bucket,
+    "digitalocean:index/spacesKey:SpacesKey": _do_spaces_key,
     "aws:rds/instance:Instance": _rds_instance,
     "aws:secretsmanager/secret:Secret": _secret,
     "random:index/randomPassword:RandomPassword": _random_password,
