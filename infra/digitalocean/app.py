@@ -152,7 +152,8 @@ class App(Component):
             Env("SECRET_KEY", secret_key, secret=True),
             Env("JWT_SECRET_KEY", jwt_secret_key, secret=True),
             *([Env("SENTRY_DSN", args.sentry_dsn, secret=True)] if args.sentry_dsn else []),
-            Env("CORS_ORIGINS", ",".join(cors_origins)),
+            # Without a domain the SPA and the API share the app's host: same origin, nothing to allow.
+            *([Env("CORS_ORIGINS", ",".join(cors_origins))] if cors_origins else []),
             Env("UPLOADS_BUCKET", args.uploads_bucket),
             Env("UPLOAD_MAX_BYTES", str(args.uploads.max_size_mb * 1024 * 1024)),
             Env("UPLOAD_ALLOWED_TYPES", ",".join(args.uploads.allowed_types)),

@@ -2,8 +2,8 @@
 the app.
 
 Backups: DigitalOcean backs every cluster up daily and keeps 7 days of point-in-time recovery; neither can be
-turned off or lengthened. Restoring makes a NEW cluster (`doctl databases create <name> --restore-from-cluster-id
-<id> --restore-from-timestamp <UTC>`, or `backup_restore` on a DatabaseCluster); point `DATABASE_URL` at it with a
+turned off or lengthened. Restoring makes a NEW cluster (`doctl databases create <name> --restore-from-cluster-name
+<cluster> --restore-from-timestamp <UTC>`, or `backup_restore` on a DatabaseCluster); point `DATABASE_URL` at it with a
 `pulumi up` after importing it. README "DigitalOcean target" has the steps.
 
 The firewall is added after the app exists (`admit_app`): rules name the app's id, and a cluster without rules

@@ -80,10 +80,10 @@ class AppImage(Component):
             write=True,
             opts=self.opts(),
         )
-        # docker_credentials is already secret in the provider's schema, so what is derived from it stays secret.
         login: pulumi.Output[tuple[str, str]] = pulumi.Output.all(credentials.docker_credentials, server).apply(
             lambda values: parse_docker_credentials(values[0], values[1])
         )
+        push_password: pulumi.Output[str] = pulumi.Output.secret(login.apply(lambda pair: pair[1]))
 
         base = docker.Image(
             self.child_name("base"),
@@ -108,7 +108,7 @@ class AppImage(Component):
             registry=docker.RegistryArgs(
                 server=server,
                 username=login.apply(lambda pair: pair[0]),
-                password=login.apply(lambda pair: pair[1]),
+                password=push_password,
             ),
             opts=self.opts(),
         )
