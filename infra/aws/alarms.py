@@ -264,20 +264,35 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         condition="healthy-hosts-low",
         severity="warning",
         title="API healthy targets below desired",
-        description="Fewer than {threshold} healthy API targets (the desired task count) {window}.",
-        threshold=Bound("desired_count"),
-        comparison="LessThanThreshold",
+        description="Healthy API targets fell short of the service's desired task count (which follows "
+        "autoscaling) by more than {threshold} {window}.",
+        threshold=0,
+        comparison="GreaterThanThreshold",
         period=60,
         evaluation_periods=5,
         datapoints_to_alarm=5,
-        missing_data="breaching",
-        metrics=(_m("m1", "AWS/ApplicationELB", "HealthyHostCount", "Minimum", TG, ALB),),
-        meaning="Some tasks fail their load balancer health check; capacity and redundancy are reduced.",
+        missing_data="notBreaching",
+        metrics=(
+            _m("m1", "AWS/ApplicationELB", "HealthyHostCount", "Minimum", TG, ALB),
+            _m(
+                "m2",
+                "ECS/ContainerInsights",
+                "DesiredTaskCount",
+                "Maximum",
+                ("ClusterName", "cluster"),
+                ("ServiceName", "service"),
+            ),
+        ),
+        expression="m2 - m1",
+        meaning="Some tasks the service wants are not healthy behind the load balancer: capacity and redundancy "
+        "are reduced. Five minutes in a row, so a normal scale-out or deployment does not fire it.",
         checks=(
             "Target group → Targets: which are unhealthy and the reason (timeout, 5xx on /api/health).",
             "ECS service events: tasks stopping, failing to place, image pull errors.",
         ),
         fixes=("Replace failing tasks (force new deployment) once the cause (config, dependency) is fixed.",),
+        notes="DesiredTaskCount comes from Container Insights (on for the cluster); without it the alarm sees "
+        "no data and stays OK, and api-no-healthy-hosts still covers a full outage.",
     ),
     AlarmSpec(
         id="api-no-healthy-hosts",

@@ -70,8 +70,6 @@ class ApiWatch:
     """`targetgroup/<name>/<id>`: the `TargetGroup` dimension."""
     cluster_name: pulumi.Input[str]
     service_name: pulumi.Input[str]
-    desired_count: int
-    """Healthy targets below this alarm (api-healthy-hosts-low)."""
     log_group_name: pulumi.Input[str] | None = None
     """The API containers' log group; its JSON events feed the app-* alarms."""
 
@@ -351,7 +349,8 @@ class Monitoring(Component):
                     {
                         "load_balancer": api.load_balancer_arn_suffix,
                         "target_group": api.target_group_arn_suffix,
-                        "desired_count": api.desired_count,
+                        "cluster": api.cluster_name,
+                        "service": api.service_name,
                         **self._slo_values(),
                     },
                 )
@@ -690,19 +689,20 @@ class Monitoring(Component):
                 self._annotation("api-5xx-rate"),
             )
             graph(
-                "Healthy targets",
+                "Healthy targets vs desired tasks",
                 [
+                    [*alb, "HealthyHostCount", "TargetGroup", api.target_group_arn_suffix, *lb, {"stat": "Minimum"}],
                     [
-                        *alb,
-                        "HealthyHostCount",
-                        "TargetGroup",
-                        api.target_group_arn_suffix,
-                        *lb,
-                        {"stat": "Minimum"},
-                    ]
+                        "ECS/ContainerInsights",
+                        "DesiredTaskCount",
+                        "ClusterName",
+                        api.cluster_name,
+                        "ServiceName",
+                        api.service_name,
+                        {"stat": "Maximum"},
+                    ],
                 ],
-                self._annotation("api-healthy-hosts-low", {"desired_count": api.desired_count})
-                + self._annotation("api-no-healthy-hosts"),
+                self._annotation("api-no-healthy-hosts"),
                 stat="Minimum",
             )
             slo = self._slo_values()

@@ -256,7 +256,7 @@ monitoring = Monitoring("monitoring", MonitoringArgs(
     settings=config.monitoring, region=config.region, topic_arns=topics, edge_provider=edge,
     edge_delivery=EdgeDelivery(forwarder_function_arn=FORWARDER, oncall_email="oncall@example.com"),
     api=ApiWatch("app/shipyard-api/0123456789abcdef", "targetgroup/shipyard-api/fedcba9876543210",
-                 "shipyard-cluster", "shipyard-api", desired_count=2, log_group_name="/ecs/shipyard-api"),
+                 "shipyard-cluster", "shipyard-api", log_group_name="/ecs/shipyard-api"),
     database=DatabaseWatch("shipyard-db", allocated_storage_gb=50, instance_class="db.r7g.large"),
     frontend=FrontendWatch("E2QWRUHAPOMQZL"),
     functions=[FunctionWatch("auto-confirm", "shipyard-auto-confirm", 300)],
@@ -315,11 +315,17 @@ def test_api_alarms_watch_the_load_balancer(full: StackRun) -> None:
         "critical",
     )
     (low,) = _by_id(full, "api-healthy-hosts-low")
-    assert low.inputs["threshold"] == 2  # the desired count
-    assert low.inputs["dimensions"] == {
+    queries = {q["id"]: q for q in low.inputs["metricQueries"]}
+    assert queries["e1"]["expression"] == "m2 - m1" and low.inputs["threshold"] == 0
+    assert queries["m1"]["metric"]["dimensions"] == {
         "TargetGroup": "targetgroup/shipyard-api/fedcba9876543210",
         "LoadBalancer": "app/shipyard-api/0123456789abcdef",
     }
+    assert (queries["m2"]["metric"]["namespace"], queries["m2"]["metric"]["metricName"]) == (
+        "ECS/ContainerInsights",
+        "DesiredTaskCount",
+    )
+    assert queries["m2"]["metric"]["dimensions"] == {"ClusterName": "shipyard-cluster", "ServiceName": "shipyard-api"}
     (cpu,) = _by_id(full, "service-cpu-high")
     assert cpu.inputs["dimensions"] == {"ClusterName": "shipyard-cluster", "ServiceName": "shipyard-api"}
 
@@ -424,7 +430,7 @@ def test_full_dashboard_has_every_section_with_thresholds(full: StackRun) -> Non
     assert by_title["Error rates %"]["region"] == "us-east-1"
     assert [a["value"] for a in by_title["Oldest overdue order (s)"]["annotations"]["horizontal"]] == [7200]
     assert [a["value"] for a in by_title["api-live latency (ms)"]["annotations"]["horizontal"]] == [1000]
-    assert [a["value"] for a in by_title["Healthy targets"]["annotations"]["horizontal"]] == [2, 1]
+    assert [a["value"] for a in by_title["Healthy targets vs desired tasks"]["annotations"]["horizontal"]] == [1]
 
 
 def test_out_of_region_stack_sends_cloudfront_alarms_through_us_east_1_topics(tmp_path: Path) -> None:
