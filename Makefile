@@ -43,5 +43,15 @@ runbooks: $(STAMP)
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+## make deploy-frontend STACK=prod DIST=web/dist: upload a built SPA (changed files only) and refresh CloudFront
+## Needs the Pulumi CLI logged in to the stack's backend and AWS credentials; see README "Deploying the frontend".
+deploy-frontend: $(STAMP)
+	@test -n "$(DIST)" || { echo "usage: make deploy-frontend STACK=<stack> DIST=<folder holding the built index.html>" >&2; exit 2; }
+	$(PY) scripts/deploy_frontend.py --dist "$(DIST)" \
+		--bucket "$$(pulumi stack output frontendBucket --stack $(STACK))" \
+		--distribution-id "$$(pulumi stack output cloudfrontDistributionId --stack $(STACK))" \
+		--immutable-paths "$$(pulumi stack output frontendImmutablePaths --json --stack $(STACK))" \
+		--region "$$(pulumi stack output region --stack $(STACK))" $(ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Operator scripts (run as `python scripts/<name>.py`; importable for tests)."""
