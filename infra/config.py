@@ -806,6 +806,25 @@ class DoDatabaseConfig(_Model):
         return self
 
 
+DO_STACK_ENV = frozenset(
+    {
+        "DATABASE_URL",
+        "SECRET_KEY",
+        "JWT_SECRET_KEY",
+        "SENTRY_DSN",
+        "CORS_ORIGINS",
+        "UPLOADS_BUCKET",
+        "UPLOAD_MAX_BYTES",
+        "UPLOAD_ALLOWED_TYPES",
+        "PORT",
+        "WEB_CONCURRENCY",
+        "STACK",
+        "LOG_LEVEL",
+    }
+)
+"""Env vars the DigitalOcean stack sets on the API itself (plus the AWS_* ones boto3 reads for Spaces)."""
+
+
 class DoServiceConfig(_Model):
     """The API as an App Platform service (image from the container registry, built from app/)."""
 
@@ -842,6 +861,9 @@ class DoServiceConfig(_Model):
                 f"{', '.join(leaked)} look like secrets; plain env vars are visible in the app spec — "
                 "set them as secret config instead"
             )
+        taken = sorted(k for k in env if k in DO_STACK_ENV or k.startswith("AWS_"))
+        if taken:
+            raise ValueError(f"{', '.join(taken)} are set by the stack (infra/digitalocean/app.py); remove them here")
         return env
 
     @model_validator(mode="after")

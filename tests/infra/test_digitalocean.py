@@ -479,6 +479,8 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"shipyard:database": {"poolSize": 40}}, "shipyard:database", "exceeds the 22 connections"),
     ({"shipyard:service": {"instanceSize": "basic-xs"}}, "shipyard:service.instanceSize", "instance size slug"),
     ({"shipyard:service": {"maxCount": 3}}, "shipyard:service", "only on dedicated sizes"),
+    ({"shipyard:service": {"environment": {"DATABASE_URL": "x"}}}, "shipyard:service.environment", "set by the stack"),
+    ({"shipyard:service": {"environment": {"API_TOKEN": "x"}}}, "shipyard:service.environment", "look like secrets"),
     ({"shipyard:frontend": {"branch": "main"}}, "shipyard:frontend.repo", "required key is missing"),
     (
         {"shipyard:alerts": {"routing": {"critical": ["telegram"]}}},
@@ -523,3 +525,9 @@ def test_aws_only_top_level_keys_say_why() -> None:
     (problem,) = caught.value.problems
     assert "7 days of point-in-time restore" in problem
     assert "allowed here:" in problem and "database" in problem
+
+
+def test_plain_environment_from_config_reaches_the_api_as_general() -> None:
+    run = evaluate(STACK, config_overrides={"shipyard:service": {"environment": {"FEATURE_ESCROW_V2": "on"}}})
+    env = _envs(_component(run, "services", "api"))["FEATURE_ESCROW_V2"]
+    assert env == {"key": "FEATURE_ESCROW_V2", "value": "on", "type": "GENERAL", "scope": "RUN_TIME"}
