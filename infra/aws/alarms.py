@@ -35,6 +35,7 @@ Subject = Literal[
     "api",  # the ALB and its target group (LoadBalancer, TargetGroup, desired_count)
     "service",  # the ECS service (ClusterName, ServiceName)
     "database",  # the RDS instance (DBInstanceIdentifier, allocated_bytes, memory_bytes, max_connections)
+    "cache",  # each ElastiCache node (CacheClusterId); one alarm per node
     "frontend",  # the CloudFront distribution (DistributionId); alarms live in us-east-1
     "function",  # each Lambda (FunctionName, timeout_ms); one alarm per function
     "queue",  # each dead-letter queue (QueueName); one alarm per queue
@@ -467,6 +468,53 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         fixes=(
             "Terminate idle-in-transaction sessions; lower pool sizes; set database.maxConnections or a larger class.",
         ),
+    ),
+    # ---------------------------------------------------------------------------------------------- ElastiCache
+    AlarmSpec(
+        id="cache-memory-high",
+        subject="cache",
+        resource="cache-{instance}",
+        condition="memory-high",
+        severity="warning",
+        title="Cache memory high",
+        description="Cache node {node} uses more than {threshold}% of its maxmemory {window}.",
+        threshold=80,
+        comparison="GreaterThanThreshold",
+        period=300,
+        evaluation_periods=3,
+        datapoints_to_alarm=2,
+        missing_data="notBreaching",
+        metrics=(
+            _m("m1", "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", "Maximum", ("CacheClusterId", "nodeid")),
+        ),
+        unit="%",
+        meaning="With maxmemory-policy noeviction (the default here, so queues never lose jobs) a full cache "
+        "refuses every write with 'OOM command not allowed': enqueueing jobs fails.",
+        checks=(
+            "`INFO memory` and `--bigkeys` (redis-cli/valkey-cli over TLS with the auth token from its secret).",
+            "Queues that are not being consumed (a stopped worker) grow until memory is full.",
+        ),
+        fixes=("Restart/scale the consumers; delete dead keys; move up cache.nodeType.",),
+    ),
+    AlarmSpec(
+        id="cache-cpu-high",
+        subject="cache",
+        resource="cache-{instance}",
+        condition="cpu-high",
+        severity="warning",
+        title="Cache engine CPU high",
+        description="Cache node {node} engine CPU above {threshold}% {window}.",
+        threshold=90,
+        comparison="GreaterThanThreshold",
+        period=300,
+        evaluation_periods=3,
+        datapoints_to_alarm=3,
+        missing_data="notBreaching",
+        metrics=(_m("m1", "AWS/ElastiCache", "EngineCPUUtilization", "Average", ("CacheClusterId", "nodeid")),),
+        unit="%",
+        meaning="The single-threaded engine is saturated: every command waits, so does every API call using it.",
+        checks=("Slow commands: `SLOWLOG GET 20`; KEYS/SCAN patterns; a hot key.",),
+        fixes=("Remove the expensive command pattern; move up cache.nodeType.",),
     ),
     # ---------------------------------------------------------------------------------------------- CloudFront
     AlarmSpec(

@@ -84,6 +84,12 @@ class DatabaseWatch:
 
 
 @dataclass(frozen=True)
+class CacheWatch:
+    node_ids: Sequence[pulumi.Input[str]]
+    """Every node of the replication group (`CacheClusterId`, e.g. `<group>-001`): the primary may move."""
+
+
+@dataclass(frozen=True)
 class FrontendWatch:
     distribution_id: pulumi.Input[str]
 
@@ -151,6 +157,7 @@ class MonitoringArgs:
     edge_delivery: EdgeDelivery = field(default_factory=EdgeDelivery)
     api: ApiWatch | None = None
     database: DatabaseWatch | None = None
+    cache: CacheWatch | None = None
     frontend: FrontendWatch | None = None
     functions: Sequence[FunctionWatch] = ()
     queues: Sequence[QueueWatch] = ()
@@ -372,6 +379,11 @@ class Monitoring(Component):
                         "max_connections": db.max_connections or default_max_connections(db.instance_class),
                     },
                 )
+            ]
+        if subject == "cache" and args.cache is not None:
+            return [
+                _Instance(f"node{index + 1}", {"node": f"{index + 1} of {len(args.cache.node_ids)}", "nodeid": node})
+                for index, node in enumerate(args.cache.node_ids)
             ]
         if subject == "frontend" and args.frontend is not None:
             return [_Instance("", {"distribution": args.frontend.distribution_id})]
@@ -758,6 +770,25 @@ class Monitoring(Component):
                     [{"expression": f"100 * m1 / {values['memory_bytes']}", "label": "free memory %", "id": "e1"}],
                 ],
                 self._annotation("database-memory-low"),
+                period=300,
+            )
+
+        cache = self.args.cache
+        if cache is not None:
+            ec = ["AWS/ElastiCache"]
+            section("Cache", "ElastiCache nodes: memory (noeviction: full = writes refused) and engine CPU.")
+            graph(
+                "Memory % of maxmemory",
+                [[*ec, "DatabaseMemoryUsagePercentage", "CacheClusterId", node] for node in cache.node_ids],
+                self._annotation("cache-memory-high"),
+                stat="Maximum",
+                period=300,
+            )
+            graph(
+                "Engine CPU %",
+                [[*ec, "EngineCPUUtilization", "CacheClusterId", node] for node in cache.node_ids],
+                self._annotation("cache-cpu-high"),
+                stat="Average",
                 period=300,
             )
 

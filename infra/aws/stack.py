@@ -16,6 +16,7 @@ from infra.aws.frontend import Frontend, FrontendArgs
 from infra.aws.function import LambdaDependencies
 from infra.aws.health_check import HealthCheck, HealthCheckArgs, PublicUrl
 from infra.aws.monitoring import (
+    CacheWatch,
     DatabaseWatch,
     FrontendWatch,
     FunctionWatch,
@@ -159,6 +160,16 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
                 allocated_storage_gb=config.database.allocated_storage_gb,
                 instance_class=config.database.instance_class,
                 max_connections=config.database.max_connections,
+            ),
+            cache=(
+                CacheWatch(
+                    node_ids=[
+                        cache.replication_group.member_clusters.apply(lambda nodes, index=index: nodes[index])
+                        for index in range(1 + config.cache.replicas)
+                    ]
+                )
+                if cache is not None
+                else None
             ),
             frontend=FrontendWatch(distribution_id=frontend.distribution_id),
             functions=functions,

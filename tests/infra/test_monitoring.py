@@ -30,6 +30,7 @@ REQUIRED_BY_COMPONENT = {
     "shipyard:aws:HealthCheck": {"health-endpoint-down", "health-checker-not-running", "health-cert-expiring",
                                  "health-cert-critical"},
     "shipyard:aws:Frontend": {"frontend-5xx-rate"},
+    "shipyard:aws:Cache": {"cache-memory-high", "cache-cpu-high"},
 }  # fmt: skip
 
 
@@ -188,6 +189,15 @@ def test_dashboard_has_sections_thresholds_and_every_alarm(any_stack: StackRun) 
     assert line["value"] == _by_id(any_stack, "database-cpu-high")[0].inputs["threshold"]
 
 
+def test_cache_nodes_get_alarms_when_the_cache_is_on() -> None:
+    run = evaluate("staging", config_overrides={"shipyard:cache": {"enabled": True, "replicas": 1}})
+    group = run.one("aws:elasticache/replicationGroup:ReplicationGroup")
+    for alarm_id in ("cache-memory-high", "cache-cpu-high"):
+        alarms = _by_id(run, alarm_id)
+        assert sorted(a.inputs["dimensions"]["CacheClusterId"] for a in alarms) == group.outputs["memberClusters"]
+    assert "Cache" in _sections(_dashboard(run))
+
+
 # ---------------------------------------------------------------------------------------------- overrides
 
 
@@ -247,7 +257,7 @@ def test_override_inconsistent_with_the_catalogue_is_a_config_error() -> None:
 # ---------------------------------------------------------------------------------------------- the whole catalogue
 
 _FULL = """
-from infra.aws.monitoring import (ApiWatch, AutoConfirmWatch, BackupWatch, DatabaseWatch, EdgeDelivery,
+from infra.aws.monitoring import (ApiWatch, AutoConfirmWatch, BackupWatch, CacheWatch, DatabaseWatch, EdgeDelivery,
     FrontendWatch, FunctionWatch, HealthEndpointWatch, HealthWatch, Monitoring, MonitoringArgs, QueueWatch)
 edge = aws.Provider("aws-edge", region="us-east-1")
 topics = {s: aws.sns.Topic(f"t-{s}", name=f"shipyard-{pulumi.get_stack()}-alerts-{s}", opts=with_provider).arn
@@ -258,6 +268,7 @@ monitoring = Monitoring("monitoring", MonitoringArgs(
     api=ApiWatch("app/shipyard-api/0123456789abcdef", "targetgroup/shipyard-api/fedcba9876543210",
                  "shipyard-cluster", "shipyard-api", log_group_name="/ecs/shipyard-api"),
     database=DatabaseWatch("shipyard-db", allocated_storage_gb=50, instance_class="db.r7g.large"),
+    cache=CacheWatch(["shipyard-prod-cache-001", "shipyard-prod-cache-002"]),
     frontend=FrontendWatch("E2QWRUHAPOMQZL"),
     functions=[FunctionWatch("auto-confirm", "shipyard-auto-confirm", 300)],
     queues=[QueueWatch("auto-confirm", "shipyard-auto-confirm-dlq"), QueueWatch("forwarder", "shipyard-fw-dlq")],
@@ -287,6 +298,7 @@ def test_every_catalogue_entry_is_created_when_everything_is_watched(full: Stack
     assert len(_by_id(full, "health-cert-expiring")) == 2
     assert len(_by_id(full, "health-endpoint-down")) == 3
     assert len(_by_id(full, "dlq-depth")) == 2
+    assert len(_by_id(full, "cache-memory-high")) == 2
 
 
 def test_api_alarms_watch_the_load_balancer(full: StackRun) -> None:
@@ -417,6 +429,7 @@ def test_full_dashboard_has_every_section_with_thresholds(full: StackRun) -> Non
         "API",
         "Containers",
         "Database",
+        "Cache",
         "Frontend",
         "Jobs",
         "Health checks",
