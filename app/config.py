@@ -1,0 +1,158 @@
+"""Settings of the API container, read once from the environment at start-up.
+
+A bad or missing value stops the container with a :class:`ConfigError` naming the variable, rather than
+serving with a half-working configuration. See app/README.md for the full list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from app.db import SSL_MODES, DatabaseConfigError, DatabaseTarget
+
+DEFAULT_UPLOAD_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_UPLOAD_ALLOWED_TYPES = ("jpg", "jpeg", "png", "pdf", "mp4")
+MIN_SECRET_LENGTH = 32
+_EXTENSION = re.compile(r"^[a-z0-9]{1,10}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseTarget
+    secret_key: str = field(repr=False)
+    jwt_secret_key: str = field(repr=False)
+    cors_origins: tuple[str, ...] = ()
+    sentry_dsn: str | None = field(default=None, repr=False)
+    upload_max_bytes: int = DEFAULT_UPLOAD_MAX_BYTES
+    upload_allowed_types: tuple[str, ...] = DEFAULT_UPLOAD_ALLOWED_TYPES
+    uploads_bucket: str | None = None
+    ready_timeout_s: float = 2.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        return cls(
+            database=_database(env),
+            secret_key=_secret(env, "SECRET_KEY"),
+            jwt_secret_key=_secret(env, "JWT_SECRET_KEY"),
+            cors_origins=_origins(env.get("CORS_ORIGINS", "")),
+            sentry_dsn=_sentry_dsn(env.get("SENTRY_DSN", "").strip() or None),
+            upload_max_bytes=_positive_int(env, "UPLOAD_MAX_BYTES", DEFAULT_UPLOAD_MAX_BYTES),
+            upload_allowed_types=_extensions(env.get("UPLOAD_ALLOWED_TYPES")),
+            uploads_bucket=env.get("UPLOADS_BUCKET", "").strip() or None,
+            ready_timeout_s=_positive_float(env, "READY_TIMEOUT_SECONDS", 2.0),
+            log_level=_choice(env, "LOG_LEVEL", "INFO", _LOG_LEVELS),
+        )
+
+
+def _database(env: Mapping[str, str]) -> DatabaseTarget:
+    """``DATABASE_URL``, or the parts (how ECS injects the RDS-managed secret's username/password)."""
+    try:
+        if env.get("DATABASE_URL"):
+            return DatabaseTarget.from_url(env["DATABASE_URL"])
+        missing = [
+            name
+            for name in ("DATABASE_HOST", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD")
+            if not env.get(name)
+        ]
+        if missing:
+            raise ConfigError(
+                "set DATABASE_URL, or all of DATABASE_HOST/NAME/USER/PASSWORD "
+                f"(missing: {', '.join(missing)})"
+            )
+        sslmode = _choice(env, "DATABASE_SSLMODE", "require", SSL_MODES)
+        ca_file = env.get("DATABASE_CA_FILE") or None
+        if sslmode == "verify-full" and not ca_file:
+            raise ConfigError("DATABASE_SSLMODE=verify-full needs DATABASE_CA_FILE (the RDS CA bundle)")
+        return DatabaseTarget(
+            host=env["DATABASE_HOST"],
+            port=_positive_int(env, "DATABASE_PORT", 5432),
+            database=env["DATABASE_NAME"],
+            user=env["DATABASE_USER"],
+            password=env["DATABASE_PASSWORD"],
+            sslmode=sslmode,
+            ca_file=ca_file,
+        )
+    except DatabaseConfigError as error:
+        raise ConfigError(str(error)) from error
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{name} must be set to at least {MIN_SECRET_LENGTH} characters (got {len(value)})")
+    return value
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = []
+    for origin in (item.strip().rstrip("/") for item in raw.split(",")):
+        if not origin:
+            continue
+        parts = urlsplit(origin)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.path or parts.query:
+            raise ConfigError(f"CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com")
+        origins.append(origin)
+    return tuple(origins)
+
+
+def _sentry_dsn(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.username or not parts.hostname:
+        raise ConfigError("SENTRY_DSN: expected https://<key>@<host>/<project>")
+    return value
+
+
+def _extensions(raw: str | None) -> tuple[str, ...]:
+    if raw is None or not raw.strip():
+        return DEFAULT_UPLOAD_ALLOWED_TYPES
+    extensions = tuple(item.strip().lower().lstrip(".") for item in raw.split(",") if item.strip())
+    bad = [item for item in extensions if not _EXTENSION.match(item)]
+    if bad:
+        raise ConfigError(f"UPLOAD_ALLOWED_TYPES: not file extensions: {bad}")
+    return extensions
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {raw}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or default
+    if name == "LOG_LEVEL":
+        value = value.upper()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value

@@ -1,0 +1,17 @@
+"""WSGI entry point: ``gunicorn --config app/gunicorn_conf.py app.wsgi:application``.
+
+Settings are read here, at import, so a misconfigured container fails at boot (gunicorn exits non-zero
+and the ECS deployment circuit breaker sees it) instead of answering requests half-configured.
+"""
+
+from __future__ import annotations
+
+import os
+
+from app import jsonlog
+from app.config import Settings
+from app.web import create_app
+
+settings = Settings.from_env(os.environ)
+jsonlog.configure(settings.log_level)
+application = create_app(settings)
