@@ -1,0 +1,215 @@
+"""PostgreSQL connections for Lambdas: credentials from the RDS-managed secret, TLS, timeouts.
+
+Driver: pg8000. It is pure Python (its only dependencies, scramp and asn1crypto, are too), so the same
+wheel runs on Lambda's arm64 python3.13 without compiling anything or shipping libpq; psycopg would need
+a binary wheel built for that exact platform and costs ~1.5x the cold start (see docs/NOTES). The job's
+work is a few set-based statements per batch, so a C driver would not make it faster.
+
+Environment (read by :meth:`DatabaseEndpoint.from_env`):
+
+- ``DATABASE_SECRET_ARN``: the RDS-managed master secret (JSON with ``username`` and ``password``),
+  fetched at run time. The password is never in the function's environment or in logs.
+- ``DATABASE_HOST``, ``DATABASE_PORT`` (default 5432), ``DATABASE_NAME``.
+- ``DATABASE_CA_FILE`` (optional): path to the RDS CA bundle inside the code archive. When set, the
+  server certificate and host name are verified; otherwise the connection is still TLS-only (libpq's
+  ``sslmode=require``), just not authenticated.
+
+TLS is required by default. Only an explicit ``tls=False`` argument (tests, a local database) turns
+it off; there is deliberately no environment variable for that.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    import pg8000.native
+
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+DEFAULT_LOCK_TIMEOUT_MS = 5_000
+
+
+class DatabaseConfigError(ValueError):
+    """A database setting is missing or malformed; the message names the variable."""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """Connecting failed; the message says where (host:port/db, never the password) and why."""
+
+
+@dataclass(frozen=True)
+class DatabaseEndpoint:
+    host: str
+    port: int
+    database: str
+    ca_file: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DatabaseEndpoint:
+        missing = [name for name in ("DATABASE_HOST", "DATABASE_NAME") if not env.get(name)]
+        if missing:
+            raise DatabaseConfigError(f"missing environment variable(s): {', '.join(missing)}")
+        raw_port = env.get("DATABASE_PORT", "5432")
+        if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
+            raise DatabaseConfigError(f"DATABASE_PORT must be a TCP port number, got {raw_port!r}")
+        return cls(
+            env["DATABASE_HOST"], int(raw_port), env["DATABASE_NAME"], env.get("DATABASE_CA_FILE") or None
+        )
+
+    def describe(self) -> str:
+        return f"{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+
+
+def secret_arn_from_env(env: Mapping[str, str]) -> str:
+    arn = env.get("DATABASE_SECRET_ARN", "")
+    if not arn.startswith("arn:"):
+        raise DatabaseConfigError(f"DATABASE_SECRET_ARN must be a Secrets Manager ARN, got {arn[:40]!r}")
+    return arn
+
+
+def fetch_credentials(secret_arn: str, secrets_client: Any) -> Credentials:
+    """Read ``{"username", "password"}`` from the secret (the shape RDS writes for managed passwords).
+
+    ``secrets_client`` is a boto3 ``secretsmanager`` client; the caller builds it, so tests can point it
+    at a local endpoint. Fetched on every run: RDS rotates the password, and an hourly call costs nothing.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        response = secrets_client.get_secret_value(SecretId=secret_arn)
+    except (ClientError, BotoCoreError) as error:
+        raise DatabaseUnavailable(f"cannot read database secret {secret_arn}: {error}") from error
+    try:
+        payload = json.loads(response["SecretString"])
+        return Credentials(username=str(payload["username"]), password=str(payload["password"]))
+    except (KeyError, TypeError, ValueError) as error:
+        # never echo the secret's content, only its shape
+        raise DatabaseConfigError(
+            f"secret {secret_arn} is not JSON with 'username' and 'password' (RDS-managed secret expected)"
+        ) from error
+
+
+def parse_database_url(url: str) -> tuple[DatabaseEndpoint, Credentials, bool]:
+    """``postgresql://user:pw@host:port/db[?sslmode=disable|require|verify-full&sslrootcert=PATH]``.
+
+    Returns (endpoint, credentials, tls). For people running the job by hand; sslmode defaults to require.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.username:
+        raise DatabaseConfigError("--database-url must look like postgresql://user:password@host:port/dbname")
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise DatabaseConfigError("--database-url has no database name (the path after the host)")
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    sslmode = query.get("sslmode", "require")
+    if sslmode not in ("disable", "require", "verify-full"):
+        raise DatabaseConfigError(
+            f"--database-url sslmode must be disable, require or verify-full, got {sslmode!r}"
+        )
+    ca_file = query.get("sslrootcert")
+    if sslmode == "verify-full" and not ca_file:
+        raise DatabaseConfigError("--database-url sslmode=verify-full needs sslrootcert=<CA bundle path>")
+    endpoint = DatabaseEndpoint(
+        parts.hostname, parts.port or 5432, database, ca_file if sslmode == "verify-full" else None
+    )
+    credentials = Credentials(unquote(parts.username), unquote(parts.password or ""))
+    return endpoint, credentials, sslmode != "disable"
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verify chain and host name against ``ca_file`` when given; otherwise encrypt without verifying."""
+    if ca_file:
+        return ssl.create_default_context(cafile=ca_file)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def connect(
+    endpoint: DatabaseEndpoint,
+    credentials: Credentials,
+    *,
+    tls: bool = True,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+    application_name: str = "shipyard-lambda",
+) -> pg8000.native.Connection:
+    """Open a connection, or raise :class:`DatabaseUnavailable` naming the server and the cause.
+
+    With ``tls=True`` a server that does not speak TLS is refused (never a silent plaintext fallback).
+    The timeouts are startup parameters, so they hold from the first statement; the socket itself waits
+    at most ``connect_timeout_s`` to connect and the statement timeout plus that margin for any answer.
+    """
+    import pg8000.native
+
+    context: ssl.SSLContext | bool = tls_context(endpoint.ca_file) if tls else False
+    try:
+        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=connect_timeout_s)
+    except OSError as error:
+        raise DatabaseUnavailable(
+            f"cannot reach PostgreSQL at {endpoint.describe()}: {describe_error(error)}"
+        ) from error
+    sock.settimeout(statement_timeout_ms / 1000 + connect_timeout_s)
+    try:
+        return pg8000.native.Connection(
+            credentials.username,
+            host=endpoint.host,
+            port=endpoint.port,
+            database=endpoint.database,
+            password=credentials.password,
+            ssl_context=context,
+            sock=sock,
+            application_name=application_name,
+            startup_params={
+                "statement_timeout": str(statement_timeout_ms),
+                "lock_timeout": str(lock_timeout_ms),
+                # a Lambda frozen mid-transaction must not keep its locks
+                "idle_in_transaction_session_timeout": str(max(statement_timeout_ms, 60_000)),
+            },
+        )
+    except Exception as error:
+        sock.close()
+        cause = describe_error(error)
+        if tls and "refuses SSL" in cause:
+            cause = "server does not offer TLS, and TLS is required"
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {endpoint.describe()}: {cause}"
+        ) from error
+
+
+def describe_error(error: BaseException) -> str:
+    """One line: SQLSTATE and server message for database errors, else the innermost cause."""
+    import pg8000.exceptions
+
+    if isinstance(error, pg8000.exceptions.DatabaseError) and error.args and isinstance(error.args[0], dict):
+        detail: dict[str, Any] = error.args[0]
+        return f"SQLSTATE {detail.get('C', '?')}: {detail.get('M', 'unknown error')}"
+    innermost: BaseException = error
+    while innermost.__cause__ is not None:
+        innermost = innermost.__cause__
+    if isinstance(innermost, TimeoutError):
+        return "timed out"
+    return str(innermost) or type(innermost).__name__
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a pg8000 database error, if it is one."""
+    if error.args and isinstance(error.args[0], dict):
+        code = error.args[0].get("C")
+        return str(code) if code else None
+    return None
