@@ -1,0 +1,263 @@
+"""Auto-confirm job vs a per-order loop vs one bare UPDATE, side by side on one PostgreSQL server.
+
+    .venv/bin/python bench/bench_auto_confirm.py [--orders 100000] [--batch-size N] [--loop-sample 2000]
+                                                 [--repeats 3] [--fast-commits]
+
+Starts its own embedded PostgreSQL 18 (durable commits, i.e. fsync on, unless --fast-commits), builds
+a template database once (N due orders, their clients' and providers' wallets, plus not-yet-due and
+already-completed orders so the index has to discriminate), and clones it for every measured run so
+each starts from identical data:
+
+- job: lambdas.auto_confirm.core.run, exactly as the Lambda runs it;
+- loop: the seed's way, one transaction per order (lock the order and the client's wallet, update three
+  wallets and the order, insert three transactions and one audit row, commit), with prepared statements
+  so the driver is not what is measured; timed on the first --loop-sample due orders and extrapolated
+  linearly to N (printed as such);
+- bare UPDATE: ``UPDATE orders SET status='completed', ... WHERE <due>`` in one transaction: the floor
+  for touching those rows at all (no money moves, no ledger, no audit).
+
+Prints medians over --repeats, both ratios, and the longest time any job batch held its locks (BEGIN to
+COMMIT), against the goals: >= 20x faster than the loop, <= 3x the bare UPDATE, no batch over 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+# the repo root for app/ and lambdas/, and tests/ for the embedded server: imported as `conftest`,
+# the name mypy knows that file by (`tests.conftest` would make it a second module)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from conftest import EmbeddedPostgres, database_name
+
+from app.migrate import migrate
+from lambdas.auto_confirm import core
+
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+DEADLINE = dt.timedelta(hours=36)
+
+SEED_SQL = """
+SELECT setseed(0.42);
+INSERT INTO users (email, role) VALUES ('platform@example.com', 'admin');
+INSERT INTO users (email, role)
+    SELECT 'client' || g || '@example.com', 'client' FROM generate_series(1, {clients}) g;
+INSERT INTO users (email, role)
+    SELECT 'provider' || g || '@example.com', 'provider' FROM generate_series(1, {providers}) g;
+-- due orders: done by the provider between 36 h and ~10 days ago
+INSERT INTO orders (client_id, provider_id, amount, status, provider_completed_at)
+    SELECT 2 + (g % {clients}), 2 + {clients} + (g % {providers}),
+           round((10 + random() * 490)::numeric, 2), 'awaiting_confirmation',
+           TIMESTAMPTZ '{cutoff}' - (random() * interval '8 days')
+    FROM generate_series(1, {due}) g;
+-- awaiting but not due yet, and history the job must not touch
+INSERT INTO orders (client_id, provider_id, amount, status, provider_completed_at)
+    SELECT 2 + (g % {clients}), 2 + {clients} + (g % {providers}),
+           round((10 + random() * 490)::numeric, 2), 'awaiting_confirmation',
+           TIMESTAMPTZ '{cutoff}' + (1 + random() * 35) * interval '1 hour'
+    FROM generate_series(1, {not_due}) g;
+INSERT INTO orders (client_id, provider_id, amount, status, provider_completed_at, confirmed_at)
+    SELECT 2 + (g % {clients}), 2 + {clients} + (g % {providers}),
+           round((10 + random() * 490)::numeric, 2), 'completed',
+           TIMESTAMPTZ '{cutoff}' - interval '30 days', TIMESTAMPTZ '{cutoff}' - interval '29 days'
+    FROM generate_series(1, {history}) g;
+-- clients' blocked balances hold exactly their awaiting orders (the escrow)
+INSERT INTO wallets (user_id, available, blocked)
+    SELECT u.id, 0, coalesce(escrow.total, 0)
+    FROM users u
+    LEFT JOIN (SELECT client_id, sum(amount) AS total FROM orders
+               WHERE status = 'awaiting_confirmation' GROUP BY client_id) escrow ON escrow.client_id = u.id;
+"""
+
+DUE_WHERE = "status = 'awaiting_confirmation' AND provider_completed_at <= CAST(:cutoff AS timestamptz)"
+
+
+def build_template(server: EmbeddedPostgres, orders: int) -> str:
+    name = "bench_template"
+    url = server.create_database(name)
+    migrate(url)
+    connection = server.connect(name)
+    try:
+        connection.run(
+            SEED_SQL.format(
+                clients=max(orders // 5, 10),
+                providers=max(orders // 20, 10),
+                due=orders,
+                not_due=orders // 5,
+                history=orders // 2,
+                cutoff=(NOW - DEADLINE).isoformat(),
+            )
+        )
+        connection.run("VACUUM ANALYZE")
+    finally:
+        connection.close()
+    return name
+
+
+def fresh_copy(server: EmbeddedPostgres, template: str) -> str:
+    url = server.create_database(template=template)
+    connection = server.connect(database_name(url))
+    try:
+        connection.run("CHECKPOINT")
+    finally:
+        connection.close()
+    return database_name(url)
+
+
+def total_money(connection: object) -> Decimal:
+    rows = connection.run("SELECT sum(available + blocked) FROM wallets")  # type: ignore[attr-defined]
+    return Decimal(rows[0][0])
+
+
+def run_job(
+    server: EmbeddedPostgres, template: str, orders: int, batch_size: int
+) -> tuple[float, float, int]:
+    database = fresh_copy(server, template)
+    connection = server.connect(database)
+    try:
+        before = total_money(connection)
+        started = time.perf_counter()
+        result = core.run(connection, lambda: NOW, batch_size=batch_size)
+        elapsed = time.perf_counter() - started
+        left = connection.run(f"SELECT count(*) FROM orders WHERE {DUE_WHERE}", cutoff=NOW - DEADLINE)[0][0]
+        if result.confirmed != orders or left != 0 or total_money(connection) != before or result.skipped:
+            raise SystemExit(f"job result is wrong: {result.summary()} left={left}")
+        return elapsed, result.max_batch_ms, len(result.batches)
+    finally:
+        connection.close()
+        server.drop_database(database)
+
+
+def run_loop(server: EmbeddedPostgres, template: str, sample: int) -> float:
+    """The seed's way on the first `sample` due orders; returns seconds for the sample."""
+    database = fresh_copy(server, template)
+    connection = server.connect(database)
+    try:
+        fee_pct = Decimal(
+            connection.run("SELECT value FROM system_config WHERE key = 'platform_fee_percentage'")[0][0]
+        )
+        platform = connection.run("SELECT min(id) FROM users WHERE role = 'admin'")[0][0]
+        ids = [
+            row[0]
+            for row in connection.run(
+                f"SELECT id FROM orders WHERE {DUE_WHERE} ORDER BY provider_completed_at, id LIMIT :n",
+                cutoff=NOW - DEADLINE,
+                n=sample,
+            )
+        ]
+        lock_order = connection.prepare(
+            "SELECT client_id, provider_id, amount FROM orders WHERE id = :id "
+            "AND status = 'awaiting_confirmation' FOR UPDATE"
+        )
+        lock_wallet = connection.prepare("SELECT blocked FROM wallets WHERE user_id = :user_id FOR UPDATE")
+        debit_blocked = connection.prepare(
+            "UPDATE wallets SET blocked = blocked - :amount, updated_at = :now WHERE user_id = :user_id"
+        )
+        credit = connection.prepare(
+            "UPDATE wallets SET available = available + :amount, updated_at = :now WHERE user_id = :user_id"
+        )
+        complete = connection.prepare(
+            "UPDATE orders SET status = 'completed', auto_confirmed = true, confirmed_at = :now, "
+            "updated_at = :now WHERE id = :id"
+        )
+        ledger = connection.prepare(
+            "INSERT INTO transactions (order_id, user_id, kind, amount, created_at) "
+            "VALUES (:order_id, :user_id, :kind, :amount, :now)"
+        )
+        audit = connection.prepare(
+            "INSERT INTO audit_log (entity, entity_id, action, details, created_at) "
+            "VALUES ('order', :id, 'auto_confirmed', CAST(:details AS jsonb), :now)"
+        )
+        started = time.perf_counter()
+        for order_id in ids:
+            connection.run("START TRANSACTION")
+            client_id, provider_id, amount = lock_order.run(id=order_id)[0]
+            lock_wallet.run(user_id=client_id)
+            fee = core.fee_for(amount, fee_pct)
+            debit_blocked.run(amount=amount, now=NOW, user_id=client_id)
+            credit.run(amount=amount - fee, now=NOW, user_id=provider_id)
+            credit.run(amount=fee, now=NOW, user_id=platform)
+            complete.run(now=NOW, id=order_id)
+            ledger.run(order_id=order_id, user_id=client_id, kind="escrow_release", amount=amount, now=NOW)
+            ledger.run(
+                order_id=order_id, user_id=provider_id, kind="order_payment", amount=amount - fee, now=NOW
+            )
+            ledger.run(order_id=order_id, user_id=platform, kind="platform_fee", amount=fee, now=NOW)
+            audit.run(id=order_id, details=f'{{"amount": "{amount}", "fee": "{fee}"}}', now=NOW)
+            connection.run("COMMIT")
+        return time.perf_counter() - started
+    finally:
+        connection.close()
+        server.drop_database(database)
+
+
+def run_bare_update(server: EmbeddedPostgres, template: str, orders: int) -> float:
+    database = fresh_copy(server, template)
+    connection = server.connect(database)
+    try:
+        started = time.perf_counter()
+        connection.run("START TRANSACTION")
+        connection.run(
+            f"UPDATE orders SET status = 'completed', auto_confirmed = true, confirmed_at = :now, "
+            f"updated_at = :now WHERE {DUE_WHERE}",
+            now=NOW,
+            cutoff=NOW - DEADLINE,
+        )
+        updated = connection.row_count
+        connection.run("COMMIT")
+        elapsed = time.perf_counter() - started
+        if updated != orders:
+            raise SystemExit(f"bare UPDATE touched {updated} rows, expected {orders}")
+        return elapsed
+    finally:
+        connection.close()
+        server.drop_database(database)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=core.DEFAULT_BATCH_SIZE)
+    parser.add_argument("--loop-sample", type=int, default=2_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fast-commits", action="store_true", help="fsync off (commits cost nothing)")
+    args = parser.parse_args()
+    sample = min(args.loop_sample, args.orders)
+
+    with EmbeddedPostgres(durable=not args.fast_commits) as server:
+        started = time.perf_counter()
+        template = build_template(server, args.orders)
+        print(
+            f"PostgreSQL 18 on 127.0.0.1, "
+            f"{'fsync off' if args.fast_commits else 'durable commits (fsync on)'}; "
+            f"{args.orders} due orders (+{args.orders // 5} not yet due, +{args.orders // 2} completed); "
+            f"data built in {time.perf_counter() - started:.1f} s; medians of {args.repeats}"
+        )
+        job, max_batch, loop, bare = [], [], [], []
+        batches = 0
+        for _ in range(args.repeats):
+            seconds, batch_ms, batches = run_job(server, template, args.orders, args.batch_size)
+            job.append(seconds)
+            max_batch.append(batch_ms)
+            loop.append(run_loop(server, template, sample) * args.orders / sample)
+            bare.append(run_bare_update(server, template, args.orders))
+
+    job_s, loop_s, bare_s = statistics.median(job), statistics.median(loop), statistics.median(bare)
+    worst_batch_ms = max(max_batch)
+    print(f"job (batch size {args.batch_size}, {batches} batches): {job_s:8.2f} s")
+    print(f"per-order loop (extrapolated from {sample} orders):  {loop_s:8.2f} s")
+    print(f"bare UPDATE of the same rows:                      {bare_s:8.2f} s")
+    print(f"job vs loop:        {loop_s / job_s:6.1f}x faster   (goal >= 20x)")
+    print(f"job vs bare UPDATE: {job_s / bare_s:6.2f}x slower   (goal <= 3x)")
+    print(f"longest batch holding locks: {worst_batch_ms:.0f} ms (goal <= 1000 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
