@@ -28,7 +28,6 @@ def create_app(settings: Settings) -> Flask:
         SECRET_KEY=settings.secret_key,
         JWT_SECRET_KEY=settings.jwt_secret_key,
         MAX_CONTENT_LENGTH=settings.upload_max_bytes,
-        JSON_SORT_KEYS=False,
     )
     app.extensions["shipyard.settings"] = settings
     _init_sentry(settings)

@@ -1,7 +1,7 @@
 """Auto-confirm job vs a per-order loop vs one bare UPDATE, side by side on one PostgreSQL server.
 
     .venv/bin/python bench/bench_auto_confirm.py [--orders 100000] [--batch-size N] [--loop-sample 2000]
-                                                 [--repeats 3] [--fast-commits]
+                                                 [--repeats 3] [--fast-commits] [--sweep 500,1000,5000]
 
 Starts its own embedded PostgreSQL 18 (durable commits, i.e. fsync on, unless --fast-commits), builds
 a template database once (N due orders, their clients' and providers' wallets, plus not-yet-due and
@@ -227,6 +227,11 @@ def main() -> int:
     parser.add_argument("--loop-sample", type=int, default=2_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fast-commits", action="store_true", help="fsync off (commits cost nothing)")
+    parser.add_argument(
+        "--sweep",
+        default="",
+        help="comma-separated batch sizes to time the job with as well (how DEFAULT_BATCH_SIZE was chosen)",
+    )
     args = parser.parse_args()
     sample = min(args.loop_sample, args.orders)
 
@@ -247,6 +252,10 @@ def main() -> int:
             max_batch.append(batch_ms)
             loop.append(run_loop(server, template, sample) * args.orders / sample)
             bare.append(run_bare_update(server, template, args.orders))
+        sweep = []
+        for size in (int(item) for item in args.sweep.split(",") if item.strip()):
+            seconds, batch_ms, count = run_job(server, template, args.orders, size)
+            sweep.append((size, seconds, batch_ms, count))
 
     job_s, loop_s, bare_s = statistics.median(job), statistics.median(loop), statistics.median(bare)
     worst_batch_ms = max(max_batch)
@@ -256,6 +265,10 @@ def main() -> int:
     print(f"job vs loop:        {loop_s / job_s:6.1f}x faster   (goal >= 20x)")
     print(f"job vs bare UPDATE: {job_s / bare_s:6.2f}x slower   (goal <= 3x)")
     print(f"longest batch holding locks: {worst_batch_ms:.0f} ms (goal <= 1000 ms)")
+    for size, seconds, batch_ms, count in sweep:
+        print(
+            f"  sweep: batch size {size:6d}: {seconds:6.2f} s, {count:4d} batches, longest {batch_ms:5.0f} ms"
+        )
     return 0
 
 

@@ -49,6 +49,7 @@ import datetime as dt
 import importlib.util
 import ipaddress
 import os
+import pwd
 import secrets
 import select
 import shutil
@@ -73,8 +74,9 @@ if TYPE_CHECKING:
 
 SERVER_USER_WHEN_ROOT = "embedded_postgres"
 START_TIMEOUT_S = 30
-START_ATTEMPTS = 3
-RAM_DISK = Path("/dev/shm")  # a random free port can be taken between probing and binding
+START_ATTEMPTS = 3  # a random free port can be taken between probing and binding
+# tmpfs; each server gets its own mkdtemp directory in it, owned by the server's user, mode 0700
+RAM_DISK = Path("/dev/shm")  # noqa: S108
 
 
 def _bin_dir() -> Path:
@@ -214,7 +216,11 @@ class EmbeddedPostgres:
                 ensure_user_exists,
             )
 
-        ensure_user_exists(SERVER_USER_WHEN_ROOT)
+        try:
+            ensure_user_exists(SERVER_USER_WHEN_ROOT)
+        except subprocess.CalledProcessError:
+            # another test session created it between the check and useradd
+            pwd.getpwnam(SERVER_USER_WHEN_ROOT)
         ensure_prefix_permissions(self._bin)
         readable = 0o044
         ensure_folder_permissions(self._bin, 0o011 | readable)

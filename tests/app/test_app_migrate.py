@@ -161,26 +161,52 @@ def test_seed_never_overwrites_an_operators_value(pg_server: Any, migrated_datab
         conn.close()
 
 
+def waiting_runners(holder: pg8000.native.Connection) -> int:
+    return int(
+        holder.run(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'shipyard-migrate'"
+        )[0][0]
+    )
+
+
+def wait_for_runners(holder: pg8000.native.Connection, count: int, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if waiting_runners(holder) == count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(
+        f"expected {count} runner(s) queued on the advisory lock, saw {waiting_runners(holder)}"
+    )
+
+
 def test_two_runners_at_once_serialise(pg_server: Any, database_url: str) -> None:
     database = db_name(database_url)
     command = [sys.executable, "-m", "app.migrate", "--database-url", database_url]
-    runners = [
-        subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    outputs = [runner.communicate(timeout=120) for runner in runners]
-
-    assert [runner.returncode for runner in runners] == [0, 0], outputs
-    applied = [json.loads(out.splitlines()[-1])["applied"] for out, _ in outputs]
-    expected = [migration.filename for migration in migrations.discover()]
-    assert sorted(applied, key=len) == [[], expected]  # one did everything, the other found it done
-    conn = pg_server.connect(database)
+    holder = pg_server.connect(database)
     try:
-        assert conn.run(
+        # park both runners on the lock, then let them go at the same instant
+        holder.run("SELECT pg_advisory_lock(:key)", key=migrations.LOCK_KEY)
+        runners = [
+            subprocess.Popen(
+                command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
+        wait_for_runners(holder, 2)
+        holder.run("SELECT pg_advisory_unlock(:key)", key=migrations.LOCK_KEY)
+        outputs = [runner.communicate(timeout=120) for runner in runners]
+
+        assert [runner.returncode for runner in runners] == [0, 0], outputs
+        applied = [json.loads(out.splitlines()[-1])["applied"] for out, _ in outputs]
+        expected = [migration.filename for migration in migrations.discover()]
+        assert sorted(applied, key=len) == [[], expected]  # one did everything, the other found it done
+        assert holder.run(
             "SELECT version, count(*) FROM schema_migrations GROUP BY version ORDER BY version"
         ) == [[migration.version, 1] for migration in migrations.discover()]
     finally:
-        conn.close()
+        holder.close()
 
 
 def test_a_runner_waits_while_another_holds_the_lock(pg_server: Any, database_url: str) -> None:
@@ -195,15 +221,7 @@ def test_a_runner_waits_while_another_holds_the_lock(pg_server: Any, database_ur
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 20
-        waiting = 0
-        while time.monotonic() < deadline and not waiting:
-            waiting = holder.run(
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'shipyard-migrate'"
-            )[0][0]
-            time.sleep(0.05)
-        assert waiting == 1, "the runner never queued on the advisory lock"
+        wait_for_runners(holder, 1)
         time.sleep(0.3)
         assert runner.poll() is None
         assert holder.run("SELECT to_regclass('public.users')") == [[None]]  # nothing applied meanwhile
