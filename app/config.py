@@ -65,8 +65,7 @@ def _database(env: Mapping[str, str]) -> DatabaseTarget:
         ]
         if missing:
             raise ConfigError(
-                "set DATABASE_URL, or all of DATABASE_HOST/NAME/USER/PASSWORD "
-                f"(missing: {', '.join(missing)})"
+                f"set DATABASE_URL, or all of DATABASE_HOST/NAME/USER/PASSWORD (missing: {', '.join(missing)})"
             )
         sslmode = _choice(env, "DATABASE_SSLMODE", "require", SSL_MODES)
         ca_file = env.get("DATABASE_CA_FILE") or None

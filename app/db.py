@@ -48,9 +48,7 @@ class DatabaseTarget:
         """``postgresql://user:password@host:port/db?sslmode=require&sslrootcert=/path``."""
         parts = urlsplit(url)
         if parts.scheme not in ("postgresql", "postgres"):
-            raise DatabaseConfigError(
-                f"{setting}: scheme must be postgresql://, got {parts.scheme or '(none)'}"
-            )
+            raise DatabaseConfigError(f"{setting}: scheme must be postgresql://, got {parts.scheme or '(none)'}")
         if not parts.hostname:
             raise DatabaseConfigError(f"{setting}: missing host")
         database = unquote(parts.path.lstrip("/"))
@@ -125,9 +123,7 @@ def connect(
         sock = socket.create_connection((target.host, target.port), timeout=connect_timeout_s)
     except OSError as error:
         cause = _reason(error)
-        raise DatabaseUnavailable(
-            f"cannot reach PostgreSQL at {target.describe()}: {cause}", cause
-        ) from error
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL at {target.describe()}: {cause}", cause) from error
     sock.settimeout(None if statement_timeout_ms == 0 else statement_timeout_ms / 1000 + connect_timeout_s)
     try:
         connection = pg8000.native.Connection(
@@ -144,9 +140,7 @@ def connect(
     except Exception as error:
         sock.close()
         cause = _reason(error)
-        raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {target.describe()}: {cause}", cause
-        ) from error
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {target.describe()}: {cause}", cause) from error
     return connection
 
 

@@ -16,9 +16,7 @@ def main() -> int:
     port = os.environ.get("PORT", "8000")
     url = f"http://127.0.0.1:{port}/api/health"
     try:
-        with urllib.request.urlopen(
-            url, timeout=float(os.environ.get("HEALTHCHECK_TIMEOUT", "3"))
-        ) as response:
+        with urllib.request.urlopen(url, timeout=float(os.environ.get("HEALTHCHECK_TIMEOUT", "3"))) as response:
             status = int(response.status)
     except (urllib.error.URLError, OSError, ValueError) as error:
         print(f"unhealthy: {url}: {error}", file=sys.stderr)

@@ -50,8 +50,6 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
     root.setLevel(level)
 
 
-def log_event(
-    logger: logging.Logger, event: str, message: str, *, level: int = logging.ERROR, **fields: Any
-) -> None:
+def log_event(logger: logging.Logger, event: str, message: str, *, level: int = logging.ERROR, **fields: Any) -> None:
     """Log ``message`` as an event line: ``{"event": event, "level": ..., **fields}``."""
     logger.log(level, message, extra={_FIELDS_ATTR: {"event": event, **fields}})

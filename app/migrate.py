@@ -123,9 +123,7 @@ def migrate(
     return report
 
 
-def _apply(
-    connection: pg8000.native.Connection, migrations: list[Migration], report: MigrationReport
-) -> None:
+def _apply(connection: pg8000.native.Connection, migrations: list[Migration], report: MigrationReport) -> None:
     connection.run(
         """CREATE TABLE IF NOT EXISTS schema_migrations (
                version     integer PRIMARY KEY,
@@ -133,9 +131,7 @@ def _apply(
                checksum    text NOT NULL,
                applied_at  timestamptz NOT NULL DEFAULT now())"""
     )
-    recorded = {
-        int(row[0]): str(row[1]) for row in connection.run("SELECT version, checksum FROM schema_migrations")
-    }
+    recorded = {int(row[0]): str(row[1]) for row in connection.run("SELECT version, checksum FROM schema_migrations")}
     known = {migration.version for migration in migrations}
     report.unknown_in_database = sorted(set(recorded) - known)
     if report.unknown_in_database:
@@ -168,9 +164,7 @@ def _apply(
             connection.run("COMMIT")
         except Exception as error:
             connection.run("ROLLBACK")
-            raise MigrationError(
-                f"{migration.filename} failed and was rolled back: {describe_error(error)}"
-            ) from error
+            raise MigrationError(f"{migration.filename} failed and was rolled back: {describe_error(error)}") from error
         report.applied.append(migration.filename)
         log.info(
             "applied migration %s",
@@ -189,9 +183,7 @@ def _seed(connection: pg8000.native.Connection, report: MigrationReport) -> None
         connection.run("COMMIT")
     except Exception as error:
         connection.run("ROLLBACK")
-        raise MigrationError(
-            f"{SEED_FILE.name} failed and was rolled back: {describe_error(error)}"
-        ) from error
+        raise MigrationError(f"{SEED_FILE.name} failed and was rolled back: {describe_error(error)}") from error
     report.seed_inserted = sorted(str(key) for key, inserted in (rows or []) if inserted)
 
 

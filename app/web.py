@@ -59,18 +59,14 @@ def create_app(settings: Settings) -> Flask:
                 detail, reason = str(error), f"database unavailable: {error.cause}"
             else:
                 detail = reason = f"database query failed: {describe_error(error)}"
-            jsonlog.log_event(
-                log, jsonlog.DATABASE_ERROR, "readiness check failed", reason=detail, check="ready"
-            )
+            jsonlog.log_event(log, jsonlog.DATABASE_ERROR, "readiness check failed", reason=detail, check="ready")
             return jsonify(status="unavailable", reason=reason), 503
         return jsonify(status="ok", database_ms=round((time.monotonic() - started) * 1000, 1)), 200
 
     @app.get("/api/config/uploads")
     def upload_limits() -> tuple[Response, int]:
         """What the frontend validates before uploading (the API enforces the size on every request)."""
-        return jsonify(
-            max_bytes=settings.upload_max_bytes, allowed_types=list(settings.upload_allowed_types)
-        ), 200
+        return jsonify(max_bytes=settings.upload_max_bytes, allowed_types=list(settings.upload_allowed_types)), 200
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
@@ -151,8 +147,6 @@ def _init_sentry(settings: Settings) -> None:
     try:
         sentry_sdk = importlib.import_module("sentry_sdk")
     except ImportError:
-        log.warning(
-            "SENTRY_DSN is set but sentry-sdk is not installed in this image; errors are not sent to Sentry"
-        )
+        log.warning("SENTRY_DSN is set but sentry-sdk is not installed in this image; errors are not sent to Sentry")
         return
     sentry_sdk.init(dsn=settings.sentry_dsn, send_default_pii=False)

@@ -30,15 +30,11 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-# the repo root for app/ and lambdas/, and tests/ for the embedded server: imported as `conftest`,
-# the name mypy knows that file by (`tests.conftest` would make it a second module)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from conftest import EmbeddedPostgres, database_name
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script from anywhere
 
 from app.migrate import migrate
 from lambdas.auto_confirm import core
+from tests.conftest import EmbeddedPostgres, database_name
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 DEADLINE = dt.timedelta(hours=36)
@@ -115,9 +111,7 @@ def total_money(connection: object) -> Decimal:
     return Decimal(rows[0][0])
 
 
-def run_job(
-    server: EmbeddedPostgres, template: str, orders: int, batch_size: int
-) -> tuple[float, float, int]:
+def run_job(server: EmbeddedPostgres, template: str, orders: int, batch_size: int) -> tuple[float, float, int]:
     database = fresh_copy(server, template)
     connection = server.connect(database)
     try:
@@ -139,9 +133,7 @@ def run_loop(server: EmbeddedPostgres, template: str, sample: int) -> float:
     database = fresh_copy(server, template)
     connection = server.connect(database)
     try:
-        fee_pct = Decimal(
-            connection.run("SELECT value FROM system_config WHERE key = 'platform_fee_percentage'")[0][0]
-        )
+        fee_pct = Decimal(connection.run("SELECT value FROM system_config WHERE key = 'platform_fee_percentage'")[0][0])
         platform = connection.run("SELECT min(id) FROM users WHERE role = 'admin'")[0][0]
         ids = [
             row[0]
@@ -185,9 +177,7 @@ def run_loop(server: EmbeddedPostgres, template: str, sample: int) -> float:
             credit.run(amount=fee, now=NOW, user_id=platform)
             complete.run(now=NOW, id=order_id)
             ledger.run(order_id=order_id, user_id=client_id, kind="escrow_release", amount=amount, now=NOW)
-            ledger.run(
-                order_id=order_id, user_id=provider_id, kind="order_payment", amount=amount - fee, now=NOW
-            )
+            ledger.run(order_id=order_id, user_id=provider_id, kind="order_payment", amount=amount - fee, now=NOW)
             ledger.run(order_id=order_id, user_id=platform, kind="platform_fee", amount=fee, now=NOW)
             audit.run(id=order_id, details=f'{{"amount": "{amount}", "fee": "{fee}"}}', now=NOW)
             connection.run("COMMIT")
@@ -266,9 +256,7 @@ def main() -> int:
     print(f"job vs bare UPDATE: {job_s / bare_s:6.2f}x slower   (goal <= 3x)")
     print(f"longest batch holding locks: {worst_batch_ms:.0f} ms (goal <= 1000 ms)")
     for size, seconds, batch_ms, count in sweep:
-        print(
-            f"  sweep: batch size {size:6d}: {seconds:6.2f} s, {count:4d} batches, longest {batch_ms:5.0f} ms"
-        )
+        print(f"  sweep: batch size {size:6d}: {seconds:6.2f} s, {count:4d} batches, longest {batch_ms:5.0f} ms")
     return 0
 
 

@@ -16,6 +16,10 @@ Fixture API (mark tests that use them with ``@pytest.mark.postgres``):
 ``database_url`` (function)
     ``postgresql://postgres:<pw>@127.0.0.1:<port>/<fresh db>?sslmode=disable``: a brand-new empty database on
     ``pg_server``, dropped (``WITH (FORCE)``) after the test.
+``postgres_url`` (session)
+    ``postgresql://<role>:<pw>@127.0.0.1:<port>/<db>`` (no query string): one database on ``pg_server``
+    for the whole session, owned by its own LOGIN role (not a superuser) with a SCRAM password. For
+    checks that only need to reach a database, not a clean one.
 ``migrated_database_url`` (function)
     Same, but the database already has the app schema and the system_config seed
     (``python -m app.migrate``), cloned from a template migrated once per session.
@@ -27,10 +31,10 @@ Fixture API (mark tests that use them with ``@pytest.mark.postgres``):
     ``start()`` (same port across restarts) — for "the database is down" cases, so the shared server is
     never disturbed. Each costs an initdb (~1 s); everything is removed afterwards.
 
-:class:`EmbeddedPostgres` is also usable without pytest. Scripts put ``tests/`` on ``sys.path`` and
-``import conftest`` (the module name mypy knows this file by; ``tests.conftest`` would be a second one)::
+:class:`EmbeddedPostgres` is also usable without pytest (``bench/`` does, with the repo root on
+``sys.path``)::
 
-    from conftest import EmbeddedPostgres
+    from tests.conftest import EmbeddedPostgres
     with EmbeddedPostgres(durable=True) as server:
         url = server.create_database("bench")
 
@@ -146,9 +150,7 @@ def _write_tls_material(directory: Path) -> tuple[Path, Path, Path]:
             ),
             critical=False,
         )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     ca_file = directory / "ca.crt"
@@ -355,9 +357,7 @@ class EmbeddedPostgres:
             "?sslmode=disable"
         )
 
-    def connect(
-        self, database: str = "postgres", *, timeout: float = 60, **kwargs: Any
-    ) -> pg8000.native.Connection:
+    def connect(self, database: str = "postgres", *, timeout: float = 60, **kwargs: Any) -> pg8000.native.Connection:
         """Plain-TCP connection as the superuser; ``timeout`` bounds every socket wait (seconds)."""
         import pg8000.native
 
@@ -533,6 +533,20 @@ def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
     url = pg_server.create_database()
     yield url
     pg_server.drop_database(database_name(url))
+
+
+@pytest.fixture(scope="session")
+def postgres_url(pg_server: EmbeddedPostgres) -> str:
+    suffix = uuid.uuid4().hex[:12]
+    role, database, password = f"role_{suffix}", f"db_{suffix}", secrets.token_hex(16)
+    admin = pg_server.connect()
+    try:
+        # DDL takes no parameters; the password is our own hex token, so quoting it is safe
+        admin.run(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        admin.run(f"CREATE DATABASE {database} OWNER {role}")
+    finally:
+        admin.close()
+    return f"postgresql://{role}:{password}@{pg_server.host}:{pg_server.port}/{database}"
 
 
 @pytest.fixture(scope="session")

@@ -47,16 +47,10 @@ def _overdue(outcome: core.OrderOutcome, result: core.RunResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lambdas.auto_confirm", description=__doc__.split("\n")[1]
-    )
-    parser.add_argument(
-        "--database-url", required=True, help="postgresql://user:password@host:port/db[?sslmode=...]"
-    )
+    parser = argparse.ArgumentParser(prog="python -m lambdas.auto_confirm", description=__doc__.split("\n")[1])
+    parser.add_argument("--database-url", required=True, help="postgresql://user:password@host:port/db[?sslmode=...]")
     parser.add_argument("--dry-run", action="store_true", help="show what would be confirmed; change nothing")
-    parser.add_argument(
-        "--now", type=_parse_now, help="evaluate the deadline at this time (ISO 8601 with offset)"
-    )
+    parser.add_argument("--now", type=_parse_now, help="evaluate the deadline at this time (ISO 8601 with offset)")
     parser.add_argument("--batch-size", type=_parse_batch_size, default=core.DEFAULT_BATCH_SIZE)
     args = parser.parse_args(argv)
 
@@ -72,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     try:
-        result = core.run(
-            connection, clock, batch_size=args.batch_size, dry_run=args.dry_run, collect_orders=True
-        )
+        result = core.run(connection, clock, batch_size=args.batch_size, dry_run=args.dry_run, collect_orders=True)
     except core.AutoConfirmError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -89,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(overdue {_overdue(order, result)})"
         )
     for order in result.skipped:
-        print(
-            f"skipped order {order.order_id}: {order.skip_reason} "
-            f"(client {order.client_id}, amount {order.amount})"
-        )
+        print(f"skipped order {order.order_id}: {order.skip_reason} (client {order.client_id}, amount {order.amount})")
     for warning in result.warnings:
         print(f"warning: {warning}")
     print(

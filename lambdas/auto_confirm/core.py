@@ -326,9 +326,7 @@ def read_deadline_hours(connection: pg8000.native.Connection, warnings: list[str
             hours = Decimal("NaN")
         if hours.is_finite() and 0 < hours <= MAX_DEADLINE_HOURS:
             return hours
-        problem = (
-            f"system_config.{DEADLINE_KEY} = {raw!r} is not a number of hours in (0, {MAX_DEADLINE_HOURS}]"
-        )
+        problem = f"system_config.{DEADLINE_KEY} = {raw!r} is not a number of hours in (0, {MAX_DEADLINE_HOURS}]"
     message = f"{problem}; using the default {DEFAULT_DEADLINE_HOURS} h"
     warnings.append(message)
     logs.log_event(log, logs.CONFIG_WARNING, message, level=logging.WARNING, key=DEADLINE_KEY)
@@ -460,9 +458,7 @@ def _check_batch(row: list[Any]) -> None:
         )
 
 
-def _fail_batch(
-    result: RunResult, error: Exception, after_ts: dt.datetime, after_id: int, batch_size: int
-) -> NoReturn:
+def _fail_batch(result: RunResult, error: Exception, after_ts: dt.datetime, after_id: int, batch_size: int) -> NoReturn:
     from lambdas.shared.db import describe_error
 
     message = (

@@ -47,14 +47,8 @@ def parse_event(event: Any) -> tuple[int, bool]:
     if unknown:
         raise EventError(f"unknown event field(s) {sorted(unknown)}; allowed: {sorted(_OPTION_KEYS)}")
     batch_size = event.get("batch_size", core.DEFAULT_BATCH_SIZE)
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or not 1 <= batch_size <= core.MAX_BATCH_SIZE
-    ):
-        raise EventError(
-            f"event field batch_size must be an integer in [1, {core.MAX_BATCH_SIZE}], got {batch_size!r}"
-        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= core.MAX_BATCH_SIZE:
+        raise EventError(f"event field batch_size must be an integer in [1, {core.MAX_BATCH_SIZE}], got {batch_size!r}")
     dry_run = event.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise EventError(f"event field dry_run must be true or false, got {dry_run!r}")
@@ -96,9 +90,7 @@ def handle(
         credentials = db.fetch_credentials(secret_arn, secrets_client)
         connection = db.connect(endpoint, credentials, tls=True, application_name="shipyard-auto-confirm")
         try:
-            result = core.run(
-                connection, clock, batch_size=batch_size, dry_run=dry_run, time_left_s=time_left_s
-            )
+            result = core.run(connection, clock, batch_size=batch_size, dry_run=dry_run, time_left_s=time_left_s)
         finally:
             connection.close()
     except Exception as error:
@@ -106,9 +98,7 @@ def handle(
         if isinstance(error, db.DatabaseUnavailable):
             logs.log_event(log, logs.DATABASE_ERROR, str(error))
         elif not isinstance(error, core.BatchFailed):  # BatchFailed logged its financial_error already
-            logs.log_event(
-                log, "run_failed", f"auto-confirm run failed: {error}", error_type=type(error).__name__
-            )
+            logs.log_event(log, "run_failed", f"auto-confirm run failed: {error}", error_type=type(error).__name__)
         if not dry_run:
             failed = partial or core.RunResult(
                 now=clock(),
@@ -128,8 +118,7 @@ def handle(
         metrics.publish(core.NAMESPACE, stack, result.metrics())
     logs.log_fields(
         log,
-        f"auto-confirm {'dry run' if dry_run else 'run'}: "
-        f"{result.confirmed} confirmed, {len(result.skipped)} skipped",
+        f"auto-confirm {'dry run' if dry_run else 'run'}: {result.confirmed} confirmed, {len(result.skipped)} skipped",
         level=logging.WARNING if result.skipped or result.warnings else logging.INFO,
         summary=summary,
         stack=stack,

@@ -60,9 +60,7 @@ class DatabaseEndpoint:
         raw_port = env.get("DATABASE_PORT", "5432")
         if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
             raise DatabaseConfigError(f"DATABASE_PORT must be a TCP port number, got {raw_port!r}")
-        return cls(
-            env["DATABASE_HOST"], int(raw_port), env["DATABASE_NAME"], env.get("DATABASE_CA_FILE") or None
-        )
+        return cls(env["DATABASE_HOST"], int(raw_port), env["DATABASE_NAME"], env.get("DATABASE_CA_FILE") or None)
 
     def describe(self) -> str:
         return f"{self.host}:{self.port}/{self.database}"
@@ -117,9 +115,7 @@ def parse_database_url(url: str) -> tuple[DatabaseEndpoint, Credentials, bool]:
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     sslmode = query.get("sslmode", "require")
     if sslmode not in ("disable", "require", "verify-full"):
-        raise DatabaseConfigError(
-            f"--database-url sslmode must be disable, require or verify-full, got {sslmode!r}"
-        )
+        raise DatabaseConfigError(f"--database-url sslmode must be disable, require or verify-full, got {sslmode!r}")
     ca_file = query.get("sslrootcert")
     if sslmode == "verify-full" and not ca_file:
         raise DatabaseConfigError("--database-url sslmode=verify-full needs sslrootcert=<CA bundle path>")
@@ -188,9 +184,7 @@ def connect(
         cause = describe_error(error)
         if tls and "refuses SSL" in cause:
             cause = "server does not offer TLS, and TLS is required"
-        raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {endpoint.describe()}: {cause}"
-        ) from error
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {endpoint.describe()}: {cause}") from error
 
 
 def describe_error(error: BaseException) -> str:

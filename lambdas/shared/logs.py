@@ -51,9 +51,7 @@ def get_logger(name: str, stream: TextIO | None = None) -> logging.Logger:
     return logger
 
 
-def log_event(
-    logger: logging.Logger, event: str, message: str, *, level: int = logging.ERROR, **fields: Any
-) -> None:
+def log_event(logger: logging.Logger, event: str, message: str, *, level: int = logging.ERROR, **fields: Any) -> None:
     logger.log(level, message, extra={_FIELDS_ATTR: {"event": event, **fields}})
 
 

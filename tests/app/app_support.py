@@ -70,9 +70,7 @@ class RunningApi:
         headers: dict[str, str] | None = None,
         timeout: float = 10,
     ) -> Response:
-        request = urllib.request.Request(
-            self.base_url + path, data=data, method=method, headers=headers or {}
-        )
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 return Response(answer.status, _json(answer.read()), dict(answer.headers))
@@ -112,9 +110,7 @@ def wait_until_up(api: RunningApi) -> None:
     deadline = time.monotonic() + BOOT_TIMEOUT_S
     while time.monotonic() < deadline:
         if api.process.poll() is not None:
-            raise AssertionError(
-                f"gunicorn exited with {api.process.returncode}:\n{api.log_path.read_text()}"
-            )
+            raise AssertionError(f"gunicorn exited with {api.process.returncode}:\n{api.log_path.read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", api.port), timeout=0.5):
                 return

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app_support import DOCKERFILE, REPO_ROOT, dockerfile_cmd, dockerfile_instruction
+from .app_support import DOCKERFILE, REPO_ROOT, dockerfile_cmd, dockerfile_instruction
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 

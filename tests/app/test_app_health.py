@@ -11,49 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_support import REPO_ROOT, RunningApi, base_env, dockerfile_cmd, free_port, wait_until_up
+
+from .app_support import REPO_ROOT, RunningApi, base_env
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def start_api(tmp_path: Path) -> Iterator[Callable[..., RunningApi]]:
-    """``start_api(env) -> RunningApi``: the Dockerfile's CMD on a free port; stopped after the test."""
-    started: list[RunningApi] = []
-
-    def start(env: dict[str, str], *, wait: bool = True) -> RunningApi:
-        port = free_port()
-        log_path = tmp_path / f"api-{port}.log"
-        command = dockerfile_cmd()
-        assert command[0] == "gunicorn"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", *command],
-                cwd=REPO_ROOT,  # the image's WORKDIR holds app/ the same way
-                env=env | {"PORT": str(port)},
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        api = RunningApi(f"http://127.0.0.1:{port}", port, process, log_path)
-        started.append(api)
-        if wait:
-            wait_until_up(api)
-        return api
-
-    yield start
-    for api in started:
-        if api.process.poll() is None:
-            api.process.terminate()
-            try:
-                api.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                api.process.kill()
-                api.process.wait(timeout=5)
-
-
-def test_health_and_ready_answer_200(
-    start_api: Callable[..., RunningApi], migrated_database_url: str
-) -> None:
+def test_health_and_ready_answer_200(start_api: Callable[..., RunningApi], migrated_database_url: str) -> None:
     api = start_api(base_env(migrated_database_url))
 
     health = api.request("/api/health")
@@ -99,9 +63,7 @@ def silent_listener() -> Iterator[int]:
     listener.close()
 
 
-def test_ready_gives_up_within_its_timeout(
-    start_api: Callable[..., RunningApi], silent_listener: int
-) -> None:
+def test_ready_gives_up_within_its_timeout(start_api: Callable[..., RunningApi], silent_listener: int) -> None:
     env = base_env(f"postgresql://app:pw@127.0.0.1:{silent_listener}/shop?sslmode=disable")
     api = start_api(env | {"READY_TIMEOUT_SECONDS": "0.5"})
 
@@ -117,9 +79,7 @@ def test_ready_gives_up_within_its_timeout(
 def test_oversized_request_is_refused_and_logged_as_upload_failed(
     start_api: Callable[..., RunningApi], migrated_database_url: str
 ) -> None:
-    api = start_api(
-        base_env(migrated_database_url) | {"UPLOAD_MAX_BYTES": "1000", "UPLOAD_ALLOWED_TYPES": "png,pdf"}
-    )
+    api = start_api(base_env(migrated_database_url) | {"UPLOAD_MAX_BYTES": "1000", "UPLOAD_ALLOWED_TYPES": "png,pdf"})
 
     limits = api.request("/api/config/uploads")
     assert limits.body == {"max_bytes": 1000, "allowed_types": ["png", "pdf"]}
@@ -132,12 +92,9 @@ def test_oversized_request_is_refused_and_logged_as_upload_failed(
     assert (logged["level"], logged["reason"], logged["content_length"]) == ("WARNING", "too_large", 2000)
 
 
-def test_cors_answers_only_configured_origins(
-    start_api: Callable[..., RunningApi], migrated_database_url: str
-) -> None:
+def test_cors_answers_only_configured_origins(start_api: Callable[..., RunningApi], migrated_database_url: str) -> None:
     api = start_api(
-        base_env(migrated_database_url)
-        | {"CORS_ORIGINS": "https://app.example.com, https://admin.example.com/"}
+        base_env(migrated_database_url) | {"CORS_ORIGINS": "https://app.example.com, https://admin.example.com/"}
     )
 
     allowed = api.request("/api/health", headers={"Origin": "https://admin.example.com"})
@@ -173,9 +130,7 @@ def test_misconfiguration_stops_the_container_naming_the_variable(
     assert "JWT_SECRET_KEY must be set" in api.log_path.read_text()
 
 
-def test_container_healthcheck_probe(
-    start_api: Callable[..., RunningApi], migrated_database_url: str
-) -> None:
+def test_container_healthcheck_probe(start_api: Callable[..., RunningApi], migrated_database_url: str) -> None:
     api = start_api(base_env(migrated_database_url))
 
     def probe(port: int) -> subprocess.CompletedProcess[str]:

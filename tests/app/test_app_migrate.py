@@ -6,14 +6,16 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from typing import Any
 
 import pg8000.exceptions
 import pg8000.native
 import pytest
-from app_support import REPO_ROOT, db_name
 
 from app import migrate as migrations
+
+from .app_support import REPO_ROOT, db_name
 
 pytestmark = pytest.mark.postgres
 
@@ -95,12 +97,8 @@ def test_schema_matches_the_contract(migrated_database_url: str, pg_server: Any)
             f"{orders}, 0, 'pending')": "orders_amount_positive",
             f"{orders}, 5, 'lost')": "orders_status_known",
             f"{orders}, 5, 'awaiting_confirmation')": "orders_awaiting_has_completion_time",
-            "INSERT INTO orders (client_id, provider_id, amount) VALUES (1, 1, 5)": (
-                "orders_client_is_not_provider"
-            ),
-            "INSERT INTO transactions (user_id, kind, amount) VALUES (1, 'x', -5)": (
-                "transactions_amount_positive"
-            ),
+            "INSERT INTO orders (client_id, provider_id, amount) VALUES (1, 1, 5)": ("orders_client_is_not_provider"),
+            "INSERT INTO transactions (user_id, kind, amount) VALUES (1, 'x', -5)": ("transactions_amount_positive"),
         }
         for statement, constraint in violations.items():
             with pytest.raises(pg8000.exceptions.DatabaseError) as error:
@@ -114,9 +112,7 @@ def schema_dump(pg_server: Any, database: str) -> str:
     done = pg_server.run_tool("pg_dump", ["--schema-only", "--no-owner", database])
     assert done.returncode == 0, done.stderr
     # pg_dump 18 brackets its output with a random \restrict key; it is not part of the schema
-    return "\n".join(
-        line for line in done.stdout.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))
-    )
+    return "\n".join(line for line in done.stdout.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
 
 
 def bookkeeping(pg_server: Any, database: str) -> list[Any]:
@@ -176,9 +172,7 @@ def wait_for_runners(holder: pg8000.native.Connection, count: int, timeout_s: fl
         if waiting_runners(holder) == count:
             return
         time.sleep(0.05)
-    raise AssertionError(
-        f"expected {count} runner(s) queued on the advisory lock, saw {waiting_runners(holder)}"
-    )
+    raise AssertionError(f"expected {count} runner(s) queued on the advisory lock, saw {waiting_runners(holder)}")
 
 
 def test_two_runners_at_once_serialise(pg_server: Any, database_url: str) -> None:
@@ -189,9 +183,7 @@ def test_two_runners_at_once_serialise(pg_server: Any, database_url: str) -> Non
         # park both runners on the lock, then let them go at the same instant
         holder.run("SELECT pg_advisory_lock(:key)", key=migrations.LOCK_KEY)
         runners = [
-            subprocess.Popen(
-                command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
+            subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)
         ]
         wait_for_runners(holder, 2)
@@ -202,9 +194,9 @@ def test_two_runners_at_once_serialise(pg_server: Any, database_url: str) -> Non
         applied = [json.loads(out.splitlines()[-1])["applied"] for out, _ in outputs]
         expected = [migration.filename for migration in migrations.discover()]
         assert sorted(applied, key=len) == [[], expected]  # one did everything, the other found it done
-        assert holder.run(
-            "SELECT version, count(*) FROM schema_migrations GROUP BY version ORDER BY version"
-        ) == [[migration.version, 1] for migration in migrations.discover()]
+        assert holder.run("SELECT version, count(*) FROM schema_migrations GROUP BY version ORDER BY version") == [
+            [migration.version, 1] for migration in migrations.discover()
+        ]
     finally:
         holder.close()
 
@@ -240,9 +232,7 @@ def test_lock_wait_is_bounded(pg_server: Any, database_url: str) -> None:
     holder = pg_server.connect(db_name(database_url))
     try:
         holder.run("SELECT pg_advisory_lock(:key)", key=migrations.LOCK_KEY)
-        with pytest.raises(
-            migrations.MigrationError, match=r"could not take the migration lock within 0\.3 s"
-        ):
+        with pytest.raises(migrations.MigrationError, match=r"could not take the migration lock within 0\.3 s"):
             migrations.migrate(database_url, lock_timeout_s=0.3)
     finally:
         holder.close()
@@ -251,9 +241,7 @@ def test_lock_wait_is_bounded(pg_server: Any, database_url: str) -> None:
 def test_an_edited_applied_migration_is_refused(migrated_database_url: str) -> None:
     edited = migrations.discover()
     edited[0] = migrations.Migration(edited[0].version, edited[0].name, edited[0].sql + "\n-- tweak\n")
-    with pytest.raises(
-        migrations.MigrationError, match=r"0001_core_schema\.sql was changed after it was applied"
-    ):
+    with pytest.raises(migrations.MigrationError, match=r"0001_core_schema\.sql was changed after it was applied"):
         migrations.migrate(migrated_database_url, migrations=edited)
 
 
@@ -281,3 +269,34 @@ def test_unreachable_database_exits_1_with_a_json_reason() -> None:
     assert logged["event"] == "database_error"
     assert "cannot reach PostgreSQL at deploy@127.0.0.1:1/shop" in logged["message"]
     assert "topsecret" not in done.stdout + done.stderr
+
+
+def test_migrations_need_only_database_ownership(pg_server: Any) -> None:
+    """RDS's master user is not a superuser: the migrations must work for a plain database owner."""
+    suffix = uuid.uuid4().hex[:10]
+    role, database, password = f"owner_{suffix}", f"owned_{suffix}", uuid.uuid4().hex
+    admin = pg_server.connect()
+    try:
+        admin.run(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{password}'")
+        admin.run(f"CREATE DATABASE {database} OWNER {role}")
+        url = f"postgresql://{role}:{password}@127.0.0.1:{pg_server.port}/{database}?sslmode=disable"
+        report = migrations.migrate(url)
+        assert report.applied == [migration.filename for migration in migrations.discover()]
+    finally:
+        admin.run(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.run(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
+
+
+def test_postgres_url_fixture_is_a_plain_owner(postgres_url: str) -> None:
+    from lambdas.shared import db
+
+    endpoint, credentials, _ = db.parse_database_url(postgres_url)
+    connection = db.connect(endpoint, credentials, tls=False)
+    try:
+        assert connection.run("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [[False]]
+        assert connection.run(
+            "SELECT pg_get_userbyid(datdba) = current_user FROM pg_database WHERE datname = current_database()"
+        ) == [[True]]
+    finally:
+        connection.close()

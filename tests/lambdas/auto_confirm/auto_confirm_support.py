@@ -1,4 +1,4 @@
-"""Test support for the auto-confirm tests (a module, not conftest, so tests can import it by name)."""
+"""Helpers for the auto-confirm tests: a clock value, and a builder that writes marketplace rows."""
 
 from __future__ import annotations
 
@@ -82,8 +82,7 @@ class Marketplace:
 
     def set_config(self, key: str, value: str) -> None:
         self.connection.run(
-            "INSERT INTO system_config (key, value) VALUES (:k, :v) "
-            "ON CONFLICT (key) DO UPDATE SET value = :v",
+            "INSERT INTO system_config (key, value) VALUES (:k, :v) ON CONFLICT (key) DO UPDATE SET value = :v",
             k=key,
             v=value,
         )
@@ -114,7 +113,7 @@ class Marketplace:
 
 
 def open_market(database_url: str) -> Iterator[Marketplace]:
-    """Body of each test module's ``market`` fixture (kept out of conftest.py: mypy allows one conftest)."""
+    """Body of the ``market`` fixture."""
     endpoint, credentials, tls = db.parse_database_url(database_url)
     connection = db.connect(endpoint, credentials, tls=tls)
     try:

@@ -6,18 +6,13 @@ import datetime as dt
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auto_confirm_support import DEADLINE, NOW, Marketplace, open_market
+
+from .auto_confirm_support import DEADLINE, NOW, Marketplace
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def market(migrated_database_url: str) -> Iterator[Marketplace]:
-    yield from open_market(migrated_database_url)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -40,9 +35,7 @@ def orders(market: Marketplace) -> list[int]:
     client = market.user("client", blocked="100.00")
     provider = market.user("provider")
     return [
-        market.order(
-            client, provider, "40.00", completed_at=NOW - DEADLINE - dt.timedelta(hours=2, minutes=5)
-        ),
+        market.order(client, provider, "40.00", completed_at=NOW - DEADLINE - dt.timedelta(hours=2, minutes=5)),
         market.order(client, provider, "80.00", completed_at=NOW - DEADLINE),  # escrow left: 60.00
         market.order(client, provider, "10.00", completed_at=NOW - DEADLINE + dt.timedelta(minutes=1)),
     ]
@@ -54,8 +47,7 @@ def test_dry_run_prints_what_would_happen_and_changes_nothing(market: Marketplac
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == (
-        f"would confirm order {orders[0]}: amount 40.00, fee 2.00, provider 3 receives 38.00, "
-        "client 2 (overdue 2h05m)"
+        f"would confirm order {orders[0]}: amount 40.00, fee 2.00, provider 3 receives 38.00, client 2 (overdue 2h05m)"
     )
     assert lines[1] == f"skipped order {orders[1]}: insufficient_blocked_balance (client 2, amount 80.00)"
     assert lines[2].startswith("dry run at 2026-03-01T12:00:00+00:00: would confirm 1 orders, released 40.00")

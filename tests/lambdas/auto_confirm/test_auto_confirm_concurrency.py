@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from auto_confirm_support import DEADLINE, NOW, Marketplace, open_market
 
 from lambdas.auto_confirm import core
 
+from .auto_confirm_support import DEADLINE, NOW, Marketplace
+
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def market(migrated_database_url: str) -> Iterator[Marketplace]:
-    yield from open_market(migrated_database_url)
 
 
 ORDERS = 10_000
@@ -35,8 +30,7 @@ def test_eight_concurrent_runs_confirm_each_order_exactly_once(market: Marketpla
         """.replace(":clients", str(CLIENTS))
     )
     connection.run(
-        "INSERT INTO users (email, role) "
-        "SELECT 'p' || g || '@example.com', 'provider' FROM generate_series(1, :n) g",
+        "INSERT INTO users (email, role) SELECT 'p' || g || '@example.com', 'provider' FROM generate_series(1, :n) g",
         n=PROVIDERS,
     )
     clients = [row[0] for row in connection.run("SELECT id FROM users WHERE role = 'client' ORDER BY id")]
@@ -64,10 +58,7 @@ def test_eight_concurrent_runs_confirm_each_order_exactly_once(market: Marketpla
     )
     connection.run("ANALYZE")
     expected_fees = sum(
-        (
-            core.fee_for(Decimal(amount), Decimal("5.0"))
-            for (amount,) in connection.run("SELECT amount FROM orders")
-        ),
+        (core.fee_for(Decimal(amount), Decimal("5.0")) for (amount,) in connection.run("SELECT amount FROM orders")),
         Decimal(0),
     )
     money_before = market.total_money()

@@ -11,17 +11,13 @@ from collections.abc import Iterator
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
-from auto_confirm_support import DEADLINE, NOW, Marketplace, open_market
 
 from lambdas.auto_confirm import core
 from lambdas.shared import logs
 
+from .auto_confirm_support import DEADLINE, NOW, Marketplace
+
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def market(migrated_database_url: str) -> Iterator[Marketplace]:
-    yield from open_market(migrated_database_url)
 
 
 @pytest.fixture
@@ -51,9 +47,7 @@ def test_due_boundary_exactly_at_deadline_is_confirmed_one_second_before_is_not(
 ) -> None:
     _, client, provider = parties
     at_deadline = market.order(client, provider, "10.00", completed_at=NOW - DEADLINE)
-    one_second_early = market.order(
-        client, provider, "10.00", completed_at=NOW - DEADLINE + dt.timedelta(seconds=1)
-    )
+    one_second_early = market.order(client, provider, "10.00", completed_at=NOW - DEADLINE + dt.timedelta(seconds=1))
 
     result = run(market)
 
@@ -82,9 +76,7 @@ def test_orders_in_other_states_are_untouched(market: Marketplace, parties: tupl
     assert market.total_money() == before
 
 
-def test_money_moves_ledger_and_audit_for_one_order(
-    market: Marketplace, parties: tuple[int, int, int]
-) -> None:
+def test_money_moves_ledger_and_audit_for_one_order(market: Marketplace, parties: tuple[int, int, int]) -> None:
     platform, client, provider = parties
     order_id = market.order(client, provider, "100.10", completed_at=NOW - DEADLINE - dt.timedelta(hours=2))
 
@@ -143,9 +135,7 @@ def test_fee_rounding_matches_the_documented_rule(market: Marketplace, parties: 
     assert [kind for _, kind, _ in market.ledger(zero_fee_order)] == ["escrow_release", "order_payment"]
 
 
-def test_custom_deadline_from_system_config_is_honoured(
-    market: Marketplace, parties: tuple[int, int, int]
-) -> None:
+def test_custom_deadline_from_system_config_is_honoured(market: Marketplace, parties: tuple[int, int, int]) -> None:
     _, client, provider = parties
     market.set_config("confirmation_deadline_hours", "48")
     due_at_48 = market.order(client, provider, "10.00", completed_at=NOW - dt.timedelta(hours=48))
@@ -191,9 +181,7 @@ def test_unsettleable_orders_are_skipped_logged_and_the_rest_proceed(
     walletless_client = market.user("client", available=None)
     walletless_provider = market.user("provider", available=None)
     fits = market.order(poor_client, provider, "10.00", completed_at=NOW - DEADLINE - dt.timedelta(hours=3))
-    does_not_fit = market.order(
-        poor_client, provider, "10.00", completed_at=NOW - DEADLINE - dt.timedelta(hours=2)
-    )
+    does_not_fit = market.order(poor_client, provider, "10.00", completed_at=NOW - DEADLINE - dt.timedelta(hours=2))
     no_client_wallet = market.order(walletless_client, provider, "10.00")
     no_provider_wallet = market.order(client, walletless_provider, "10.00")
     fine = [market.order(client, provider, "20.00") for _ in range(5)]
@@ -216,9 +204,7 @@ def test_unsettleable_orders_are_skipped_logged_and_the_rest_proceed(
     assert market.wallet(poor_client) == (Decimal("0.00"), Decimal("5.00"))
     assert market.total_money() == before
     logged = {
-        line["order_id"]: line
-        for line in events(captured_log)
-        if line.get("event") == logs.BALANCE_INCONSISTENCY
+        line["order_id"]: line for line in events(captured_log) if line.get("event") == logs.BALANCE_INCONSISTENCY
     }
     assert {order_id: line["reason"] for order_id, line in logged.items()} == reasons
     assert all(line["level"] == "ERROR" for line in logged.values())
@@ -259,9 +245,7 @@ def test_a_failing_batch_rolls_back_whole_and_keeps_earlier_batches(
 
     assert failure.value.result is not None
     assert failure.value.result.confirmed == 4
-    assert [market.status(order_id)[0] for order_id in orders] == ["completed"] * 4 + [
-        "awaiting_confirmation"
-    ] * 8
+    assert [market.status(order_id)[0] for order_id in orders] == ["completed"] * 4 + ["awaiting_confirmation"] * 8
     for order_id in orders[4:]:
         assert market.ledger(order_id) == []
         assert market.audit(order_id) == []
@@ -281,9 +265,7 @@ def test_dry_run_reports_exactly_what_a_run_does_and_changes_nothing(
     _, client, provider = parties
     tight_client = market.user("client", blocked="30.00")
     for i in range(5):
-        market.order(
-            tight_client, provider, "10.00", completed_at=NOW - DEADLINE - dt.timedelta(minutes=10 - i)
-        )
+        market.order(tight_client, provider, "10.00", completed_at=NOW - DEADLINE - dt.timedelta(minutes=10 - i))
         market.order(client, provider, "12.34")
     snapshot = market.connection.run("SELECT * FROM wallets ORDER BY user_id")
     orders_snapshot = market.connection.run("SELECT id, status FROM orders ORDER BY id")

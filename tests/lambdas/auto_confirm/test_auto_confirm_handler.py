@@ -7,25 +7,20 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from auto_confirm_support import DEADLINE, NOW, Marketplace, open_market
 
 from lambdas.auto_confirm import handler as handler_module
 from lambdas.auto_confirm.core import NAMESPACE
 from lambdas.shared.db import DatabaseUnavailable
 
+from .auto_confirm_support import DEADLINE, NOW, Marketplace
+
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def market(migrated_database_url: str) -> Iterator[Marketplace]:
-    yield from open_market(migrated_database_url)
 
 
 REGION = "us-east-1"

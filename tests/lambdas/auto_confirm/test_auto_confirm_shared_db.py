@@ -39,9 +39,7 @@ def test_credentials_come_from_the_secret(secrets: Any, pg_server: Any, pg_tls_f
     assert credentials.username == pg_server.user
     assert pg_server.password not in repr(credentials)
 
-    endpoint = db.DatabaseEndpoint(
-        "127.0.0.1", pg_tls_frontend.port, "postgres", str(pg_tls_frontend.ca_file)
-    )
+    endpoint = db.DatabaseEndpoint("127.0.0.1", pg_tls_frontend.port, "postgres", str(pg_tls_frontend.ca_file))
     connection = db.connect(endpoint, credentials)
     try:
         assert connection.run("SELECT current_user") == [[pg_server.user]]
