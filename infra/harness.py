@@ -80,6 +80,8 @@ class StackRun:
     secret_outputs: frozenset[str]
     placeholders: list[str] = field(default_factory=list)
     """Secret keys given placeholder values (the plan says so; a real `pulumi up` needs the real ones)."""
+    config: dict[str, str] = field(default_factory=dict)
+    """The engine config the program ran with, secret keys left out (policy levels and cost goals read it)."""
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -418,6 +420,7 @@ def run_stack(
         outputs=monitor.stack_outputs,
         secret_outputs=monitor.stack_secret_outputs,
         placeholders=placeholders,
+        config={k: v for k, v in sorted(config.items()) if k not in set(secret_keys)},
     )
 
 

@@ -292,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"plan failed: {exc}", file=sys.stderr)
         return 1
-    document = plan_document(run)
+    try:
+        document = plan_document(run)
+    except ConfigError as exc:  # a report section found the stack's config invalid (e.g. shipyard:policy)
+        print(str(exc), file=sys.stderr)
+        return 2
     if args.diff is not None:
         try:
             base = json.loads(args.diff.read_text())
@@ -313,4 +317,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # `python -m infra.plan` runs this file as `__main__`; report modules register with `infra.plan`, so run
+    # that module's main (otherwise their sections would land in a second, unused REPORTS list).
+    from infra import plan as _importable
+
+    raise SystemExit(_importable.main())
