@@ -13,6 +13,7 @@ JSON (`plan --json`): `policy: {"violations": [{"rule", "fsbp", "level", "urn", 
 from __future__ import annotations
 
 import copy
+import fnmatch
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -173,8 +174,16 @@ def build_section(run: StackRun) -> dict[str, Any]:
         "rules": result.rules,
         "tier": result.tier,
         "counts": {level: len(result.at(level)) for level in LEVEL_ORDER},
-        "exceptions": [{"rule": rule, "reason": reason} for rule, reason in result.exceptions.items()],
+        "exceptions": [
+            {"rule": rule, "reason": reason, "unused": _unused(rule, run)} for rule, reason in result.exceptions.items()
+        ],
     }
+
+
+def _unused(exception: str, run: StackRun) -> bool:
+    """A resource exception whose pattern matches no resource any more (left behind after a fix)."""
+    _, _, pattern = exception.partition("@")
+    return bool(pattern) and not any(fnmatch.fnmatchcase(r.name, pattern) for r in run.resources)
 
 
 def short_urn(urn: str) -> str:
@@ -201,7 +210,8 @@ def render_section(section: dict[str, Any]) -> list[str]:
     ]
     lines.extend(f"  {violation_line(v)}" for v in section["violations"])
     for exception in section["exceptions"]:
-        lines.append(f"  exception: {exception['rule']} — {exception['reason']}")
+        unused = "  [matches no resource: remove it]" if exception.get("unused") else ""
+        lines.append(f"  exception: {exception['rule']} — {exception['reason']}{unused}")
     return lines
 
 

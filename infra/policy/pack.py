@@ -9,11 +9,13 @@ Where the stack comes from:
 file, for CI runs that want them spelled out (policy/config/<stack>.json, checked fresh by a test).
 
 Exceptions: `shipyard:policy: {exceptions: {"<rule-id>": "<reason>"}}` disables the rule for the stack;
-`"<rule-id>@<logical-name>": "<reason>"` skips one resource only. Unknown rule ids are an error.
+`"<rule-id>@<logical-name>": "<reason>"` skips matching resources only (the name may be a shell-style pattern,
+e.g. `sns-encrypted@monitoring-*topic-*`). Unknown rule ids are an error.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import sys
@@ -81,7 +83,12 @@ class PackSettings:
         return self.exceptions.get(rule_id)
 
     def resource_exception(self, rule_id: str, resource_name: str) -> str | None:
-        return self.exceptions.get(f"{rule_id}@{resource_name}")
+        """`<rule>@<logical name>`; the name may be a shell-style pattern (`monitoring-*topic-*`)."""
+        for key, reason in self.exceptions.items():
+            rule, _, pattern = key.partition("@")
+            if rule == rule_id and pattern and fnmatch.fnmatchcase(resource_name, pattern):
+                return reason
+        return None
 
     def level(self, rule: Rule | StackRule) -> Level:
         if self.rule_exception(rule.id) is not None:

@@ -62,7 +62,7 @@ def test_a_written_exception_in_the_stack_config_disables_the_rule() -> None:
     run = _prod_without_flow_logs({"exceptions": {"vpc-flow-logs": reason}})
     section = build_section(run)
     assert [v for v in section["violations"] if v["rule"] == "vpc-flow-logs"] == []
-    assert section["exceptions"] == [{"rule": "vpc-flow-logs", "reason": reason}]
+    assert section["exceptions"] == [{"rule": "vpc-flow-logs", "reason": reason, "unused": False}]
 
 
 def test_an_exception_needs_a_known_rule_and_a_real_reason() -> None:
@@ -83,3 +83,12 @@ def test_plan_json_carries_the_policy_section(capsys: pytest.CaptureFixture[str]
         {"rule": "vpc-flow-logs", "fsbp": "EC2.6", "level": "advisory"}.items() <= v.items()
         for v in section["violations"]
     )
+
+
+def test_resource_exceptions_take_patterns_and_stale_ones_are_flagged() -> None:
+    reason = "a pattern exception that names no resource of this stack"
+    run = _prod_without_flow_logs({"exceptions": {"vpc-flow-logs@network-*": reason, "sns-encrypted@gone-*": reason}})
+    section = build_section(run)
+    assert [v for v in section["violations"] if v["rule"] == "vpc-flow-logs"] == []
+    unused = {e["rule"]: e["unused"] for e in section["exceptions"]}
+    assert unused == {"vpc-flow-logs@network-*": False, "sns-encrypted@gone-*": True}

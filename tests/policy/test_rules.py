@@ -552,3 +552,10 @@ def test_every_vpc_needs_flow_logs_and_every_secret_rotation() -> None:
     rotated = _stack_resource("aws:secretsmanager/secret:Secret", "rotated", {})
     rotation = _stack_resource("aws:secretsmanager/secretRotation:SecretRotation", "rot", {}, (rotated,))
     assert [urn for _, urn in _stack_violations("secrets-rotation", [secret, rotated, rotation])] == [secret.urn]
+
+
+def test_a_resource_exception_may_be_a_pattern() -> None:
+    settings = PackSettings(tier="prod", exceptions={"sns-encrypted@monitoring-*topic-*": "interim alarm topics"})
+    assert settings.resource_exception("sns-encrypted", "monitoring-edge-topic-critical") is not None
+    assert settings.resource_exception("sns-encrypted", "alerts-topic-critical") is None
+    assert settings.resource_exception("sqs-encrypted", "monitoring-topic-critical") is None
