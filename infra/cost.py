@@ -495,6 +495,40 @@ def diff_section(base: dict[str, Any] | None, current: dict[str, Any]) -> list[s
     return lines
 
 
+def _goal_markdown(section: dict[str, Any]) -> str:
+    goal = section.get("goal")
+    if not goal:
+        return ""
+    verdict = "met ✅" if goal["met"] else "**not met** ❌"
+    return f", goal ≤ {goal['monthly_usd_max']:.0f}: {verdict}"
+
+
+def summary_markdown(section: dict[str, Any]) -> str:
+    return f"cost **{section['monthly_usd_total']:.2f} {section['currency']}/month**{_goal_markdown(section)}"
+
+
+def section_markdown(section: dict[str, Any]) -> list[str]:
+    lines = [
+        f"List prices as of {section['as_of']} (`infra/prices.json`); usage-based items at their stated baseline.",
+        "",
+        "| USD/month | resource | item | note |",
+        "| ---: | --- | --- | --- |",
+    ]
+    for item in section["items"]:
+        flag = " (usage-based)" if item["usage_based"] else ""
+        flag += " **unpriced**" if item["unpriced"] else ""
+        note = str(item["note"]).replace("|", "\\|")
+        lines.append(f"| {item['monthly_usd']:.2f} | `{item['name']}` | {item['item']}{flag} | {note} |")
+    lines.append(f"| **{section['monthly_usd_total']:.2f}** | | **total** | |")
+    return lines
+
+
+def diff_summary_markdown(base: dict[str, Any] | None, current: dict[str, Any]) -> str:
+    before = float((base or {}).get("monthly_usd_total", 0.0))
+    after = current["monthly_usd_total"]
+    return f"cost **{before:.2f} → {after:.2f} USD/month ({after - before:+.2f})**{_goal_markdown(current)}"
+
+
 def summarize_items(items: list[Item]) -> Iterator[tuple[str, float]]:
     """(type, monthly USD) totals per resource type, largest first (for the markdown summary)."""
     totals: dict[str, float] = defaultdict(float)
@@ -504,5 +538,14 @@ def summarize_items(items: list[Item]) -> Iterator[tuple[str, float]]:
 
 
 register_report(
-    PlanReport(key="cost", title="Monthly cost estimate", build=build_section, render=render_section, diff=diff_section)
+    PlanReport(
+        key="cost",
+        title="Monthly cost estimate",
+        build=build_section,
+        render=render_section,
+        diff=diff_section,
+        summary=summary_markdown,
+        markdown=section_markdown,
+        diff_summary=diff_summary_markdown,
+    )
 )

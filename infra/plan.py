@@ -1,10 +1,15 @@
 """Offline plan: what `pulumi up -s <stack>` would create, without credentials or the Pulumi CLI.
 
-    python -m infra.plan --stack staging [--config-file FILE] [--json] [--diff BASE.json]
+    python -m infra.plan --stack staging [--config-file FILE] [--json | --format text|json|markdown]
+                         [--diff BASE.json] [--max-chars N] [--mermaid FILE]
 
 Text output: the resource tree grouped by component with each resource's key properties, counts by type,
 the stack outputs, then every report section (policy, cost... see `REPORTS`). `--json` prints the stable
-contract below, sorted, so two runs can be diffed; `--diff BASE.json` compares against an earlier `--json`.
+contract below, sorted, so two runs can be diffed; `--diff BASE.json` compares against an earlier `--json`
+(resources, outputs, and each section's own diff: new policy findings, cost delta). `--format markdown` renders
+the plan or the diff as a pull-request comment: a summary line first, details collapsed in <details>, cut to
+`--max-chars` (GitHub's 65,536-character comment limit at most) with a note saying what was left out.
+`--mermaid FILE` writes a flowchart of the components and which ones feed inputs to which.
 
     {"stack", "project", "resources": [{"urn", "type", "name", "parent", "custom", "inputs", "protect"}],
      "outputs": {...}, "placeholders": [...], <one key per report>}
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -42,6 +48,14 @@ class PlanReport:
     """Turns the JSON value into text lines."""
     diff: Callable[[dict[str, Any] | None, dict[str, Any]], list[str]] | None = None
     """Optional: text lines describing the change from a base plan's section to this one."""
+    summary: Callable[[dict[str, Any]], str] | None = None
+    """Optional: one markdown phrase for the summary line of `--format markdown`."""
+    markdown: Callable[[dict[str, Any]], list[str]] | None = None
+    """Optional: markdown lines for the section's collapsed details (default: the text lines, fenced)."""
+    diff_summary: Callable[[dict[str, Any] | None, dict[str, Any]], str] | None = None
+    """Optional: one markdown phrase summarising the change, for the diff's summary line."""
+    highlights: Callable[[dict[str, Any] | None, dict[str, Any]], list[str]] | None = None
+    """Optional: markdown bullets that belong above the fold of a diff comment (e.g. new policy findings)."""
 
 
 REPORTS: list[PlanReport] = []
@@ -268,6 +282,177 @@ def render_diff(diff: dict[str, Any], base: dict[str, Any], current: dict[str, A
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Markdown (pull-request comments) and the component diagram
+# ---------------------------------------------------------------------------------------------------------
+
+GITHUB_COMMENT_LIMIT = 65_536
+"""GitHub rejects issue and pull-request comments longer than this many characters."""
+_NOTE_RESERVE = 400
+
+
+def md_cell(value: Any, limit: int = 300) -> str:
+    """Text safe inside a markdown table cell: no pipes or newlines, bounded length."""
+    text = str(value).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fit_markdown(head: list[str], sections: list[tuple[str, list[str]]], max_chars: int) -> str:
+    """Summary first, then each section collapsed in <details>; cut lines (then whole sections) to stay under
+    `max_chars`, saying what was left out. Tags are always closed, so a cut never breaks the comment."""
+    max_chars = min(max_chars, GITHUB_COMMENT_LIMIT)
+    out = "\n".join(head) + "\n"
+    for index, (title, body) in enumerate(sections):
+        opening = f"\n<details><summary>{title}</summary>\n\n"
+        closing = "\n</details>\n"
+        if len(out) + len(opening) + len(closing) + _NOTE_RESERVE > max_chars:
+            titles = [t for t, _ in sections[index:]]
+            left = ", ".join(titles[:5]) + (f" and {len(titles) - 5} more" if len(titles) > 5 else "")
+            out += f"\n_Left out to fit GitHub's comment limit: {left}. Run `make plan` for everything._\n"
+            break
+        block = opening
+        for kept, line in enumerate(body):
+            if len(out) + len(block) + len(line) + 1 + len(closing) + _NOTE_RESERVE > max_chars:
+                block += (
+                    f"\n_… {len(body) - kept} more line(s) truncated to fit GitHub's "
+                    f"{GITHUB_COMMENT_LIMIT:,}-character comment limit; run `make plan` for the full output._\n"
+                )
+                break
+            block += line + "\n"
+        out += block + closing
+    return out
+
+
+def _component_sections(run: StackRun, document: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    counts = Counter(r.type for r in run.resources if r.custom)
+    table = ["| resources | type |", "| ---: | --- |"]
+    table.extend(f"| {count} | `{type_}` |" for type_, count in sorted(counts.items()))
+    return [
+        ("Components and their connections", ["```mermaid", *mermaid_diagram(run).splitlines(), "```"]),
+        (f"Resources by type ({sum(counts.values())})", table),
+    ]
+
+
+def _report_markdown(report: PlanReport, section: dict[str, Any]) -> list[str]:
+    if report.markdown is not None:
+        return report.markdown(section)
+    return ["```text", *report.render(section), "```"]
+
+
+def render_markdown(run: StackRun, document: dict[str, Any], max_chars: int = GITHUB_COMMENT_LIMIT) -> str:
+    resources = sum(r.custom for r in run.resources)
+    summary = [f"**{resources} resources**"]
+    summary.extend(r.summary(document[r.key]) for r in REPORTS if r.summary is not None)
+    head = [f"### Offline plan · `{run.stack}` ({run.project})", "", " · ".join(summary)]
+    if run.placeholders:
+        head += ["", "Secrets stood in by placeholders offline: " + ", ".join(f"`{k}`" for k in run.placeholders)]
+    sections = [(report.title, _report_markdown(report, document[report.key])) for report in REPORTS]
+    return fit_markdown(head, sections + _component_sections(run, document), max_chars)
+
+
+def render_diff_markdown(
+    run: StackRun,
+    diff: dict[str, Any],
+    base: dict[str, Any],
+    current: dict[str, Any],
+    max_chars: int = GITHUB_COMMENT_LIMIT,
+) -> str:
+    counts = f"**+{len(diff['added'])} to add · −{len(diff['removed'])} to remove · ~{len(diff['changed'])} to change**"
+    summary = [counts]
+    summary.extend(
+        r.diff_summary(base.get(r.key), current[r.key])
+        for r in REPORTS
+        if r.diff_summary is not None and r.key in current
+    )
+    head = [f"### Offline plan diff · `{current['stack']}` ({current['project']})", "", " · ".join(summary)]
+    highlights = [
+        line
+        for r in REPORTS
+        if r.highlights is not None and r.key in current
+        for line in r.highlights(base.get(r.key), current[r.key])
+    ]
+    if highlights:
+        head += ["", *highlights[:8]]
+        if len(highlights) > 8:
+            head.append(f"- … and {len(highlights) - 8} more (see below)")
+    changes = [f"- ➕ `{urn}`" for urn in diff["added"]]
+    changes += [f"- ➖ `{urn}`" for urn in diff["removed"]]
+    for change in diff["changed"]:
+        changes.append(f"- ✏️ `{change['urn']}`")
+        changes.extend(
+            f"  - `{md_cell(p['path'], 120)}`: {_md_change(p['before'], p['after'])}" for p in change["properties"]
+        )
+    changes += [
+        f"- output `{o['key']}`: `{md_cell(json.dumps(o['before']), 160)}` → `{md_cell(json.dumps(o['after']), 160)}`"
+        for o in diff["outputs"]
+    ]
+    sections: list[tuple[str, list[str]]] = [
+        (
+            f"Resource changes ({len(diff['added']) + len(diff['removed']) + len(diff['changed'])})",
+            changes or ["No resource changes."],
+        )
+    ]
+    for report in REPORTS:
+        if report.key not in current:
+            continue
+        if report.diff is not None:
+            lines = report.diff(base.get(report.key), current[report.key])
+            sections.append(
+                (f"{report.title}: changes", [f"- {md_cell(line.strip(), 400)}" for line in lines] or ["No changes."])
+            )
+    for report in REPORTS:
+        if report.key in current:
+            sections.append((f"{report.title}: full", _report_markdown(report, current[report.key])))
+    return fit_markdown(head, sections + _component_sections(run, current)[:1], max_chars)
+
+
+def _md_change(before: Any, after: Any) -> str:
+    return f"`{md_cell(json.dumps(before), 160)}` → `{md_cell(json.dumps(after), 160)}`"
+
+
+def _outermost_component(resource: Resource, by_urn: dict[str, Resource]) -> Resource | None:
+    found = None
+    current: Resource | None = resource
+    while current is not None and current.parent is not None:
+        current = by_urn.get(current.parent)
+        if current is not None and current.type.startswith("shipyard:"):
+            found = current
+    return found
+
+
+def mermaid_diagram(run: StackRun) -> str:
+    """Flowchart of the top-level components; an arrow A --> B means something in A takes an input from B."""
+    by_urn = {r.urn: r for r in run.resources}
+    owner: dict[str, Resource] = {}
+    sizes: Counter[str] = Counter()
+    for resource in run.resources:
+        component = (
+            resource
+            if resource.type.startswith("shipyard:") and _outermost_component(resource, by_urn) is None
+            else _outermost_component(resource, by_urn)
+        )
+        if component is None:
+            continue
+        owner[resource.urn] = component
+        if resource.custom:
+            sizes[component.urn] += 1
+    node = {urn: re.sub(r"[^A-Za-z0-9_]", "_", c.name) for urn, c in {c.urn: c for c in owner.values()}.items()}
+    edges: set[tuple[str, str]] = set()
+    for resource in run.resources:
+        source = owner.get(resource.urn)
+        for dependency in resource.depends_on:
+            target = owner.get(dependency)
+            if source is not None and target is not None and source.urn != target.urn:
+                edges.add((node[source.urn], node[target.urn]))
+    lines = ["flowchart LR"]
+    for urn, node_id in sorted(node.items(), key=lambda kv: kv[1]):
+        component = by_urn[urn]
+        kind = component.type.rsplit(":", 1)[-1]
+        lines.append(f'  {node_id}["{kind}: {component.name}<br/>{sizes[urn]} resources"]')
+    lines.extend(f"  {a} --> {b}" for a, b in sorted(edges))
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------
 
@@ -276,13 +461,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", default="staging", help="stack name (reads Pulumi.<stack>.yaml)")
     parser.add_argument("--config-file", type=Path, help="use this stack file instead (like the CLI flag)")
-    parser.add_argument("--json", action="store_true", help="print the stable JSON document")
+    parser.add_argument("--json", action="store_true", help="print the stable JSON document (= --format json)")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default=None,
+        help="text (default), json, or markdown for a pull-request comment (summary first, details collapsed)",
+    )
     parser.add_argument("--diff", type=Path, metavar="BASE.json", help="compare with an earlier --json output")
+    parser.add_argument(
+        "--max-chars",
+        type=int,
+        default=GITHUB_COMMENT_LIMIT,
+        help=f"markdown size limit (default and maximum {GITHUB_COMMENT_LIMIT}: GitHub's comment limit)",
+    )
+    parser.add_argument("--mermaid", type=Path, metavar="FILE", help="also write a Mermaid diagram of the components")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    output_format = args.format or ("json" if args.json else "text")
+    if args.json and args.format not in (None, "json"):
+        print("--json and --format markdown/text are exclusive", file=sys.stderr)
+        return 2
     _load_reports()
     try:
         run = run_stack(args.stack, config_file=args.config_file, placeholders_for_missing_secrets=True)
@@ -297,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # a report section found the stack's config invalid (e.g. shipyard:policy)
         print(str(exc), file=sys.stderr)
         return 2
+    if args.mermaid is not None:
+        args.mermaid.write_text(mermaid_diagram(run))
     if args.diff is not None:
         try:
             base = json.loads(args.diff.read_text())
@@ -304,13 +508,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.diff}: cannot read the base plan: {exc}", file=sys.stderr)
             return 2
         diff = diff_documents(base, document)
-        if args.json:
+        if output_format == "json":
             print(json.dumps(diff, indent=2, sort_keys=True))
+        elif output_format == "markdown":
+            sys.stdout.write(render_diff_markdown(run, diff, base, document, args.max_chars))
         else:
             sys.stdout.write(render_diff(diff, base, document))
         return 0
-    if args.json:
+    if output_format == "json":
         print(json.dumps(document, indent=2, sort_keys=True))
+    elif output_format == "markdown":
+        sys.stdout.write(render_markdown(run, document, args.max_chars))
     else:
         sys.stdout.write(render_text(run, document))
     return 0

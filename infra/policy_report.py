@@ -229,6 +229,58 @@ def diff_section(base: dict[str, Any] | None, current: dict[str, Any]) -> list[s
     return lines
 
 
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(section: dict[str, Any]) -> str:
+    counts = section["counts"]
+    mark = "🛑" if counts["mandatory"] else "✅"
+    return (
+        f"policy {mark} **{counts['mandatory']} mandatory**, {counts['advisory']} advisory ({section['rules']} rules)"
+    )
+
+
+def section_markdown(section: dict[str, Any]) -> list[str]:
+    lines = [f"Tier `{section['tier']}`: {section['rules']} rules (FSBP-mapped CrossGuard pack in `policy/`).", ""]
+    if section["violations"]:
+        lines += ["| level | rule | control | resource | finding |", "| --- | --- | --- | --- | --- |"]
+        for v in section["violations"]:
+            resource = _md_cell(short_urn(v["urn"]))
+            lines.append(f"| {v['level']} | `{v['rule']}` | {v['fsbp']} | `{resource}` | {_md_cell(v['message'])} |")
+    else:
+        lines.append("No findings.")
+    for exception in section["exceptions"]:
+        unused = " — **matches no resource: remove it**" if exception.get("unused") else ""
+        lines.append(f"- exception `{exception['rule']}`: {_md_cell(exception['reason'])}{unused}")
+    return lines
+
+
+def _new(base: dict[str, Any] | None, current: dict[str, Any]) -> list[dict[str, Any]]:
+    before = {_key(v) for v in (base or {}).get("violations", [])}
+    return [v for v in current["violations"] if _key(v) not in before]
+
+
+def diff_summary_markdown(base: dict[str, Any] | None, current: dict[str, Any]) -> str:
+    new = _new(base, current)
+    after = {_key(v) for v in current["violations"]}
+    resolved = [v for v in (base or {}).get("violations", []) if _key(v) not in after]
+    mandatory = sum(v["level"] == "mandatory" for v in new)
+    mark = "🛑" if current["counts"]["mandatory"] else "✅"
+    return (
+        f"policy {mark} **{len(new)} new finding(s)** ({mandatory} mandatory), {len(resolved)} resolved; "
+        f"{current['counts']['mandatory']} mandatory in total"
+    )
+
+
+def highlights_markdown(base: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    return [
+        f"- {'🛑' if v['level'] == 'mandatory' else '⚠️'} new `{v['rule']}` ({v['fsbp']}) on "
+        f"`{_md_cell(short_urn(v['urn']))}`: {_md_cell(v['message'])}"
+        for v in _new(base, current)
+    ]
+
+
 register_report(
     PlanReport(
         key="policy",
@@ -236,5 +288,9 @@ register_report(
         build=build_section,
         render=render_section,
         diff=diff_section,
+        summary=summary_markdown,
+        markdown=section_markdown,
+        diff_summary=diff_summary_markdown,
+        highlights=highlights_markdown,
     )
 )
