@@ -540,6 +540,19 @@ class ServiceConfig(_Model):
     )
     cors_origins: list[str] = Field(default_factory=list, description="Extra origins; the frontend's is added.")
     workers: list[WorkerConfig] = Field(default_factory=list)
+    image_retention_count: int = Field(
+        20,
+        ge=5,
+        le=1000,
+        description="ECR lifecycle keeps this many most recent images (rollback targets); older ones expire.",
+    )
+    load_balancer_deletion_protection: bool = Field(
+        False, description="ALB deletion protection; on in prod so a stray destroy cannot take traffic down."
+    )
+    load_balancer_access_logs: bool = Field(
+        False, description="ALB access logs to an S3 bucket (per-request forensics); on in prod."
+    )
+    access_log_retention_days: int = Field(90, ge=1, le=3653, description="Days ALB access logs are kept in S3.")
 
     @field_validator("environment")
     @classmethod
@@ -1000,6 +1013,8 @@ TIER_DEFAULTS: dict[str, dict[str, Any]] = {
             "maxCount": 6,
             "executeCommand": False,
             "logRetentionDays": 90,
+            "loadBalancerDeletionProtection": True,
+            "loadBalancerAccessLogs": True,
         },
         "frontend": {"accessLogs": True},
         "waf": {"enabled": True},
