@@ -104,6 +104,8 @@ class LoadBalancer(Component):
     target_group_arn_suffix: pulumi.Output[str]
     """`targetgroup/<name>/<id>`: the `TargetGroup` dimension."""
     dns_name: pulumi.Output[str]
+    https: bool
+    """Served over HTTPS (a certificate was given); known at plan time."""
     url: pulumi.Output[str]
     """Base URL of the API: `https://<domain>` with a certificate, else `http://<alb dns name>`."""
 
@@ -112,7 +114,7 @@ class LoadBalancer(Component):
     ) -> None:
         super().__init__("aws", "LoadBalancer", name, naming, opts)
         self.args = args
-        https = args.certificate_arn is not None
+        https = self.https = args.certificate_arn is not None
         self.security_group = aws.ec2.SecurityGroup(
             self.child_name("sg"),
             name=naming.physical(name),

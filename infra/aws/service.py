@@ -18,7 +18,8 @@ the task definitions of scheduled jobs.
 
 IAM, least privilege:
 - execution role (the ECS agent): pull from this repository only, write to this stack's ECS log groups only,
-  read exactly the secrets injected (and decrypt with their KMS key through Secrets Manager only);
+  read exactly the secrets injected (their customer KMS keys already let account principals decrypt
+  through Secrets Manager, see infra/aws/kms.py, so no KMS statement is needed);
 - task role (the app): the uploads statements for its bucket prefix; SSM messages only with ECS Exec.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,8 +130,8 @@ class ServiceArgs:
     uploads: UploadsAccess | None
     cors_origins: Sequence[pulumi.Input[str]]
     """Browser origins allowed to call the API: the frontend's URL plus `service.corsOrigins`."""
-    secret_kms_key_arns: Sequence[pulumi.Input[str]] = ()
-    """Customer KMS keys encrypting injected secrets; the execution role may decrypt via Secrets Manager."""
+    extra_environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """More plain settings from other components (e.g. the cache's REDIS_HOST/REDIS_PORT)."""
     scheduled_tasks: Sequence[ScheduledTaskConfig] = ()
     """`jobs.scheduledTasks`: a task definition each (the schedules live in ScheduledTasks)."""
     app_dir: Path = field(default=APP_DIR)
@@ -286,12 +288,15 @@ class Service(Component):
         tag = context_hash(args.app_dir)[:16]
         # An explicit provider: no resource of this stack falls back to an implicitly configured default.
         docker_provider = docker.Provider(self.child_name("docker"), opts=self.opts())
+        # Relative to the program's working directory (infra/ under the CLI): absolute paths would differ
+        # between a laptop and CI and show as a diff on every run.
+        context = os.path.relpath(args.app_dir, Path.cwd())
         self.image = docker.Image(
             self.child_name("image"),
             image_name=self.repository.repository_url.apply(lambda url: f"{url}:{tag}"),
             build={
-                "context": str(args.app_dir),
-                "dockerfile": str(args.app_dir / "Dockerfile"),
+                "context": context,
+                "dockerfile": os.path.join(context, "Dockerfile"),
                 "platform": docker_platform(args.settings.architecture),
             },
             registry={
@@ -367,7 +372,7 @@ class Service(Component):
         """Plain settings the app reads (app/config.py); nothing secret (see `_secrets`)."""
         args = self.args
         settings = args.settings
-        env: dict[str, pulumi.Input[str]] = dict(settings.environment)
+        env: dict[str, pulumi.Input[str]] = dict(settings.environment) | dict(args.extra_environment)
         env |= {
             "STACK": naming.stack,
             "PORT": str(settings.port),
@@ -421,8 +426,8 @@ class Service(Component):
         region = args.region
 
         def policy(values: list[Any]) -> str:
-            repository_arn, account_id, kms_keys = values[0], values[1], values[2]
-            secret_arns = sorted({secret_arn_of(str(v)) for v in values[3:]})
+            repository_arn, account_id = values[0], values[1]
+            secret_arns = sorted({secret_arn_of(str(v)) for v in values[2:]})
             statements: list[dict[str, Any]] = [
                 # GetAuthorizationToken has no resource-level permissions.
                 {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
@@ -448,24 +453,12 @@ class Service(Component):
                         "Resource": secret_arns,
                     }
                 )
-            if kms_keys:
-                statements.append(
-                    {
-                        "Sid": "DecryptSecretsViaSecretsManager",
-                        "Effect": "Allow",
-                        "Action": "kms:Decrypt",
-                        "Resource": sorted(kms_keys),
-                        "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
-                    }
-                )
             return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
         aws.iam.RolePolicy(
             self.child_name("execution-policy"),
             role=role.id,
-            policy=pulumi.Output.all(
-                self.repository.arn, account, pulumi.Output.all(*args.secret_kms_key_arns), *value_froms
-            ).apply(policy),
+            policy=pulumi.Output.all(self.repository.arn, account, *value_froms).apply(policy),
             opts=self.opts(),
         )
         return role

@@ -11,11 +11,14 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.cache import Cache, CacheArgs
+from infra.aws.certificate import Certificate, CertificateArgs
 from infra.aws.database import Database, DatabaseArgs
 from infra.aws.frontend import Frontend, FrontendArgs
 from infra.aws.function import LambdaDependencies
 from infra.aws.health_check import HealthCheck, HealthCheckArgs, PublicUrl
+from infra.aws.load_balancer import LoadBalancer, LoadBalancerArgs
 from infra.aws.monitoring import (
+    ApiWatch,
     CacheWatch,
     DatabaseWatch,
     FrontendWatch,
@@ -25,7 +28,9 @@ from infra.aws.monitoring import (
     QueueWatch,
 )
 from infra.aws.network import Network, NetworkArgs
+from infra.aws.scheduled_tasks import ScheduledTasks, ScheduledTasksArgs, ScheduledTaskTarget
 from infra.aws.secrets import AppSecrets, AppSecretsArgs
+from infra.aws.service import DatabaseAccess, Service, ServiceArgs, UploadsAccess
 from infra.aws.uploads import Uploads, UploadsArgs
 from infra.aws.waf import WebAcl, WebAclArgs
 from infra.config import AwsStack
@@ -125,6 +130,10 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         with_provider,
     )
 
+    service, load_balancer, scheduled_tasks = _api_service(
+        config, naming, with_provider, network, database, app_secrets, regional_acl, frontend, uploads, cache
+    )
+
     lambda_deps = LambdaDependencies("lambda-deps", naming, with_provider)
 
     health: HealthCheck | None = None
@@ -138,6 +147,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
                 network=network,
                 # CloudFront always serves HTTPS (its own certificate, or ours on the custom domain).
                 frontend=PublicUrl(frontend.url, https=True),
+                api=PublicUrl(load_balancer.url, https=load_balancer.https),
                 database=database,
             ),
             naming,
@@ -172,6 +182,13 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
                 else None
             ),
             frontend=FrontendWatch(distribution_id=frontend.distribution_id),
+            api=ApiWatch(
+                load_balancer_arn_suffix=service.alb_arn_suffix,
+                target_group_arn_suffix=service.target_group_arn_suffix,
+                cluster_name=service.cluster_name,
+                service_name=service.service_name,
+                log_group_name=service.log_group_name,
+            ),
             functions=functions,
             queues=queues,
             health=health.watch() if health is not None else None,
@@ -198,6 +215,23 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         "frontendImmutablePaths": list(config.frontend.immutable_paths),
         "uploadsBucket": uploads.bucket_name,
     }
+    outputs |= {
+        "apiUrl": load_balancer.url,
+        "albDnsName": load_balancer.dns_name,
+        "ecrRepositoryUrl": service.repository.repository_url,
+        "apiLogGroup": service.log_group_name,
+        "clusterName": service.cluster_name,
+        "serviceName": service.service_name,
+        # What infra/deploy.py needs to run the migrate task before rolling the service (docs/deploy.md).
+        "migrateTaskDefinitionArn": service.migrate.task_definition.arn,
+        "migrateLogGroup": service.migrate.log_group.name,
+        "taskSubnetIds": network.workload_subnet_ids,
+        "taskSecurityGroupId": service.tasks_security_group.id,
+        "taskAssignPublicIp": network.tasks_in_public_subnets,
+        "dbInstanceIdentifier": database.identifier,
+    }
+    if scheduled_tasks is not None:
+        outputs["scheduledTasksDeadLetterQueue"] = scheduled_tasks.dead_letter_queue_name
     if cache is not None:
         outputs["cacheEndpoint"] = cache.endpoint
     outputs["dashboardUrl"] = monitoring.dashboard_url
@@ -214,3 +248,124 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         outputs["frontendCertificateValidationRecords"] = frontend.certificate.validation_records
         outputs["frontendDnsTarget"] = frontend.distribution.domain_name
     return outputs
+
+
+def _api_service(
+    config: AwsStack,
+    naming: Naming,
+    with_provider: pulumi.ResourceOptions,
+    network: Network,
+    database: Database,
+    app_secrets: AppSecrets,
+    regional_acl: WebAcl | None,
+    frontend: Frontend,
+    uploads: Uploads,
+    cache: Cache | None,
+) -> tuple[Service, LoadBalancer, ScheduledTasks | None]:
+    """The ALB, the API/worker service on ECS and the scheduled jobs, wired to the database and secrets."""
+    settings = config.service
+    domain = config.domain
+    certificate = (
+        Certificate(
+            "api-certificate",
+            CertificateArgs(domain_name=domain.api_fqdn, hosted_zone_id=domain.hosted_zone_id),
+            naming,
+            with_provider,  # an ALB takes certificates from its own region only
+        )
+        if domain is not None
+        else None
+    )
+    load_balancer = LoadBalancer(
+        "api-lb",
+        LoadBalancerArgs(
+            region=config.region,
+            vpc_id=network.vpc.id,
+            subnet_ids=network.public_subnet_ids,
+            target_port=settings.port,
+            health_check_path=settings.health_check_path,
+            deregistration_delay_seconds=settings.deregistration_delay_seconds,
+            certificate_arn=certificate.arn if certificate is not None else None,
+            domain_name=domain.api_fqdn if domain is not None else None,
+            hosted_zone_id=domain.hosted_zone_id if domain is not None else None,
+            web_acl_arn=regional_acl.arn if regional_acl is not None else None,
+            deletion_protection=settings.load_balancer_deletion_protection,
+            access_logs=settings.load_balancer_access_logs,
+            access_log_retention_days=settings.access_log_retention_days,
+            force_destroy_logs=config.tier != "prod",
+        ),
+        naming,
+        with_provider,
+    )
+    secrets: dict[str, pulumi.Input[str]] = dict(app_secrets.env_secrets)
+    cache_environment: dict[str, pulumi.Input[str]] = {}
+    if cache is not None:
+        secrets |= cache.env_secrets
+        cache_environment = {
+            "REDIS_HOST": cache.primary_endpoint,
+            "REDIS_PORT": cache.port.apply(str),
+            "REDIS_TLS": "true",  # in-transit encryption is on; the auth token is refused over plain TCP
+        }
+    service = Service(
+        "api",
+        ServiceArgs(
+            settings=settings,
+            tier=config.tier,
+            region=config.region,
+            vpc_id=network.vpc.id,
+            subnet_ids=network.workload_subnet_ids,
+            assign_public_ip=network.tasks_in_public_subnets,
+            load_balancer=load_balancer.target,
+            database=DatabaseAccess(
+                address=database.address,
+                port=database.port,
+                name=database.db_name,
+                master_secret_arn=database.master_secret_arn,
+                security_group_id=database.security_group.id,
+            ),
+            app_secrets=secrets,
+            uploads=UploadsAccess(
+                bucket_name=uploads.bucket_name,
+                prefix=uploads.prefix,
+                max_size_bytes=uploads.max_size_bytes,
+                allowed_types=uploads.allowed_types,
+                policy_statements=uploads.app_policy_statements(),
+            ),
+            cors_origins=[frontend.url, *settings.cors_origins],
+            extra_environment=cache_environment,
+            scheduled_tasks=config.jobs.scheduled_tasks,
+        ),
+        naming,
+        with_provider,
+    )
+    load_balancer.allow_egress_to("api", service.security_group.id, settings.port, "API tasks")
+    database.allow_from("api", service.security_group.id, "API tasks")
+    database.allow_from("tasks", service.tasks_security_group.id, "Workers, migrations and scheduled jobs")
+    if cache is not None:
+        service.allow_egress_to("cache", cache.security_group.id, cache.port, "Redis/Valkey")
+        cache.allow_from("api", service.security_group.id, "API tasks")
+        cache.allow_from("tasks", service.tasks_security_group.id, "Workers and scheduled jobs")
+
+    scheduled_tasks: ScheduledTasks | None = None
+    if config.jobs.scheduled_tasks:
+        scheduled_tasks = ScheduledTasks(
+            "jobs",
+            ScheduledTasksArgs(
+                tasks=config.jobs.scheduled_tasks,
+                timezone=config.jobs.timezone,
+                cluster_arn=service.cluster.arn,
+                targets={
+                    name: ScheduledTaskTarget(
+                        task_definition_arn=bundle.task_definition.arn,
+                        task_definition_family_arn=bundle.task_definition.arn_without_revision,
+                    )
+                    for name, bundle in service.scheduled_task_definitions.items()
+                },
+                subnet_ids=network.workload_subnet_ids,
+                security_group_ids=[service.tasks_security_group.id],
+                assign_public_ip=network.tasks_in_public_subnets,
+                pass_role_arns=[service.task_role.arn, service.execution_role.arn],
+            ),
+            naming,
+            with_provider,
+        )
+    return service, load_balancer, scheduled_tasks

@@ -60,7 +60,7 @@ class WebAcl(Component):
 
     def __init__(self, name: str, args: WebAclArgs, naming: Naming, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aws", "WebAcl", name, naming, opts)
-        physical = naming.physical(name, args.scope.lower(), max_length=128)
+        physical = naming.physical(name, max_length=128)
         self.metric_prefix = _metric_name(physical)
         rules: list[dict[str, Any]] = [
             {

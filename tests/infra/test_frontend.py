@@ -263,10 +263,10 @@ def test_staging_without_a_domain_uses_the_cloudfront_host_and_default_certifica
 def test_prod_serves_its_domain_with_a_validated_us_east_1_certificate(prod: StackRun) -> None:
     inputs = _distribution(prod).inputs
     assert inputs["aliases"] == ["app.example.com"]
-    certificate = prod.one(CERTIFICATE)
+    certificate = prod.one(CERTIFICATE, "frontend-cert-cert")
     assert certificate.inputs["domainName"] == "app.example.com"
     assert certificate.inputs["validationMethod"] == "DNS"
-    validation = prod.one(VALIDATION)
+    validation = prod.one(VALIDATION, "frontend-cert-validation")
     assert validation.inputs["certificateArn"] == certificate.outputs["arn"]
     # The distribution uses the ARN that resolves only after validation, so it never waits on a pending cert.
     assert inputs["viewerCertificate"] == {
@@ -283,7 +283,7 @@ def test_prod_serves_its_domain_with_a_validated_us_east_1_certificate(prod: Sta
 
 
 def test_prod_creates_the_validation_record_and_alias_records_in_its_zone(prod: StackRun) -> None:
-    certificate = prod.one(CERTIFICATE)
+    certificate = prod.one(CERTIFICATE, "frontend-cert-cert")
     (option,) = certificate.outputs["domainValidationOptions"]
     validation_record = prod.one(RECORD, "frontend-cert-validation-app-example-com").inputs
     assert validation_record["zoneId"] == "Z0123456789EXAMPLE"
@@ -292,7 +292,9 @@ def test_prod_creates_the_validation_record_and_alias_records_in_its_zone(prod: 
         "CNAME",
         [option["resourceRecordValue"]],
     )
-    assert prod.one(VALIDATION).inputs["validationRecordFqdns"] == [option["resourceRecordName"].rstrip(".")]
+    assert prod.one(VALIDATION, "frontend-cert-validation").inputs["validationRecordFqdns"] == [
+        option["resourceRecordName"].rstrip(".")
+    ]
     distribution = _distribution(prod).outputs
     for record_type in ("A", "AAAA"):
         record = prod.one(RECORD, f"frontend-alias-{record_type.lower()}").inputs
@@ -309,10 +311,10 @@ def test_outside_us_east_1_the_certificate_goes_through_the_us_east_1_provider(e
     edge = providers["aws-us-east-1"]
     assert edge.inputs["region"] == "us-east-1"
     assert edge.inputs["defaultTags"] == providers["aws"].inputs["defaultTags"]  # same tags in both regions
-    certificate = eu_prod.one(CERTIFICATE)
+    certificate = eu_prod.one(CERTIFICATE, "frontend-cert-cert")
     for resource in [
         certificate,
-        eu_prod.one(VALIDATION),
+        eu_prod.one(VALIDATION, "frontend-cert-validation"),
         eu_prod.one(RECORD, "frontend-cert-validation-app-example-com"),
     ]:
         assert resource.provider is not None and resource.provider.startswith(edge.urn + "::"), resource.name
@@ -328,7 +330,7 @@ def test_outside_us_east_1_the_certificate_goes_through_the_us_east_1_provider(e
 
 
 def test_a_domain_without_a_zone_reports_the_records_to_create(zoneless: StackRun) -> None:
-    certificate = zoneless.one(CERTIFICATE)
+    certificate = zoneless.one(CERTIFICATE, "frontend-cert-cert")
     assert certificate.inputs["domainName"] == "shop.example.com"
     assert zoneless.of_type(VALIDATION) == [] and zoneless.of_type(RECORD) == []
     viewer = _distribution(zoneless).inputs["viewerCertificate"]
@@ -410,9 +412,14 @@ def test_every_frontend_resource_sits_under_the_component(any_stack: StackRun) -
     component = any_stack.one("shipyard:aws:Frontend")
     frontend_types = (DISTRIBUTION, OAC, CACHE_POLICY, HEADERS_POLICY, CERTIFICATE, VALIDATION, RECORD)
     for resource in any_stack.resources:
-        if resource.type in frontend_types or resource.name.startswith("frontend-"):
+        # The API's certificate and alias record (names `api-...`) belong to the load balancer.
+        if (resource.type in frontend_types and not resource.name.startswith("api-")) or resource.name.startswith(
+            "frontend-"
+        ):
             assert resource in any_stack.descendants(component), resource.name
     for certificate in any_stack.of_type(CERTIFICATE):
+        if certificate.name.startswith("api-"):
+            continue
         owner = any_stack.component_of(certificate)
         assert owner is not None and owner.type == "shipyard:aws:Certificate"
         assert owner.parent == component.urn
