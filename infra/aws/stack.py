@@ -159,6 +159,8 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     if health is not None:
         functions += health.function_watches()
         queues += health.queue_watches()
+    if scheduled_tasks is not None:
+        queues.append(QueueWatch(label="scheduled-tasks", queue_name=scheduled_tasks.dead_letter_queue_name))
     monitoring = Monitoring(
         "monitoring",
         MonitoringArgs(

@@ -31,6 +31,11 @@ REQUIRED_BY_COMPONENT = {
                                  "health-cert-critical"},
     "shipyard:aws:Frontend": {"frontend-5xx-rate"},
     "shipyard:aws:Cache": {"cache-memory-high", "cache-cpu-high"},
+    "shipyard:aws:LoadBalancer": {"api-5xx-rate", "api-latency-p95", "api-latency-p99", "api-healthy-hosts-low",
+                                  "api-no-healthy-hosts", "slo-burn-fast", "slo-burn-slow", "slo-burn-fast-long",
+                                  "slo-burn-fast-short", "slo-burn-slow-long", "slo-burn-slow-short"},
+    "shipyard:aws:Service": {"service-cpu-high", "service-memory-high", "service-down", "app-financial-error",
+                             "app-balance-inconsistency", "app-upload-failed", "app-database-error"},
 }  # fmt: skip
 
 
@@ -116,7 +121,7 @@ def test_every_component_has_its_alarms(any_stack: StackRun) -> None:
         if required:
             checked += 1
             assert required <= deployed, (component.name, sorted(required - deployed))
-    assert checked >= 4
+    assert checked >= 6
     # Per-instance alarms: one per function and one per dead-letter queue.
     functions = any_stack.of_type("aws:lambda/function:Function")
     assert len(_by_id(any_stack, "lambda-errors")) == len(functions)
@@ -181,7 +186,7 @@ def _sections(body: dict[str, Any]) -> list[str]:
 
 def test_dashboard_has_sections_thresholds_and_every_alarm(any_stack: StackRun) -> None:
     body = _dashboard(any_stack)
-    assert {"Database", "Health checks", "Lambdas", "Alarms"} <= set(_sections(body))
+    assert {"API", "Containers", "Database", "Frontend", "Health checks", "Lambdas", "Alarms"} <= set(_sections(body))
     (status,) = [w for w in body["widgets"] if w["type"] == "alarm"]
     assert sorted(status["properties"]["alarms"]) == sorted(a.outputs["arn"] for a in _alarms(any_stack))
     cpu = next(w for w in body["widgets"] if w["properties"].get("title") == "CPU %")
@@ -483,3 +488,34 @@ def test_rds_sizes() -> None:
     assert instance_memory_gib("db.m7g.2xlarge") == 32
     assert default_max_connections("db.t4g.micro") == 84
     assert default_max_connections("db.m7g.2xlarge") == 3576
+
+
+def test_real_stack_watches_the_api_it_deployed(any_stack: StackRun) -> None:
+    alb = any_stack.one("aws:lb/loadBalancer:LoadBalancer")
+    group = any_stack.one("aws:lb/targetGroup:TargetGroup")
+    (rate,) = _by_id(any_stack, "api-5xx-rate")
+    dims = {json.dumps(q["metric"]["dimensions"]) for q in rate.inputs["metricQueries"] if "metric" in q}
+    assert dims == {json.dumps({"LoadBalancer": alb.outputs["arnSuffix"]})}
+    (low,) = _by_id(any_stack, "api-healthy-hosts-low")
+    m1 = next(q for q in low.inputs["metricQueries"] if q["id"] == "m1")
+    assert m1["metric"]["dimensions"]["TargetGroup"] == group.outputs["arnSuffix"]
+    api_logs = any_stack.outputs["apiLogGroup"]
+    events = {f.inputs["pattern"] for f in any_stack.of_type(FILTER) if f.inputs["logGroupName"] == api_logs}
+    assert events == {
+        f'{{ $.event = "{e}" }}'
+        for e in ("financial_error", "balance_inconsistency", "upload_failed", "database_error")
+    }
+    (down,) = _by_id(any_stack, "service-down")
+    assert "api-ready-down" in down.inputs["alarmRule"] and "no-healthy-hosts" in down.inputs["alarmRule"]
+    # The health checker probes the API's own URL.
+    public = any_stack.one("aws:lambda/function:Function", "health-check-public-function")
+    urls = [t["url"] for t in json.loads(public.inputs["environment"]["variables"]["TARGETS"])]
+    assert f"{any_stack.outputs['apiUrl']}/api/health/ready" in urls
+    assert f"{any_stack.outputs['frontendUrl']}/" in urls
+
+
+def test_scheduled_tasks_dead_letter_queue_is_watched() -> None:
+    task = {"name": "reminders", "schedule": "cron(0 9 * * ? *)", "command": ["python", "-m", "app.jobs.remind"]}
+    run = evaluate("staging", config_overrides={"shipyard:jobs": {"scheduledTasks": [task]}})
+    queues = {a.inputs["dimensions"]["QueueName"] for a in _by_id(run, "dlq-depth")}
+    assert run.outputs["scheduledTasksDeadLetterQueue"] in queues
