@@ -22,8 +22,6 @@ Environment: ``DATABASE_URL`` (secret, TLS: ``?sslmode=require``), ``AUTO_CONFIR
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import json
 import logging
 import math
 import os
@@ -35,12 +33,14 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
+from lambdas.auto_confirm import core
+from lambdas.shared import db, logs
+
 INTERVAL_ENV = "AUTO_CONFIRM_INTERVAL_SECONDS"
 BATCH_SIZE_ENV = "AUTO_CONFIRM_BATCH_SIZE"
 DEFAULT_INTERVAL_S = 3600
 MAX_INTERVAL_S = 7 * 24 * 3600
 RUN_FAILED = "auto_confirm_run_failed"
-_FIELDS_ATTR = "shipyard_fields"  # same attribute lambdas.shared.logs' JSON formatter reads
 
 log = logging.getLogger("lambdas.auto_confirm.worker")
 
@@ -133,63 +133,50 @@ def install_stop_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, request_stop)
 
 
-def core_run_once(env: Mapping[str, str], stop: threading.Event) -> Callable[[], object]:
+def core_run_once(env: Mapping[str, str], stop: threading.Event) -> Callable[[], core.RunResult]:
     """One run of the auto-confirm core against ``DATABASE_URL``: connect, run, close.
 
     A connection per run, not one held for the hour: idle connections die in failovers and maintenance
     windows, and one connection an hour costs nothing. A stop request makes the core stop starting batches.
     """
-    batch_size = _positive_int(env, BATCH_SIZE_ENV, None, 1_000_000)
+    batch_size = _positive_int(env, BATCH_SIZE_ENV, core.DEFAULT_BATCH_SIZE, core.MAX_BATCH_SIZE)
+    assert batch_size is not None
     database_url = env.get("DATABASE_URL", "")
     if not database_url:
         raise WorkerConfigError("DATABASE_URL must be set (the app spec gives the worker the database's URL)")
-    # Imported at first use: the core and its driver are only needed once a run starts.
-    core: Any = importlib.import_module("lambdas.auto_confirm.core")
-    db: Any = importlib.import_module("lambdas.shared.db")
+    try:
+        db.parse_database_url(database_url)
+    except db.DatabaseConfigError as error:
+        raise WorkerConfigError(f"DATABASE_URL: {error}") from None
 
     def time_left_s() -> float:
         return 0.0 if stop.is_set() else math.inf
 
-    def run_once() -> object:
+    def run_once() -> core.RunResult:
         endpoint, credentials, tls = db.parse_database_url(database_url)
         connection = db.connect(endpoint, credentials, tls=tls, application_name="shipyard-auto-confirm-worker")
         try:
-            options: dict[str, Any] = {"time_left_s": time_left_s}
-            if batch_size is not None:
-                options["batch_size"] = batch_size
-            return core.run(connection, lambda: dt.datetime.now(dt.UTC), **options)
+            return core.run(connection, utc_now, batch_size=batch_size, time_left_s=time_left_s)
         finally:
             connection.close()
 
     return run_once
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "timestamp": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            **getattr(record, _FIELDS_ATTR, {}),
-        }
-        return json.dumps(line, default=str, separators=(",", ":"))
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _log(level: int, message: str, **fields: Any) -> None:
-    log.log(level, message, extra={_FIELDS_ATTR: fields})
+    logs.log_fields(log, message, level=level, **fields)
 
 
 def configure_logging(stack: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_JsonFormatter())
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    for name in ("lambdas.auto_confirm", "lambdas.shared"):  # the core's own events, as JSON lines too
-        logging.getLogger(name).handlers[:] = [handler]
-        logging.getLogger(name).setLevel(logging.INFO)
-    log.info("auto-confirm worker starting", extra={_FIELDS_ATTR: {"stack": stack}})
+    """JSON lines on stdout (App Platform's log stream) for the worker and for the core's own events."""
+    logs.get_logger("lambdas.auto_confirm")  # parent of this module's logger: one handler for both
+    log.handlers.clear()
+    log.propagate = True
+    _log(logging.INFO, "auto-confirm worker starting", stack=stack)
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -1,21 +1,27 @@
-"""The DigitalOcean auto-confirm worker loop: cadence, surviving failed runs, and stopping on SIGTERM."""
+"""The DigitalOcean auto-confirm worker: cadence, surviving failed runs, stopping on SIGTERM, and the real core."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from lambdas.auto_confirm import worker
+
+from .auto_confirm_support import Marketplace
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -65,7 +71,31 @@ def test_a_run_longer_than_the_interval_is_followed_at_once() -> None:
     assert [t - started[0] for t in started] == [0, 90, 150]
 
 
-def test_a_failed_run_is_logged_and_the_loop_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def worker_records() -> Iterator[_Records]:
+    """The worker's log records, whether or not another test made `lambdas.auto_confirm` stop propagating."""
+    logger = logging.getLogger("lambdas.auto_confirm.worker")
+    handler = _Records()
+    previous_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+
+def test_a_failed_run_is_logged_and_the_loop_goes_on(worker_records: _Records) -> None:
     stop = threading.Event()
     fake = FakeTime(stop)
     calls: list[float] = []
@@ -80,16 +110,16 @@ def test_a_failed_run_is_logged_and_the_loop_goes_on(caplog: pytest.LogCaptureFi
             raise ConnectionRefusedError("cannot reach PostgreSQL at db:25060")
         return Result()
 
-    with caplog.at_level(logging.INFO, logger="lambdas.auto_confirm.worker"):
-        runs = worker.run_forever(run_once, 3600, stop, clock=fake.clock, wait=fake.wait, max_runs=2)
+    runs = worker.run_forever(run_once, 3600, stop, clock=fake.clock, wait=fake.wait, max_runs=2)
     assert runs == 2
     assert [t - calls[0] for t in calls] == [0, 3600]
-    failed = [r for r in caplog.records if getattr(r, "shipyard_fields", {}).get("event") == worker.RUN_FAILED]
+    records = worker_records.records
+    failed = [r for r in records if getattr(r, "shipyard_fields", {}).get("event") == worker.RUN_FAILED]
     assert len(failed) == 1
     assert failed[0].levelno == logging.ERROR
     assert "cannot reach PostgreSQL" in failed[0].getMessage()
     assert failed[0].shipyard_fields["error_type"] == "ConnectionRefusedError"  # type: ignore[attr-defined]
-    done = [r for r in caplog.records if getattr(r, "shipyard_fields", {}).get("event") == "auto_confirm_run"]
+    done = [r for r in records if getattr(r, "shipyard_fields", {}).get("event") == "auto_confirm_run"]
     assert [r.shipyard_fields["summary"] for r in done] == [{"confirmed": 7}]  # type: ignore[attr-defined]
 
 
@@ -201,3 +231,104 @@ def test_sigterm_during_a_run_lets_it_finish_then_exits_0() -> None:
         process.kill()
     assert process.returncode == 0, err
     assert out.index("run finished") < out.index("exited after 1 runs")
+
+
+# --------------------------------------------------------------------------------------------------------
+# The real core on a real PostgreSQL, and the real entry point
+# --------------------------------------------------------------------------------------------------------
+
+
+def _due_order(market: Marketplace) -> tuple[int, int, int]:
+    """(order id, client, provider) of one order due by the real clock (the worker reads the time itself)."""
+    market.user("admin")
+    client = market.user("client", blocked="100.00")
+    provider = market.user("provider")
+    completed = dt.datetime.now(dt.UTC) - dt.timedelta(hours=40)
+    return market.order(client, provider, "100.00", completed_at=completed), client, provider
+
+
+@pytest.mark.postgres
+def test_each_run_confirms_what_is_due_through_the_core(market: Marketplace) -> None:
+    order, client, provider = _due_order(market)
+    before = market.total_money()
+    run_once = worker.core_run_once({"DATABASE_URL": market.url, worker.BATCH_SIZE_ENV: "50"}, threading.Event())
+    result = run_once()
+    assert result.confirmed == 1
+    assert market.status(order)[:2] == ("completed", True)
+    assert market.wallet(client) == (Decimal("0.00"), Decimal("0.00"))
+    assert market.wallet(provider)[0] == Decimal("95.00")  # 5 % platform fee from the seed
+    assert market.total_money() == before
+    assert run_once().confirmed == 0  # the next interval finds nothing left
+
+
+@pytest.mark.postgres
+def test_a_stop_request_keeps_the_core_from_starting_a_batch(market: Marketplace) -> None:
+    order, _, _ = _due_order(market)
+    stop = threading.Event()
+    stop.set()
+    result = worker.core_run_once({"DATABASE_URL": market.url}, stop)()
+    assert result.stopped_early is True
+    assert result.confirmed == 0
+    assert market.status(order)[0] == "awaiting_confirmation"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://u:p@127.0.0.1/db", worker.BATCH_SIZE_ENV: "lots"}, worker.BATCH_SIZE_ENV),
+    ],
+)
+def test_bad_worker_environment_names_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(worker.WorkerConfigError, match=variable):
+        worker.core_run_once(env, threading.Event())
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_entry_point_survives_an_unreachable_database_and_exits_0_on_sigterm() -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": f"postgresql://app:pw@127.0.0.1:{_closed_port()}/shipyard?sslmode=require",
+        "STACK": "test",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lambdas.auto_confirm.worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = _wait_for_line(process, worker.RUN_FAILED)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    events = [json.loads(line) for line in [*lines, *out.splitlines()] if line.startswith("{")]
+    failed = [e for e in events if e.get("event") == worker.RUN_FAILED]
+    assert len(failed) == 1 and "cannot reach PostgreSQL" in failed[0]["message"]
+    assert events[-1]["event"] == "auto_confirm_worker_stopped"
+
+
+def test_the_entry_point_refuses_a_bad_interval_with_exit_2() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), worker.INTERVAL_ENV: "hourly", "DATABASE_URL": "postgresql://a@b/c"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lambdas.auto_confirm.worker"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert worker.INTERVAL_ENV in result.stdout
