@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_aws as aws
@@ -23,6 +24,9 @@ from infra.aws.kms import customer_key
 from infra.component import Component
 from infra.config import DatabaseConfig, Tier
 from infra.naming import Naming
+
+if TYPE_CHECKING:
+    from infra.aws.network import Network
 
 PORT = 5432
 DB_NAME = "app"
@@ -287,3 +291,57 @@ class Database(Component):
             tags={"Name": self.naming.physical("db-from", name)},
             opts=self.opts(),
         )
+
+    def secret_read_statements(self) -> pulumi.Output[list[dict[str, Any]]]:
+        """IAM statements a client needs to read the master secret at run time (and decrypt it when the
+        database uses a customer KMS key) — nothing else."""
+        key_arn: pulumi.Input[str | None] = self.kms_key_arn
+
+        def statements(arns: list[Any]) -> list[dict[str, Any]]:
+            secret_arn, kms_arn = arns
+            found: list[dict[str, Any]] = [
+                {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": [secret_arn]}
+            ]
+            if kms_arn:
+                found.append(
+                    {
+                        "Effect": "Allow",
+                        "Action": ["kms:Decrypt"],
+                        "Resource": [kms_arn],
+                        "Condition": {"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}},
+                    }
+                )
+            return found
+
+        return pulumi.Output.all(self.master_secret_arn, key_arn).apply(statements)
+
+    def client_security_group(
+        self, owner: Component, network: Network, name: str, description: str
+    ) -> aws.ec2.SecurityGroup:
+        """A security group for a client Lambda of this database, created under `owner` and admitted here.
+
+        Egress is PostgreSQL inside the VPC and HTTPS for Secrets Manager: through NAT when there is one,
+        else only to the VPC (the Secrets Manager interface endpoint).
+        """
+        cidr = network.settings.cidr
+        group = aws.ec2.SecurityGroup(
+            owner.child_name("sg"),
+            vpc_id=network.vpc.id,
+            description=description,
+            egress=[
+                aws.ec2.SecurityGroupEgressArgs(
+                    protocol="tcp", from_port=PORT, to_port=PORT, cidr_blocks=[cidr], description="PostgreSQL"
+                ),
+                aws.ec2.SecurityGroupEgressArgs(
+                    protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    cidr_blocks=["0.0.0.0/0"] if network.settings.nat != "none" else [cidr],
+                    description="Secrets Manager (endpoint or NAT)",
+                ),
+            ],
+            tags={"Name": self.naming.physical(name)},
+            opts=owner.opts(),
+        )
+        self.allow_from(name, group.id, description)
+        return group

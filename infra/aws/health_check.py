@@ -195,28 +195,9 @@ class HealthCheck(Component):
         return function
 
     def _vpc_function(self, args: HealthCheckArgs, database: Database) -> None:
-        cidr = args.network.settings.cidr
-        self.security_group = aws.ec2.SecurityGroup(
-            self.child_name("sg"),
-            vpc_id=args.network.vpc.id,
-            description="Health checker in the VPC: out to the database and the Secrets Manager endpoint only",
-            egress=[
-                aws.ec2.SecurityGroupEgressArgs(
-                    protocol="tcp", from_port=5432, to_port=5432, cidr_blocks=[cidr], description="PostgreSQL"
-                ),
-                aws.ec2.SecurityGroupEgressArgs(
-                    protocol="tcp",
-                    from_port=443,
-                    to_port=443,
-                    # With NAT the Secrets Manager API may be reached through it; without, the VPC endpoint.
-                    cidr_blocks=["0.0.0.0/0"] if args.network.settings.nat != "none" else [cidr],
-                    description="Secrets Manager (endpoint or NAT)",
-                ),
-            ],
-            tags={"Name": self.naming.physical("health-check-vpc")},
-            opts=self.opts(),
+        self.security_group = database.client_security_group(
+            self, args.network, "health-check", "Health checker Lambda (SELECT 1 over TLS)"
         )
-        database.allow_from("health-check", self.security_group.id, "Health checker Lambda (SELECT 1 over TLS)")
 
         ca_file: str | None = None
         if RDS_CA_BUNDLE.exists():
@@ -243,24 +224,7 @@ class HealthCheck(Component):
                 target["ca_file"] = ca_file
             return compact([target])
 
-        def secret_statements(arns: list[Any]) -> list[dict[str, Any]]:
-            return [
-                {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": [arns[0]]},
-                *(
-                    [
-                        {
-                            "Effect": "Allow",
-                            "Action": ["kms:Decrypt"],
-                            "Resource": [arns[1]],
-                            "Condition": {"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}},
-                        }
-                    ]
-                    if arns[1]
-                    else []
-                ),
-            ]
-
-        statements = pulumi.Output.all(database.master_secret_arn, database.kms_key_arn).apply(secret_statements)
+        statements = database.secret_read_statements()
         self.vpc = self._function(
             "vpc",
             "the database from inside the VPC",

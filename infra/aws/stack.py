@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.auto_confirm import AutoConfirmArgs, AutoConfirmJob
 from infra.aws.cache import Cache, CacheArgs
 from infra.aws.certificate import Certificate, CertificateArgs
 from infra.aws.database import Database, DatabaseArgs
@@ -154,8 +155,26 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             with_provider,
         )
 
+    auto_confirm: AutoConfirmJob | None = None
+    if config.jobs.auto_confirm.enabled:
+        auto_confirm = AutoConfirmJob(
+            "auto-confirm",
+            AutoConfirmArgs(
+                settings=config.jobs.auto_confirm,
+                timezone=config.jobs.timezone,
+                layer_arn=lambda_deps.arn,
+                network=network,
+                database=database,
+            ),
+            naming,
+            with_provider,
+        )
+
     functions: list[FunctionWatch] = []
     queues: list[QueueWatch] = []
+    if auto_confirm is not None:
+        functions.append(auto_confirm.function_watch())
+        queues.append(auto_confirm.queue_watch())
     if health is not None:
         functions += health.function_watches()
         queues += health.queue_watches()
@@ -194,6 +213,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             functions=functions,
             queues=queues,
             health=health.watch() if health is not None else None,
+            auto_confirm=auto_confirm.watch() if auto_confirm is not None else None,
         ),
         naming,
         with_provider,
@@ -240,6 +260,9 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     outputs["alarmCount"] = monitoring.alarm_count
     if health is not None:
         outputs["healthCheckFunctions"] = health.function_names
+    if auto_confirm is not None:
+        outputs["autoConfirmFunction"] = auto_confirm.function_name
+        outputs["autoConfirmLogGroup"] = auto_confirm.function.log_group_name
     if regional_acl is not None and cloudfront_acl is not None:
         outputs["wafRegionalAclArn"] = regional_acl.arn
         outputs["wafCloudFrontAclArn"] = cloudfront_acl.arn
