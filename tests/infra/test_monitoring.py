@@ -31,6 +31,7 @@ REQUIRED_BY_COMPONENT = {
                                  "health-cert-critical"},
     "shipyard:aws:Frontend": {"frontend-5xx-rate"},
     "shipyard:aws:Cache": {"cache-memory-high", "cache-cpu-high"},
+    "shipyard:aws:AutoConfirmJob": {"auto-confirm-failed", "auto-confirm-not-running", "auto-confirm-backlog"},
     "shipyard:aws:LoadBalancer": {"api-5xx-rate", "api-latency-p95", "api-latency-p99", "api-healthy-hosts-low",
                                   "api-no-healthy-hosts", "slo-burn-fast", "slo-burn-slow", "slo-burn-fast-long",
                                   "slo-burn-fast-short", "slo-burn-slow-long", "slo-burn-slow-short"},
@@ -121,7 +122,7 @@ def test_every_component_has_its_alarms(any_stack: StackRun) -> None:
         if required:
             checked += 1
             assert required <= deployed, (component.name, sorted(required - deployed))
-    assert checked >= 6
+    assert checked >= 7
     # Per-instance alarms: one per function and one per dead-letter queue.
     functions = any_stack.of_type("aws:lambda/function:Function")
     assert len(_by_id(any_stack, "lambda-errors")) == len(functions)
@@ -519,3 +520,13 @@ def test_scheduled_tasks_dead_letter_queue_is_watched() -> None:
     run = evaluate("staging", config_overrides={"shipyard:jobs": {"scheduledTasks": [task]}})
     queues = {a.inputs["dimensions"]["QueueName"] for a in _by_id(run, "dlq-depth")}
     assert run.outputs["scheduledTasksDeadLetterQueue"] in queues
+
+
+def test_auto_confirm_log_group_feeds_the_job_events(any_stack: StackRun) -> None:
+    job = any_stack.one("aws:lambda/function:Function", "auto-confirm-function-function")
+    group = job.inputs["loggingConfig"]["logGroup"]
+    patterns = {f.inputs["pattern"] for f in any_stack.of_type(FILTER) if f.inputs["logGroupName"] == group}
+    assert patterns == {
+        f'{{ $.event = "{e}" }}' for e in ("balance_inconsistency", "financial_error", "database_error")
+    }
+    assert {a.inputs["dimensions"]["FunctionName"] for a in _by_id(any_stack, "lambda-errors")} >= {job.outputs["name"]}
