@@ -40,7 +40,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         return cls(
-            database=_database(env),
+            database=database_target_from_env(env),
             secret_key=_secret(env, "SECRET_KEY"),
             jwt_secret_key=_secret(env, "JWT_SECRET_KEY"),
             cors_origins=_origins(env.get("CORS_ORIGINS", "")),
@@ -53,7 +53,7 @@ class Settings:
         )
 
 
-def _database(env: Mapping[str, str]) -> DatabaseTarget:
+def database_target_from_env(env: Mapping[str, str]) -> DatabaseTarget:
     """``DATABASE_URL``, or the parts (how ECS injects the RDS-managed secret's username/password)."""
     try:
         if env.get("DATABASE_URL"):

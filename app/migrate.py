@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app import jsonlog
+from app.config import ConfigError, database_target_from_env
 from app.db import DatabaseConfigError, DatabaseTarget, DatabaseUnavailable, connect, describe_error
 
 if TYPE_CHECKING:
@@ -85,13 +86,17 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 def migrate(
-    database_url: str,
+    database_url: str | DatabaseTarget,
     *,
     lock_timeout_s: float = 300,
     migrations: list[Migration] | None = None,
     connect_timeout_s: float = 10,
 ) -> MigrationReport:
-    target = DatabaseTarget.from_url(database_url, setting="--database-url")
+    target = (
+        database_url
+        if isinstance(database_url, DatabaseTarget)
+        else DatabaseTarget.from_url(database_url, setting="--database-url")
+    )
     pending_files = discover() if migrations is None else migrations
     # No statement timeout: a migration may legitimately rewrite a big table. Lock waits are bounded
     # instead, so a runner stuck behind another one (or behind a long transaction) fails visibly.
@@ -193,15 +198,23 @@ def main(argv: list[str] | None = None) -> int:
         "--database-url",
         default=os.environ.get("DATABASE_URL"),
         help="postgresql://user:password@host:port/db[?sslmode=disable|require|verify-full&sslrootcert=PATH] "
-        "(default: $DATABASE_URL)",
+        "(default: $DATABASE_URL, else the DATABASE_HOST/PORT/NAME/USER/PASSWORD parts the API reads too)",
     )
     parser.add_argument("--lock-timeout", type=float, default=300, help="seconds to wait for another runner")
     args = parser.parse_args(argv)
     jsonlog.configure(os.environ.get("LOG_LEVEL", "INFO"))
-    if not args.database_url:
-        parser.error("--database-url (or DATABASE_URL) is required")
+    target: str | DatabaseTarget
+    if args.database_url:
+        target = args.database_url
+    else:
+        # The ECS migrate task gets the parts, like the API: the RDS-managed password cannot be put in a URL
+        # by the deploy pipeline without exposing it.
+        try:
+            target = database_target_from_env(os.environ)
+        except ConfigError as error:
+            parser.error(f"--database-url or DATABASE_URL, or the DATABASE_* parts: {error}")
     try:
-        report = migrate(args.database_url, lock_timeout_s=args.lock_timeout)
+        report = migrate(target, lock_timeout_s=args.lock_timeout)
     except (DatabaseConfigError, DatabaseUnavailable, MigrationError) as error:
         event = jsonlog.DATABASE_ERROR if isinstance(error, DatabaseUnavailable) else "migration_failed"
         jsonlog.log_event(log, event, str(error))

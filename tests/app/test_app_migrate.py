@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -300,3 +301,38 @@ def test_postgres_url_fixture_is_a_plain_owner(postgres_url: str) -> None:
         ) == [[True]]
     finally:
         connection.close()
+
+
+def test_runs_from_the_database_parts_the_ecs_task_injects(pg_server: Any, database_url: str) -> None:
+    # The migrate task gets DATABASE_HOST/PORT/NAME/USER/PASSWORD (the password from the RDS-managed secret),
+    # never a URL: the runner must connect from those parts, like the API does.
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(database_url)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_HOST": parts.hostname or "",
+        "DATABASE_PORT": str(parts.port),
+        "DATABASE_NAME": parts.path.lstrip("/"),
+        "DATABASE_USER": parts.username or "",
+        "DATABASE_PASSWORD": parts.password or "",
+        "DATABASE_SSLMODE": "disable",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "app.migrate"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert last_log(done)["applied"]
+
+
+def test_without_url_or_parts_the_error_names_what_is_missing() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app.migrate"],
+        cwd=REPO_ROOT,
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "missing: DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD" in done.stderr
