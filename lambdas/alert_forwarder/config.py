@@ -36,6 +36,8 @@ class Routing:
     )
     history_days: int = 90
     default_severity: str = "warning"
+    retry_max_attempts: int = 4
+    retry_base_delay_seconds: float = 0.5
 
     def channels_for(self, severity: str) -> tuple[str, ...]:
         return self.channels.get(severity, ())
@@ -53,8 +55,16 @@ _INT_FIELDS = {
     "storm_threshold": 1,
     "storm_window_seconds": 1,
     "history_days": 1,
+    "retry_max_attempts": 1,
 }
-_KNOWN_KEYS = {*SEVERITIES, *_INT_FIELDS, "rate_limit_per_minute", "channel_timeout_seconds", "default_severity"}
+_KNOWN_KEYS = {
+    *SEVERITIES,
+    *_INT_FIELDS,
+    "rate_limit_per_minute",
+    "channel_timeout_seconds",
+    "default_severity",
+    "retry_base_delay_seconds",
+}
 
 
 def _int_field(data: dict[str, Any], key: str, minimum: int, default: int) -> int:
@@ -124,7 +134,11 @@ def load_routing(text: str | None) -> Routing:
         raise ConfigError(f"ROUTING.default_severity: must be one of {', '.join(SEVERITIES)}")
 
     ints = {key: _int_field(data, key, minimum, getattr(Routing, key)) for key, minimum in _INT_FIELDS.items()}
+    base_delay = data.get("retry_base_delay_seconds", Routing.retry_base_delay_seconds)
+    if isinstance(base_delay, bool) or not isinstance(base_delay, int | float) or base_delay < 0:
+        raise ConfigError("ROUTING.retry_base_delay_seconds: expected a number >= 0")
     return Routing(
+        retry_base_delay_seconds=float(base_delay),
         channels=channels,
         rate_limit_per_minute=_per_channel(
             data, "rate_limit_per_minute", DEFAULT_RATE_LIMIT_PER_MINUTE, integer=True

@@ -79,7 +79,7 @@ class _Runtime:
         return parsed
 
     def deps(self, context: Any) -> Deps:
-        from .deliver import DEFAULT_SLACK_API_BASE, DEFAULT_TELEGRAM_API_BASE, urllib_post
+        from .deliver import DEFAULT_SLACK_API_BASE, DEFAULT_TELEGRAM_API_BASE, RetryPolicy, urllib_post
         from .forward import Deps, build_targets
         from .render import RenderContext
         from .state import StateStore
@@ -109,6 +109,11 @@ class _Runtime:
             targets=targets,
             ctx=RenderContext(project=self.project, stack=self.stack),
             remaining=remaining,
+            retry=RetryPolicy(
+                max_attempts=self.routing.retry_max_attempts,
+                base_delay=self.routing.retry_base_delay_seconds,
+                max_delay=max(8.0, self.routing.retry_base_delay_seconds),
+            ),
             cloudwatch=lambda: self.client("cloudwatch"),
             log=logger,
         )

@@ -110,9 +110,9 @@ class Sink:
             record = Received(handler.path, {k.lower(): v for k, v in handler.headers.items()}, body, time.monotonic(), fault.kind if fault else None)
             self.requests.append(record)
         if fault is None:
-            self._respond(handler, 200, self._success_body(seq))
             with self._lock:
-                record.accepted = True
+                record.accepted = True  # before responding: the client may look as soon as it has the answer
+            self._respond(handler, 200, self._success_body(seq))
             return
         if fault.kind == "slow":
             time.sleep(self.slow_seconds)

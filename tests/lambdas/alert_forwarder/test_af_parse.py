@@ -1,0 +1,235 @@
+"""Every supported input format, from the sample files the preview CLI also uses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lambdas.alert_forwarder.model import ALARM, EVENT, OK
+from lambdas.alert_forwarder.parse import (
+    IncomingRecord,
+    parse_record,
+    records_from_event,
+    severity_from_name,
+    severity_from_topic,
+    split_runbook,
+)
+
+from .conftest import sample
+
+NOW = "2025-03-14T16:00:00.000Z"
+
+
+def parse_sample(name: str, default: str = "warning") -> Any:
+    records = records_from_event(sample(name))
+    assert len(records) == 1
+    return parse_record(records[0], received_at=NOW, default_severity=default)
+
+
+def test_single_metric_alarm() -> None:
+    alert = parse_sample("cloudwatch_alarm_single.json")
+    assert alert.kind == "metric_alarm"
+    assert alert.message_id == "0d7e8b43-3b2a-5f7c-9d9a-1a2b3c4d5e01"
+    assert alert.title == "shipyard-prod-critical-db-cpu-high"
+    assert alert.severity == "critical"  # from the topic name suffix
+    assert (alert.old_state, alert.new_state) == (OK, ALARM)
+    assert alert.value == "92.42"
+    assert alert.threshold == "> 80"
+    assert alert.reason == (
+        "CPUUtilization is 92.42, above the threshold of > 80 for 3 of the last 3 datapoints (60 s periods)."
+    )
+    assert alert.metric == "AWS/RDS CPUUtilization{DBInstanceIdentifier=shipyard-prod-db} (Average, 60 s periods)"
+    assert (alert.region, alert.account) == ("us-east-1", "123456789012")
+    assert alert.runbook_url == "https://runbooks.example.com/db/cpu-high"
+    assert alert.description == "Database CPU above 80% for 3 minutes. Check slow queries and connection count."
+    assert alert.console_url == (
+        "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1"
+        "#alarmsV2:alarm/shipyard-prod-critical-db-cpu-high"
+    )
+    assert alert.occurred_at == "2025-03-14T09:26:53.548Z"
+    assert alert.alarm_key == "alarm:arn:aws:cloudwatch:us-east-1:123456789012:alarm:shipyard-prod-critical-db-cpu-high"
+
+
+def test_recovery_has_same_alarm_key_and_reason_in_words() -> None:
+    alarm = parse_sample("cloudwatch_alarm_single.json")
+    ok = parse_sample("cloudwatch_alarm_ok.json")
+    assert ok.alarm_key == alarm.alarm_key
+    assert (ok.old_state, ok.new_state) == (ALARM, OK)
+    assert ok.reason == "CPUUtilization is 41.5, no longer above the threshold of > 80 (60 s periods)."
+    assert ok.fingerprint != alarm.fingerprint
+
+
+def test_metric_math_alarm() -> None:
+    alert = parse_sample("cloudwatch_metric_math.json")
+    assert alert.kind == "metric_math_alarm"
+    assert alert.severity == "warning"
+    assert alert.value == "7.5" and alert.threshold == "> 5"
+    assert alert.reason.startswith("5xx rate (%) is 7.5, above the threshold of > 5 for 2 of the last 2 datapoints")
+    details = dict(alert.details)
+    assert details["Expression"] == "e1 = 100 * errors / requests"
+    assert "AWS/ApplicationELB HTTPCode_Target_5XX_Count" in details["Input errors"]
+    assert alert.runbook_url == "https://runbooks.example.com/api/5xx"
+
+
+def test_anomaly_detection_alarm_from_bare_json() -> None:
+    alert = parse_sample("cloudwatch_anomaly_bare.json")
+    assert alert.kind == "anomaly_alarm"
+    assert alert.message_id.startswith("sha256-")  # bare JSON has no SNS id: content-derived, stable on retry
+    assert alert.severity == "warning"  # no topic: from the <project>-<stack>-<severity>- name segment
+    assert alert.value == "0.912"
+    assert alert.threshold == "upper band 0.331"
+    assert "above the upper band" in alert.reason
+    assert dict(alert.details)["Anomaly band"] == "ANOMALY_DETECTION_BAND(m1, 2)"
+    assert alert.region == "us-east-1"  # from the AlarmArn, not the "US East (N. Virginia)" display name
+
+
+def test_composite_alarm_from_sns_envelope() -> None:
+    alert = parse_sample("cloudwatch_composite_envelope.json")
+    assert alert.kind == "composite_alarm"
+    assert alert.severity == "critical"
+    assert alert.reason == "Composite rule is true; triggered by shipyard-prod-warning-api-5xx-rate (ALARM)."
+    assert dict(alert.details)["Rule"].startswith('ALARM("shipyard-prod-warning-api-5xx-rate") AND')
+
+
+def test_eventbridge_alarm_state_change() -> None:
+    alert = parse_sample("eventbridge_alarm_state_change.json")
+    assert alert.kind == "metric_alarm"
+    assert alert.message_id == "c4c1c1c9-6542-e61b-6ef0-8c4d36933a92"
+    assert (alert.old_state, alert.new_state, alert.value, alert.threshold) == (OK, ALARM, "1520", None)
+    assert alert.runbook_url == "https://runbooks.example.com/queue"
+    assert "AWS/SQS ApproximateNumberOfMessagesVisible{QueueName=shipyard-prod-orders}" in (alert.metric or "")
+
+
+def test_backup_text_notification() -> None:
+    alert = parse_sample("backup_failed.json")
+    assert alert.kind == "backup"
+    assert alert.new_state == EVENT
+    assert alert.title == "AWS Backup backup job failed: shipyard-prod-db"
+    details = dict(alert.details)
+    assert details["Resource"] == "arn:aws:rds:us-east-1:123456789012:db:shipyard-prod-db"
+    assert details["Job"] == "1b2345b2-f22c-4dab-5eb6-bbc7890ed123"
+    assert alert.console_url and "backup/details/1b2345b2-f22c-4dab-5eb6-bbc7890ed123" in alert.console_url
+
+
+def test_backup_eventbridge_event_without_topic_severity() -> None:
+    event = {
+        "id": "b-1",
+        "detail-type": "Backup Job State Change",
+        "source": "aws.backup",
+        "account": "123456789012",
+        "region": "us-east-1",
+        "time": "2025-03-14T05:10:00Z",
+        "detail": {
+            "backupJobId": "job-9",
+            "state": "FAILED",
+            "statusMessage": "Insufficient privileges to perform this action.",
+            "resourceArn": "arn:aws:dynamodb:us-east-1:123456789012:table/orders",
+        },
+    }
+    alert = parse_record(records_from_event(event)[0], received_at=NOW)
+    assert alert.kind == "backup" and alert.severity == "critical"
+    assert alert.reason == "Insufficient privileges to perform this action."
+
+
+def test_ecs_task_stopped() -> None:
+    alert = parse_sample("ecs_task_stopped.json")
+    assert alert.kind == "ecs_task_stopped"
+    assert alert.title == "ECS task stopped: service:shipyard-prod-api on shipyard-prod"
+    assert "exit 137 (OutOfMemoryError: Container killed due to memory usage)" in alert.reason
+    assert "stop code EssentialContainerExited" in alert.reason
+    assert alert.console_url == (
+        "https://us-east-1.console.aws.amazon.com/ecs/v2/clusters/shipyard-prod/tasks/6a2f1c0b9d8e4f7a?region=us-east-1"
+    )
+    assert alert.occurred_at == "2025-03-14T12:00:04.120Z"
+
+
+def test_rds_eventbridge_and_subscription_formats() -> None:
+    event = parse_sample("rds_event.json")
+    assert event.kind == "rds_event"
+    assert event.title == "RDS shipyard-prod-db: RDS-EVENT-0049 (failover)"
+    assert event.reason == "A Multi-AZ failover has completed."
+    subscription = parse_sample("rds_event_subscription.json")
+    assert subscription.kind == "rds_event"
+    assert subscription.title == "RDS shipyard-prod-db: RDS-EVENT-0089"
+    assert "low at 4%" in subscription.reason
+    assert subscription.region == "us-east-1"
+
+
+def test_health_check_results() -> None:
+    fail = parse_sample("health_check_fail.json")
+    assert fail.kind == "health_check"
+    assert (fail.old_state, fail.new_state) == (OK, ALARM)
+    assert (fail.value, fail.threshold) == ("2100 ms", "2000 ms")
+    assert fail.reason == (
+        "api-https failed for https://api.example.com/healthz: HTTP 503 after 2.1 s (expected 200-399 within 2 s)"
+    )
+    assert fail.runbook_url == "https://runbooks.example.com/api/down"
+    passed = parse_sample("health_check_pass.json")
+    assert passed.new_state == OK and passed.alarm_key == fail.alarm_key
+
+
+def test_health_check_with_bad_fields_is_still_forwarded_with_a_note() -> None:
+    record = IncomingRecord("m-1", json.dumps({"source": "shipyard.health_check", "status": "maybe"}))
+    alert = parse_record(record, received_at=NOW)
+    assert alert.kind == "health_check"
+    assert alert.note and "check" in alert.note and "status" in alert.note
+    assert alert.raw and '"maybe"' in alert.raw
+
+
+def test_plain_text() -> None:
+    alert = parse_sample("plain_text.json")
+    assert alert.kind == "text"
+    assert alert.title == "Deploy rolled back"
+    assert alert.reason.startswith("Deploy of shipyard-prod api v1.42.0 rolled back")
+    assert alert.severity == "warning"
+
+
+@pytest.mark.parametrize(
+    ("message", "why"),
+    [
+        (json.dumps({"vendor": "acme", "status": "degraded"}), "Unrecognised JSON"),
+        ('{"AlarmName": "x", ', "does not parse"),
+        ("[1, 2, 3]", "not an object"),
+        (json.dumps({"AlarmName": "x", "NewStateValue": "ALARM", "Trigger": "not-a-dict"}), None),
+    ],
+)
+def test_unknown_or_malformed_is_forwarded_raw_never_dropped(message: str, why: str | None) -> None:
+    alert = parse_record(IncomingRecord("m-2", message, topic_arn="arn:aws:sns:us-east-1:1:x-critical"), received_at=NOW)
+    assert alert.message_id == "m-2"
+    assert alert.severity == "critical"
+    if why:
+        assert alert.kind == "raw"
+        assert alert.note and why in alert.note
+        assert alert.raw is not None
+
+
+def test_eventbridge_event_of_unknown_type_carries_detail() -> None:
+    event = {"id": "e-1", "source": "aws.guardduty", "detail-type": "GuardDuty Finding", "detail": {"severity": 8}}
+    alert = parse_record(records_from_event(event)[0], received_at=NOW)
+    assert alert.kind == "eventbridge"
+    assert alert.note and alert.raw and '"severity": 8' in alert.raw
+
+
+def test_malformed_sns_record_is_kept() -> None:
+    event = {"Records": [{"Sns": {"MessageId": "m-3", "TopicArn": "arn:aws:sns:us-east-1:1:t-warning"}}, {"foo": 1}]}
+    records = records_from_event(event)
+    assert len(records) == 2
+    alerts = [parse_record(r, received_at=NOW) for r in records]
+    assert alerts[0].message_id == "m-3" and alerts[0].note and "Sns.Message is missing" in alerts[0].note
+    assert alerts[1].note and "not an SNS record" in alerts[1].note
+
+
+def test_severity_rules() -> None:
+    assert severity_from_topic("arn:aws:sns:us-east-1:1:shipyard-prod-alerts-critical") == "critical"
+    assert severity_from_topic("arn:aws:sns:us-east-1:1:alerts") is None
+    assert severity_from_name("shipyard-prod-warning-api-latency") == "warning"
+    assert severity_from_name("Orders-Prod-Critical-Queue") == "critical"
+    assert severity_from_name("no-level-here") is None
+
+
+def test_runbook_is_taken_from_the_end_of_the_description() -> None:
+    assert split_runbook("CPU high. Runbook: https://r.example/x") == ("CPU high.", "https://r.example/x")
+    assert split_runbook("Runbook: not-a-url") == ("Runbook: not-a-url", None)
+    assert split_runbook(None) == (None, None)
