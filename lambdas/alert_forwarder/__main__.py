@@ -29,12 +29,16 @@ def _format(channel: str, payload: Any) -> str:
         return f"[{utf16_len(payload['text'])}/4096 UTF-16 units, parse_mode=HTML]\n{payload['text']}"
     if channel == "email":
         assert isinstance(payload, EmailContent)
-        return f"Subject: {payload.subject}\n\n--- text/plain ---\n{payload.text}\n--- text/html ---\n{payload.html}"
+        return (
+            f"Subject: {payload.subject}\n\n--- text/plain ---\n{payload.text}\n"
+            f"--- text/html ---\n{payload.html}"
+        )
     if channel == "sms":
         return f"[{gsm_septets(payload)}/160 GSM-7 characters]\n{payload}"
     body = webhook_bytes(payload)
     return (
-        f"{SIGNATURE_HEADER}: {webhook_signature(PREVIEW_SIGNING_KEY, body)}  (preview key, not the real one)\n"
+        f"{SIGNATURE_HEADER}: {webhook_signature(PREVIEW_SIGNING_KEY, body)}"
+        "  (preview key, not the real one)\n"
         f"{TIMESTAMP_HEADER}: {epoch_of(payload.get('sent_at'))}\n"
         f"{DELIVERY_HEADER}: {payload.get('id')}/webhook\n\n"
         + json.dumps(payload, indent=2, ensure_ascii=False)
@@ -68,7 +72,9 @@ def preview(text: str, channels: list[str], ctx: RenderContext, default_severity
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lambdas.alert_forwarder", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lambdas.alert_forwarder", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--preview", metavar="FILE", required=True, help="event/message file, or - for stdin")
     parser.add_argument("--channel", choices=CHANNELS, help="show only this channel")
     parser.add_argument("--stack", default=os.environ.get("STACK", "preview"))

@@ -48,9 +48,10 @@ def urllib_post(url: str, body: bytes, headers: Mapping[str, str], timeout: floa
     import urllib.request
     from http.client import HTTPException
 
+    # http(s) only: URLs come from validated config (CHANNELS_SECRET) or the API base parameters
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked at config
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return HttpResponse(
                 response.status, {k.lower(): v for k, v in response.headers.items()}, response.read(1_000_000)
             )
@@ -65,7 +66,7 @@ def urllib_post(url: str, body: bytes, headers: Mapping[str, str], timeout: floa
         if isinstance(reason, TimeoutError | socket.timeout):
             raise TransportError(f"timed out after {timeout:.1f} s") from None
         raise TransportError(f"connection failed: {type(reason).__name__}") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise TransportError(f"timed out after {timeout:.1f} s") from None
     except (HTTPException, ConnectionError, OSError) as exc:
         raise TransportError(f"bad or no HTTP response: {type(exc).__name__}") from None
@@ -74,7 +75,9 @@ def urllib_post(url: str, body: bytes, headers: Mapping[str, str], timeout: floa
 class ChannelError(Exception):
     """A failed send. `retryable` says whether trying again can help; `retry_after` is the server's wish."""
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None, status: int | None = None):
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after: float | None = None, status: int | None = None
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
@@ -94,19 +97,32 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 def _classify_http(resp: HttpResponse, what: str) -> ChannelError:
     status = resp.status
     if status == 429:
-        return ChannelError(f"{what}: HTTP 429 rate limited", retryable=True, retry_after=_retry_after(resp.headers), status=status)
+        return ChannelError(
+            f"{what}: HTTP 429 rate limited",
+            retryable=True,
+            retry_after=_retry_after(resp.headers),
+            status=status,
+        )
     if status >= 500 or status == 408:
-        return ChannelError(f"{what}: HTTP {status}", retryable=True, retry_after=_retry_after(resp.headers), status=status)
-    return ChannelError(f"{what}: HTTP {status} (not retried: the request itself is refused)", retryable=False, status=status)
+        return ChannelError(
+            f"{what}: HTTP {status}", retryable=True, retry_after=_retry_after(resp.headers), status=status
+        )
+    return ChannelError(
+        f"{what}: HTTP {status} (not retried: the request itself is refused)", retryable=False, status=status
+    )
 
 
 def _json_body(resp: HttpResponse, what: str) -> dict[str, Any]:
     try:
         data = json.loads(resp.body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ChannelError(f"{what}: HTTP {resp.status} with a body that is not JSON", retryable=True, status=resp.status) from None
+        raise ChannelError(
+            f"{what}: HTTP {resp.status} with a body that is not JSON", retryable=True, status=resp.status
+        ) from None
     if not isinstance(data, dict):
-        raise ChannelError(f"{what}: HTTP {resp.status} with an unexpected JSON body", retryable=True, status=resp.status)
+        raise ChannelError(
+            f"{what}: HTTP {resp.status} with an unexpected JSON body", retryable=True, status=resp.status
+        )
     return data
 
 
@@ -118,7 +134,9 @@ class Transport(Protocol):
         ...
 
 
-def _post(http: HttpSender, url: str, body: bytes, headers: Mapping[str, str], timeout: float, what: str) -> HttpResponse:
+def _post(
+    http: HttpSender, url: str, body: bytes, headers: Mapping[str, str], timeout: float, what: str
+) -> HttpResponse:
     try:
         return http(url, body, headers, timeout)
     except TransportError as exc:
@@ -163,8 +181,16 @@ class SlackApiTransport:
         if data.get("ok") is True:
             return str(data.get("ts") or "")
         error = str(data.get("error") or "unknown_error")
-        retryable = error in ("ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout")
-        raise ChannelError(f"{what}: error {error}", retryable=retryable, retry_after=_retry_after(resp.headers))
+        retryable = error in (
+            "ratelimited",
+            "internal_error",
+            "fatal_error",
+            "service_unavailable",
+            "request_timeout",
+        )
+        raise ChannelError(
+            f"{what}: error {error}", retryable=retryable, retry_after=_retry_after(resp.headers)
+        )
 
 
 @dataclass
@@ -179,7 +205,14 @@ class TelegramTransport:
         body = json.dumps({**payload, "chat_id": self.chat_id}, ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
         what = "telegram sendMessage"  # never the URL: it contains the bot token
-        resp = _post(self.http, f"{self.api_base.rstrip('/')}/bot{self.token}/sendMessage", body, headers, timeout, what)
+        resp = _post(
+            self.http,
+            f"{self.api_base.rstrip('/')}/bot{self.token}/sendMessage",
+            body,
+            headers,
+            timeout,
+            what,
+        )
         if resp.status == 200:
             data = _json_body(resp, what)
             if data.get("ok") is True and isinstance(data.get("result"), dict):
@@ -193,10 +226,20 @@ class TelegramTransport:
         if isinstance(parameters, dict) and isinstance(parameters.get("retry_after"), int | float):
             description = str(data.get("description", ""))[:200]
             return_after = float(parameters["retry_after"])
-            raise ChannelError(f"{what}: HTTP {resp.status} {description}".strip(), retryable=True, retry_after=return_after, status=resp.status)
+            raise ChannelError(
+                f"{what}: HTTP {resp.status} {description}".strip(),
+                retryable=True,
+                retry_after=return_after,
+                status=resp.status,
+            )
         error = _classify_http(resp, what)
         if isinstance(data, dict) and data.get("description"):
-            error = ChannelError(f"{error} — {str(data['description'])[:200]}", retryable=error.retryable, retry_after=error.retry_after, status=resp.status)
+            error = ChannelError(
+                f"{error} — {str(data['description'])[:200]}",
+                retryable=error.retryable,
+                retry_after=error.retry_after,
+                status=resp.status,
+            )
         raise error
 
 
@@ -255,7 +298,9 @@ def _aws_error(exc: Exception, what: str) -> ChannelError:
         code = str(response.get("Error", {}).get("Code", "Unknown"))
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         retryable = code in _AWS_RETRYABLE or (isinstance(status, int) and status >= 500)
-        return ChannelError(f"{what}: {code}", retryable=retryable, status=status if isinstance(status, int) else None)
+        return ChannelError(
+            f"{what}: {code}", retryable=retryable, status=status if isinstance(status, int) else None
+        )
     # botocore connection/timeout errors carry no response
     return ChannelError(f"{what}: {type(exc).__name__}", retryable=True)
 
@@ -374,7 +419,15 @@ def send_with_retry(
             ref = send(min(timeout, budget))
         except ChannelError as exc:
             outcome.attempts.append(
-                Attempt(number, started, int((clock() - started) * 1000), "failed", str(exc), exc.status, exc.retry_after)
+                Attempt(
+                    number,
+                    started,
+                    int((clock() - started) * 1000),
+                    "failed",
+                    str(exc),
+                    exc.status,
+                    exc.retry_after,
+                )
             )
             outcome.error = str(exc)
             if not exc.retryable or number == policy.max_attempts:

@@ -42,9 +42,9 @@ from .deliver import (
 from .model import ALARM, EVENT, INSUFFICIENT_DATA, OK, Alert, Digest, Notice, OriginalNotice
 from .parse import IncomingRecord, parse_record
 from .render import RenderContext, render
-from .state import AlarmState, StateStore
+from .state import AlarmState, StateStore, parallel
 
-CHUNK = 45  # alerts per transaction: ALERT + DIGEST item each, plus state and markers, stay under 100
+CHUNK = 50  # alerts decided per alarm-state write; bounds the state item's journal
 MAX_COMMIT_ROUNDS = 20  # conflict retries on top of one round per chunk
 ALARM_KINDS = ("metric_alarm", "metric_math_alarm", "anomaly_alarm", "composite_alarm")
 
@@ -89,12 +89,16 @@ def build_targets(
         elif channel == "slack":
             transport: Transport
             if secrets.slack_bot_token:
-                transport = SlackApiTransport(http, secrets.slack_bot_token, str(secrets.slack_channel), slack_api_base)
+                transport = SlackApiTransport(
+                    http, secrets.slack_bot_token, str(secrets.slack_channel), slack_api_base
+                )
             else:
                 transport = SlackWebhookTransport(http, str(secrets.slack_webhook_url))
             result = [Target("slack", "slack", transport)]
         elif channel == "telegram":
-            transport = TelegramTransport(http, str(secrets.telegram_bot_token), str(secrets.telegram_chat_id), telegram_api_base)
+            transport = TelegramTransport(
+                http, str(secrets.telegram_bot_token), str(secrets.telegram_chat_id), telegram_api_base
+            )
             result = [Target("telegram", "telegram", transport)]
         elif channel == "webhook":
             transport = WebhookTransport(http, str(secrets.webhook_url), str(secrets.webhook_signing_key))
@@ -110,7 +114,9 @@ def build_targets(
                 result = [Target("sms", "sms", None, "no SNS client configured")]
             else:
                 client = sns()
-                result = [Target("sms", target_id("sms", n), SmsTransport(client, n)) for n in secrets.sms_numbers]
+                result = [
+                    Target("sms", target_id("sms", n), SmsTransport(client, n)) for n in secrets.sms_numbers
+                ]
         else:
             result = [Target(channel, channel, None, f"unknown channel {channel!r}")]
         cache[channel] = result
@@ -155,9 +161,24 @@ class Result:
     settles_sent: int = 0
     failures: list[Failure] = field(default_factory=list)
     decisions: dict[str, str] = field(default_factory=dict)
+    sqs_ids: dict[str, list[str]] = field(default_factory=dict)  # message key -> SQS message ids carrying it
+
+    def failed_sqs_ids(self) -> list[str]:
+        failed = dict.fromkeys(f.message_key for f in self.failures)
+        return [sqs_id for key in failed for sqs_id in self.sqs_ids.get(key, [])]
 
     def merge(self, other: Result) -> None:
-        for name in ("received", "notified", "suppressed", "held", "sent", "already_sent", "digests_sent", "escalations_sent", "settles_sent"):
+        for name in (
+            "received",
+            "notified",
+            "suppressed",
+            "held",
+            "sent",
+            "already_sent",
+            "digests_sent",
+            "escalations_sent",
+            "settles_sent",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.extend(other.failures)
         self.decisions.update(other.decisions)
@@ -190,6 +211,7 @@ class Decision:
     plan: dict[str, str] = field(default_factory=dict)  # channel -> send | digest
     suppressed_repeats: int = 0
     original: dict[str, str] | None = None
+    reused: bool = False  # taken from the alarm state's journal: decided (and rate-counted) before
 
 
 def _sort_key(alert: Alert) -> str:
@@ -198,6 +220,18 @@ def _sort_key(alert: Alert) -> str:
 
 def decide(alert: Alert, state: AlarmState, routing: Routing, now: float) -> Decision:
     """Decide one alert against its alarm's state (mutated in place). Pure: no I/O."""
+    entry = state.journal.get(alert.message_id)
+    if entry is not None:
+        return Decision(
+            alert,
+            entry["o"],
+            entry.get("r", ""),
+            tuple(entry.get("c", ())),
+            plan=dict(entry.get("p") or {}),
+            suppressed_repeats=int(entry.get("n", 0)),
+            original=entry.get("g"),
+            reused=True,
+        )
     new = alert.new_state
     per = state.per_state.setdefault(new, {})
     previous_state = state.current_state
@@ -217,7 +251,7 @@ def decide(alert: Alert, state: AlarmState, routing: Routing, now: float) -> Dec
         and last.occurred_at is not None
         and alert.occurred_at < last.occurred_at
     )
-    if stale:
+    if stale and last is not None:
         return Decision(alert, "out_of_order", f"older than the {last.new_state} already recorded", channels)
 
     if new != EVENT:
@@ -226,7 +260,9 @@ def decide(alert: Alert, state: AlarmState, routing: Routing, now: float) -> Dec
             state.current_since = alert.occurred_at or alert.received_at
         state.last_alert = alert.to_json()
 
-    if new == OK and not (state.notified_state == ALARM or (state.notified_state is None and alert.old_state == ALARM)):
+    if new == OK and not (
+        state.notified_state == ALARM or (state.notified_state is None and alert.old_state == ALARM)
+    ):
         return Decision(alert, "no_open_alarm", "recovery without an ALARM notice to resolve", channels)
     if not channels:
         return Decision(alert, "history_only", f"no channels routed for severity {alert.severity}", channels)
@@ -241,7 +277,11 @@ def decide(alert: Alert, state: AlarmState, routing: Routing, now: float) -> Dec
 
     original = None
     if new == OK and state.original_key:
-        original = {"key": state.original_key, "at": state.original_at or "", "title": state.original_title or ""}
+        original = {
+            "key": state.original_key,
+            "at": state.original_at or "",
+            "title": state.original_title or "",
+        }
     repeats = int(per.get("suppressed", 0))
     per.update(last_notice_at=now, last_notice_msg=alert.message_id, suppressed=0)
     if new != EVENT:
@@ -251,7 +291,9 @@ def decide(alert: Alert, state: AlarmState, routing: Routing, now: float) -> Dec
     return Decision(alert, "notify", "", channels, suppressed_repeats=repeats, original=original)
 
 
-def _marker_ops(state: AlarmState, decisions: list[Decision], routing: Routing, now: float) -> dict[str, dict[str, Any] | None]:
+def _marker_ops(
+    state: AlarmState, decisions: list[Decision], routing: Routing, now: float
+) -> dict[str, dict[str, Any] | None]:
     """Sweep markers to put (dict) or delete (None) after a chunk of decisions for one alarm."""
     ops: dict[str, dict[str, Any] | None] = {}
     esc_sk = f"ESCALATION#{state.alarm_key}"
@@ -260,7 +302,12 @@ def _marker_ops(state: AlarmState, decisions: list[Decision], routing: Routing, 
         alert = decision.alert
         if decision.outcome in ("duplicate", "out_of_order"):
             continue
-        if alert.new_state == ALARM and alert.severity == "critical" and routing.escalation_count > 0 and decision.channels:
+        if (
+            alert.new_state == ALARM
+            and alert.severity == "critical"
+            and routing.escalation_count > 0
+            and decision.channels
+        ):
             existing = ops.get(esc_sk)
             if not (existing and existing.get("episode") == state.current_since):
                 ops[esc_sk] = {
@@ -271,9 +318,16 @@ def _marker_ops(state: AlarmState, decisions: list[Decision], routing: Routing, 
                 }
         elif alert.new_state in (OK, INSUFFICIENT_DATA):
             ops[esc_sk] = None
-        if decision.outcome == "cooldown" and alert.new_state != EVENT and state.notified_state != alert.new_state:
+        if (
+            decision.outcome == "cooldown"
+            and alert.new_state != EVENT
+            and state.notified_state != alert.new_state
+        ):
             last_notice = state.per_state.get(alert.new_state, {}).get("last_notice_at", now)
-            ops[settle_sk] = {"alarm_key": state.alarm_key, "due_at": float(last_notice) + routing.cooldown_seconds}
+            ops[settle_sk] = {
+                "alarm_key": state.alarm_key,
+                "due_at": float(last_notice) + routing.cooldown_seconds,
+            }
     if state.current_state is not None and state.current_state == state.notified_state:
         ops[settle_sk] = None
     return ops
@@ -335,7 +389,8 @@ def _alert_item(decision: Decision, now: float, routing: Routing) -> dict[str, A
         "plan": decision.plan,
         "suppressed_repeats": decision.suppressed_repeats,
         "original": decision.original,
-        "alert": _json(alert.to_json()),
+        # Notices may need re-rendering on a retried invocation; suppressed alerts only need reading.
+        "alert": _json(alert.to_json() if decision.outcome == "notify" else alert.summary_json()),
         "received_at": received,
         "occurred_at": alert.occurred_at,
         "expires_at": int(now) + routing.history_days * 86_400,
@@ -359,16 +414,39 @@ def _decision_from_item(item: dict[str, Any]) -> Decision:
     )
 
 
-def _decide_and_commit(alerts: list[Alert], deps: Deps, now: float) -> dict[str, Decision]:
+def _journal_entry(decision: Decision) -> dict[str, Any]:
+    return {
+        "o": decision.outcome,
+        "r": decision.reason,
+        "c": list(decision.channels),
+        "p": decision.plan,
+        "n": decision.suppressed_repeats,
+        "g": decision.original,
+    }
+
+
+def _decide_and_commit(
+    alerts: list[Alert], deps: Deps, now: float, states: dict[str, AlarmState]
+) -> dict[str, Decision]:
+    """Decide per alarm, in chunks, and make each chunk's decisions durable.
+
+    Order of writes per chunk: (1) the alarm state, conditionally on the version read — it carries the
+    chunk's decisions in its journal; (2) history (ALERT items), digest entries and sweep markers, as
+    plain idempotent batch writes. A loser of (1) re-reads the state and re-decides; an invocation that
+    died between (1) and (2) finds its decisions in the journal on retry and repeats (2).
+    """
     routing, store = deps.routing, deps.store
     by_alarm: dict[str, list[Alert]] = defaultdict(list)
     for alert in sorted(alerts, key=_sort_key):
         by_alarm[alert.alarm_key].append(alert)
-    queues = {key: deque(items[i : i + CHUNK] for i in range(0, len(items), CHUNK)) for key, items in by_alarm.items()}
-    states = store.get_alarm_states(queues)
+    queues = {
+        key: deque(items[i : i + CHUNK] for i in range(0, len(items), CHUNK))
+        for key, items in by_alarm.items()
+    }
     decided: dict[str, Decision] = {}
     window, _, window_end = _window(now, routing)
     state_expiry = int(now) + max(routing.history_days, 30) * 86_400
+    history_expiry = int(now) + routing.history_days * 86_400
     marker_written = False
 
     max_rounds = max((len(c) for c in queues.values()), default=0) + MAX_COMMIT_ROUNDS
@@ -377,57 +455,61 @@ def _decide_and_commit(alerts: list[Alert], deps: Deps, now: float) -> dict[str,
             break
         units = []
         for key, chunks in queues.items():
-            original = states.get(key) or AlarmState(alarm_key=key)
-            working = copy.deepcopy(original)
+            current = states.get(key) or AlarmState(alarm_key=key)
+            working = copy.deepcopy(current)
             decisions = [decide(a, working, routing, now) for a in chunks[0]]
-            units.append((key, original.version, working, decisions))
-        _apply_limits([d for _, _, _, ds in units for d in ds], deps, now)
-        for key, version, working, decisions in units:
-            held = [d for d in decisions if "digest" in d.plan.values()]
-            if held and not marker_written:
-                store.put_marker(f"DIGEST#{window}", window=window, due_at=window_end, expires_at=int(now) + 7 * 86_400)
-                marker_written = True
-            markers = _marker_ops(working, decisions, routing, now)
-            working.version = version + 1
-            result = store.commit_alarm_group(
-                working,
-                version,
-                state_expires_at=state_expiry,
-                alerts=[_alert_item(d, now, routing) for d in decisions],
-                extra_puts=[
-                    {
-                        "pk": f"DIGEST#{window}",
-                        "sk": f"{d.alert.received_at}#{d.alert.message_id}",
-                        "alert": _json(d.alert.to_json()),
-                        "channels": [c for c, action in d.plan.items() if action == "digest"],
-                        "expires_at": int(now) + routing.history_days * 86_400,
-                    }
-                    for d in held
-                ]
-                + [{"pk": "PENDING", "sk": sk, **op, "expires_at": int(now) + 30 * 86_400} for sk, op in markers.items() if op],
-                deletes=[("PENDING", sk) for sk, op in markers.items() if op is None],
+            units.append((key, current.version, working, decisions))
+        _apply_limits([d for _, _, _, ds in units for d in ds if not d.reused], deps, now)
+        if not marker_written and any("digest" in d.plan.values() for _, _, _, ds in units for d in ds):
+            store.put_marker(
+                f"DIGEST#{window}", window=window, due_at=window_end, expires_at=int(now) + 7 * 86_400
             )
-            if result.ok:
-                states[key] = working
-                for d in decisions:
-                    decided[d.alert.message_id] = d
-                queues[key].popleft()
-                if not queues[key]:
-                    del queues[key]
-                continue
-            deps.log.info("decision commit conflict; re-deciding", extra={"alarm_key": key})
-            if result.existing_alerts:
-                for message_id, item in store.get_alerts(result.existing_alerts).items():
-                    decided[message_id] = _decision_from_item(item)
-                queues[key][0] = [a for a in queues[key][0] if a.message_id not in decided]
-                if not queues[key][0]:
-                    queues[key].popleft()
-                    if not queues[key]:
-                        del queues[key]
-            if result.state_conflict or not result.existing_alerts:
+            marker_written = True
+        for _, version, working, decisions in units:
+            working.journal = {d.alert.message_id: _journal_entry(d) for d in decisions}
+            working.version = version + 1
+
+        def commit(unit: tuple[str, int, AlarmState, list[Decision]]) -> bool:
+            _, version, working, _ = unit
+            return store.put_alarm_state(working, version, expires_at=state_expiry)
+
+        # Alarms are independent: their conditional puts go out concurrently (one round trip, not fifty).
+        committed = parallel(commit, units, deps.max_workers)
+        puts: list[dict[str, Any]] = []
+        deletes: list[tuple[str, str]] = []
+        for (key, _, working, decisions), ok in zip(units, committed, strict=True):
+            if not ok:
+                deps.log.info("alarm state changed concurrently; re-deciding", extra={"alarm_key": key})
                 fresh = store.get_alarm_state(key)
                 if fresh is not None:
                     states[key] = fresh
+                continue
+            states[key] = working
+            markers = _marker_ops(working, decisions, routing, now)
+            puts += [_alert_item(d, now, routing) for d in decisions]
+            puts += [
+                {
+                    "pk": f"DIGEST#{window}",
+                    "sk": f"{d.alert.received_at}#{d.alert.message_id}",
+                    "alert": _json(d.alert.to_json()),
+                    "channels": [c for c, action in d.plan.items() if action == "digest"],
+                    "expires_at": history_expiry,
+                }
+                for d in decisions
+                if "digest" in d.plan.values()
+            ]
+            puts += [
+                {"pk": "PENDING", "sk": sk, **op, "expires_at": int(now) + 30 * 86_400}
+                for sk, op in markers.items()
+                if op
+            ]
+            deletes += [("PENDING", sk) for sk, op in markers.items() if op is None]
+            for d in decisions:
+                decided[d.alert.message_id] = d
+            queues[key].popleft()
+            if not queues[key]:
+                del queues[key]
+        store.write(puts, deletes)
     if queues:
         raise RuntimeError(f"could not commit decisions for {len(queues)} alarm(s) after {max_rounds} rounds")
     return decided
@@ -444,15 +526,26 @@ class Job:
     kind: str  # alert | digest | escalation | settle
 
 
-def _refs_for(deps: Deps, original_keys: Iterable[str], channels: Iterable[str]) -> dict[tuple[str, str], str]:
-    pairs = [(key, t.target) for key in original_keys for ch in channels for t in deps.targets(ch) if t.transport]
+def _refs_for(
+    deps: Deps, original_keys: Iterable[str], channels: Iterable[str]
+) -> dict[tuple[str, str], str]:
+    pairs = [
+        (key, t.target) for key in original_keys for ch in channels for t in deps.targets(ch) if t.transport
+    ]
     if not pairs:
         return {}
     items = deps.store.get_deliveries(pairs)
     return {pair: str(item.get("ref") or "") for pair, item in items.items() if item.get("status") == "sent"}
 
 
-def _jobs_for_notice(deps: Deps, notice: Notice, channels: Iterable[str], refs: dict[tuple[str, str], str], kind: str, now: float) -> list[Job]:
+def _jobs_for_notice(
+    deps: Deps,
+    notice: Notice,
+    channels: Iterable[str],
+    refs: dict[tuple[str, str], str],
+    kind: str,
+    now: float,
+) -> list[Job]:
     jobs = []
     for channel in channels:
         for target in deps.targets(channel):
@@ -486,7 +579,11 @@ def _run_jobs(jobs: list[Job], deps: Deps, result: Result) -> dict[tuple[str, st
         if status == "sent":
             return job, "already", SendOutcome(ok=True, ref=ref)
         if status == "busy":
-            return job, "busy", SendOutcome(ok=False, error="another invocation is delivering this message right now")
+            return (
+                job,
+                "busy",
+                SendOutcome(ok=False, error="another invocation is delivering this message right now"),
+            )
         transport = target.transport
         outcome = send_with_retry(
             lambda timeout: transport.send(job.payload, timeout, f"{job.message_key}/{target.target}"),
@@ -495,20 +592,20 @@ def _run_jobs(jobs: list[Job], deps: Deps, result: Result) -> dict[tuple[str, st
             remaining=deps.remaining,
             clock=deps.clock,
             sleep=deps.sleep,
-            rng=random.Random(deps.rng.random()),
+            rng=random.Random(deps.rng.random()),  # noqa: S311 - backoff jitter, not security
         )
         store.finish_delivery(
-            job.message_key, target.target, ok=outcome.ok, ref=outcome.ref, error=outcome.error, now=deps.clock(), attempts=len(outcome.attempts)
+            job.message_key,
+            target.target,
+            ok=outcome.ok,
+            ref=outcome.ref,
+            error=outcome.error,
+            now=deps.clock(),
+            attempts=len(outcome.attempts),
         )
         return job, "sent" if outcome.ok else "failed", outcome
 
-    if len(jobs) == 1:
-        finished = [one(jobs[0])]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(deps.max_workers, len(jobs))) as pool:
-            finished = list(pool.map(one, jobs))
+    finished = parallel(one, jobs, deps.max_workers)
 
     for job, status, outcome in finished:
         assert outcome is not None
@@ -575,15 +672,17 @@ def process_records(records: list[IncomingRecord], deps: Deps) -> Result:
     for record in records:
         alert = parse_record(record, received_at=received_at, default_severity=deps.routing.default_severity)
         alerts.setdefault(alert.message_id, alert)
+        if record.sqs_message_id:
+            result.sqs_ids.setdefault(alert.message_id, []).append(record.sqs_message_id)
     result.received = len(alerts)
     if not alerts:
         return result
 
-    existing = deps.store.get_alerts(alerts)
+    existing, states = deps.store.load(alerts, {a.alarm_key for a in alerts.values()})
     decided = {key: _decision_from_item(item) for key, item in existing.items()}
     fresh = [a for key, a in alerts.items() if key not in existing]
     if fresh:
-        decided.update(_decide_and_commit(fresh, deps, now))
+        decided.update(_decide_and_commit(fresh, deps, now, states))
 
     notices: list[tuple[Notice, list[str]]] = []
     for key in alerts:
@@ -596,19 +695,29 @@ def process_records(records: list[IncomingRecord], deps: Deps) -> Result:
             result.held += int(any(v == "digest" for v in decision.plan.values()))
         elif decision.outcome in ("duplicate", "cooldown", "out_of_order", "no_open_alarm"):
             result.suppressed += 1
-        send_channels = [c for c, action in decision.plan.items() if action == "send"] if decision.outcome == "notify" else []
+        send_channels = (
+            [c for c, action in decision.plan.items() if action == "send"]
+            if decision.outcome == "notify"
+            else []
+        )
         if not send_channels:
             continue
         original = None
         if decision.original:
-            original = OriginalNotice(decision.original["key"], decision.original.get("at", ""), decision.original.get("title", ""))
-        notice = Notice(decision.alert, key, suppressed_repeats=decision.suppressed_repeats, original=original)
+            original = OriginalNotice(
+                decision.original["key"], decision.original.get("at", ""), decision.original.get("title", "")
+            )
+        notice = Notice(
+            decision.alert, key, suppressed_repeats=decision.suppressed_repeats, original=original
+        )
         notices.append((notice, send_channels))
 
     originals = {n.original.message_key for n, _ in notices if n.original}
     all_channels = {c for _, chans in notices for c in chans}
     refs = _refs_for(deps, originals, all_channels)
-    jobs = [job for notice, chans in notices for job in _jobs_for_notice(deps, notice, chans, refs, "alert", now)]
+    jobs = [
+        job for notice, chans in notices for job in _jobs_for_notice(deps, notice, chans, refs, "alert", now)
+    ]
     _run_jobs(jobs, deps, result)
 
     try:  # opportunistic: digests of closed windows go out with the next alert, not only on the sweep
@@ -616,7 +725,9 @@ def process_records(records: list[IncomingRecord], deps: Deps) -> Result:
         result.digests_sent += flushed.digests_sent
         result.sent += flushed.sent
         if flushed.failures:
-            deps.log.warning("digest flush failed; the sweep retries it", extra={"error": flushed.failure_summary()})
+            deps.log.warning(
+                "digest flush failed; the sweep retries it", extra={"error": flushed.failure_summary()}
+            )
     except Exception:  # the sweep owns digest failures; a record's delivery must not fail because of them
         deps.log.exception("digest flush raised; the sweep retries it")
     return result
@@ -627,7 +738,9 @@ def process_records(records: list[IncomingRecord], deps: Deps) -> Result:
 
 def flush_digests(deps: Deps, now: float, *, limit: int = 20) -> Result:
     result = Result()
-    markers = sorted((m for m in deps.store.pending("DIGEST#") if float(m.get("due_at", 0)) <= now), key=lambda m: m["sk"])
+    markers = sorted(
+        (m for m in deps.store.pending("DIGEST#") if float(m.get("due_at", 0)) <= now), key=lambda m: m["sk"]
+    )
     for marker in markers[:limit]:
         if deps.remaining() < deps.retry.reserve_seconds + 2:
             break
@@ -644,7 +757,9 @@ def flush_digests(deps: Deps, now: float, *, limit: int = 20) -> Result:
         for channel, alerts in per_channel.items():
             digest = Digest(digest_key, iso(start), iso(float(marker["due_at"])), tuple(alerts))
             for target in deps.targets(channel):
-                jobs.append(Job(digest_key, target, render(digest, channel, deps.ctx, sent_at=iso(now)), "digest"))
+                jobs.append(
+                    Job(digest_key, target, render(digest, channel, deps.ctx, sent_at=iso(now)), "digest")
+                )
         delivered = _run_jobs(jobs, deps, result)
         if all(delivered.values()):
             deps.store.delete_marker(marker["sk"])
@@ -656,7 +771,9 @@ def _live_alarm_state(deps: Deps, alert: Alert) -> str | None:
     if deps.cloudwatch is None or alert.kind not in ALARM_KINDS:
         return None
     try:
-        response = deps.cloudwatch().describe_alarms(AlarmNames=[alert.title], AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+        response = deps.cloudwatch().describe_alarms(
+            AlarmNames=[alert.title], AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+        )
     except Exception:  # permissions or region mismatch: fall back to the state we recorded
         deps.log.warning("describe_alarms failed; using the recorded state", extra={"alarm": alert.title})
         return None
@@ -676,19 +793,30 @@ def _original_for(state: AlarmState) -> OriginalNotice | None:
 def escalate(deps: Deps, now: float, *, limit: int = 50) -> Result:
     result = Result()
     routing = deps.routing
-    due = sorted((m for m in deps.store.pending("ESCALATION#") if float(m.get("due_at", 0)) <= now), key=lambda m: m["due_at"])
+    due = sorted(
+        (m for m in deps.store.pending("ESCALATION#") if float(m.get("due_at", 0)) <= now),
+        key=lambda m: m["due_at"],
+    )
     for marker in due[:limit]:
         if deps.remaining() < deps.retry.reserve_seconds + 2:
             break
         key = str(marker["alarm_key"])
         state = deps.store.get_alarm_state(key)
-        if state is None or state.current_state != ALARM or state.current_since != marker.get("episode") or not state.last_alert:
+        if (
+            state is None
+            or state.current_state != ALARM
+            or state.current_since != marker.get("episode")
+            or not state.last_alert
+        ):
             deps.store.delete_marker(marker["sk"])
             continue
         alert = Alert.from_json(state.last_alert)
         live = _live_alarm_state(deps, alert)
         if live is not None and live != ALARM:
-            deps.log.info("alarm no longer in ALARM per CloudWatch; escalation cancelled", extra={"alarm": alert.title, "live": live})
+            deps.log.info(
+                "alarm no longer in ALARM per CloudWatch; escalation cancelled",
+                extra={"alarm": alert.title, "live": live},
+            )
             deps.store.delete_marker(marker["sk"])
             continue
         number = int(marker.get("count", 0)) + 1
@@ -749,20 +877,21 @@ def settle(deps: Deps, now: float, *, limit: int = 50) -> Result:
         version = state.version
         current = str(state.current_state)
         state.notified_state = current
-        state.per_state.setdefault(current, {}).update(last_notice_at=now, last_notice_msg=delivery_key, suppressed=0)
+        state.per_state.setdefault(current, {}).update(
+            last_notice_at=now, last_notice_msg=delivery_key, suppressed=0
+        )
         if current == ALARM:
             state.original_key, state.original_at, state.original_title = delivery_key, iso(now), alert.title
         state.version = version + 1
-        committed = deps.store.commit_alarm_group(
-            state,
-            version,
-            state_expires_at=int(now) + max(routing.history_days, 30) * 86_400,
-            alerts=[],
-            extra_puts=[],
-            deletes=[("PENDING", marker["sk"])],
-        )
-        if not committed.ok:
-            deps.log.info("alarm changed while settling; the next alert or sweep decides", extra={"alarm_key": key})
+        state.journal = {}
+        if deps.store.put_alarm_state(
+            state, version, expires_at=int(now) + max(routing.history_days, 30) * 86_400
+        ):
+            deps.store.delete_marker(marker["sk"])
+        else:
+            deps.log.info(
+                "alarm changed while settling; the next alert or sweep decides", extra={"alarm_key": key}
+            )
     return result
 
 

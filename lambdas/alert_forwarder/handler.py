@@ -60,8 +60,10 @@ class _Runtime:
             import boto3
             from botocore.config import Config
 
-            config = Config(connect_timeout=3, read_timeout=8, retries={"max_attempts": 3, "mode": "standard"})
-            self._clients[service] = boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+            config = Config(
+                connect_timeout=3, read_timeout=8, retries={"max_attempts": 3, "mode": "standard"}
+            )
+            self._clients[service] = boto3.session.Session().client(service, config=config)
         return self._clients[service]
 
     def secrets(self) -> ChannelSecrets:
@@ -152,7 +154,7 @@ def _emit(result: Result, stack: str) -> None:
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     from .forward import DeliveryFailed, process_records, sweep
-    from .parse import records_from_event
+    from .parse import is_sqs_event, records_from_event
 
     runtime = _get_runtime()
     deps = runtime.deps(context)
@@ -175,6 +177,16 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         "escalations_sent": result.escalations_sent,
         "failed": len(result.failures),
     }
+    if kind == "alerts" and is_sqs_event(event):
+        # Behind an SQS queue (event source mapping with ReportBatchItemFailures): only the failed
+        # messages go back to the queue, to be retried and finally moved to its dead-letter queue.
+        failed = result.failed_sqs_ids()
+        if failed:
+            logger.error(
+                "delivery incomplete; returning failed batch items",
+                extra={**summary, "error": result.failure_summary()},
+            )
+        return {"batchItemFailures": [{"itemIdentifier": sqs_id} for sqs_id in failed]}
     if result.failures:
         logger.error("delivery incomplete; failing the invocation so Lambda retries", extra=summary)
         raise DeliveryFailed(result)

@@ -55,6 +55,27 @@ class Alert:
         data["details"] = [list(pair) for pair in self.details]
         return data
 
+    def summary_json(self) -> dict[str, Any]:
+        """What history keeps of an alert nobody was told about: enough to read, not to re-render."""
+        keep = (
+            "message_id",
+            "kind",
+            "alarm_key",
+            "title",
+            "severity",
+            "new_state",
+            "old_state",
+            "value",
+            "threshold",
+            "region",
+            "account",
+            "occurred_at",
+            "received_at",
+        )
+        data = {k: getattr(self, k) for k in keep}
+        data["reason"] = self.reason if len(self.reason) <= 500 else self.reason[:499] + "…"
+        return data
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Alert:
         known = {f.name for f in fields(cls)}

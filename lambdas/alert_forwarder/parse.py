@@ -35,6 +35,7 @@ class IncomingRecord:
     timestamp: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     envelope_note: str | None = None
+    sqs_message_id: str | None = None  # set when the record came through an SQS queue (batch item failures)
 
 
 def _content_id(text: str) -> str:
@@ -73,14 +74,39 @@ def _from_sns(sns: dict[str, Any], index: int) -> IncomingRecord:
     )
 
 
+def _from_sqs(record: dict[str, Any], index: int) -> IncomingRecord:
+    """An SQS message whose body is an SNS notification (raw delivery off) or, with raw delivery, the
+    message itself. The SNS MessageId stays the idempotency key, so both paths dedupe against each other."""
+    body = str(record.get("body") or "")
+    sqs_id = str(record.get("messageId") or "") or None
+    try:
+        envelope = json.loads(body)
+    except json.JSONDecodeError:
+        envelope = None
+    if isinstance(envelope, dict) and envelope.get("Type") == "Notification" and "Message" in envelope:
+        incoming = _from_sns(envelope, index)
+    else:
+        incoming = IncomingRecord(message_id=sqs_id or _content_id(body), message=body)
+    return replace(incoming, sqs_message_id=sqs_id)
+
+
+def is_sqs_event(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not records:
+        return False
+    return all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+
+
 def records_from_event(event: Any) -> list[IncomingRecord]:
-    """Lambda SNS event, a single SNS envelope, an EventBridge event or any other JSON/text payload."""
+    """Lambda SNS or SQS event, a single SNS envelope, an EventBridge event or any other payload."""
     if isinstance(event, dict) and isinstance(event.get("Records"), list):
         records = []
         for index, record in enumerate(event["Records"]):
             sns = record.get("Sns") if isinstance(record, dict) else None
             if isinstance(sns, dict):
                 records.append(_from_sns(sns, index))
+            elif isinstance(record, dict) and record.get("eventSource") == "aws:sqs":
+                records.append(_from_sqs(record, index))
             else:
                 text = json.dumps(record, sort_keys=True, default=str)
                 records.append(
@@ -102,6 +128,11 @@ def records_from_event(event: Any) -> list[IncomingRecord]:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """A JSON object field, or {} when it is missing or of another type (input is never trusted)."""
+    return value if isinstance(value, dict) else {}
 
 
 def iso_utc(value: Any) -> str | None:
@@ -155,7 +186,7 @@ def split_runbook(description: Any) -> tuple[str | None, str | None]:
     match = _RUNBOOK.search(text)
     if not match or not match.group(1).lower().startswith(("https://", "http://")):
         return text, None
-    rest = text[: match.start()].rstrip(" \t\r\n;|-–—")  # noqa: RUF001 - dashes people type before it
+    rest = text[: match.start()].rstrip(" \t\r\n;|-–—")
     return (rest or None), match.group(1)
 
 
@@ -247,7 +278,7 @@ def _describe_trigger(trigger: dict[str, Any]) -> tuple[str, str | None, str, li
         inputs = [m for m in metrics if isinstance(m, dict) and isinstance(m.get("MetricStat"), dict)]
         for query in inputs:
             stat = query["MetricStat"]
-            metric = stat.get("Metric") if isinstance(stat.get("Metric"), dict) else {}
+            metric = _obj(stat.get("Metric"))
             line = (
                 f"{metric.get('Namespace', '?')} {metric.get('MetricName', '?')}"
                 f"{_dimensions_text(metric.get('Dimensions'))} {stat.get('Stat', '')}"
@@ -350,13 +381,15 @@ def _metric_alarm(
         if children:
             details.append(("Triggered by", ", ".join(children)))
         if state == ALARM:
-            reason = "Composite rule is true" + (f"; triggered by {', '.join(children)}." if children else ".")
+            reason = "Composite rule is true" + (
+                f"; triggered by {', '.join(children)}." if children else "."
+            )
         elif state == OK:
             reason = "Composite rule is no longer true."
         else:
             reason = raw_reason or f"Composite alarm is {state}."
     else:
-        trigger = data.get("Trigger") if isinstance(data.get("Trigger"), dict) else {}
+        trigger = _obj(data.get("Trigger"))
         kind, label, metric_line, trigger_details = _describe_trigger(trigger)
         details.extend(trigger_details)
         match = _DATAPOINT.search(raw_reason)
@@ -377,9 +410,7 @@ def _metric_alarm(
             band=band,
         )
 
-    severity = (
-        severity_from_topic(record.topic_arn) or severity_from_name(name) or default_severity
-    )
+    severity = severity_from_topic(record.topic_arn) or severity_from_name(name) or default_severity
     return Alert(
         message_id=record.message_id,
         kind=kind,
@@ -409,10 +440,10 @@ def _alarm_state_change_event(
     event: dict[str, Any], record: IncomingRecord, received_at: str, default_severity: str
 ) -> Alert:
     """EventBridge 'CloudWatch Alarm State Change' — mapped onto the SNS alarm shape."""
-    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
-    state = detail.get("state") if isinstance(detail.get("state"), dict) else {}
-    previous = detail.get("previousState") if isinstance(detail.get("previousState"), dict) else {}
-    configuration = detail.get("configuration") if isinstance(detail.get("configuration"), dict) else {}
+    detail = _obj(event.get("detail"))
+    state = _obj(detail.get("state"))
+    previous = _obj(detail.get("previousState"))
+    configuration = _obj(detail.get("configuration"))
     resources = event.get("resources") if isinstance(event.get("resources"), list) else []
     as_sns: dict[str, Any] = {
         "AlarmName": detail.get("alarmName"),
@@ -439,7 +470,9 @@ def _alarm_state_change_event(
                     "Metric": {
                         "Namespace": inner.get("namespace"),
                         "MetricName": inner.get("name"),
-                        "Dimensions": [{"name": k, "value": v} for k, v in (inner.get("dimensions") or {}).items()],
+                        "Dimensions": [
+                            {"name": k, "value": v} for k, v in (inner.get("dimensions") or {}).items()
+                        ],
                     },
                     "Period": stat.get("period"),
                     "Stat": stat.get("stat"),
@@ -473,13 +506,23 @@ def _health_check(data: dict[str, Any], record: IncomingRecord, received_at: str
     detail_text = str(data.get("detail") or "")
     target = str(data.get("target") or "")
     if new_state == ALARM:
-        reason = f"{check} failed" + (f" for {target}" if target else "") + (f": {detail_text}" if detail_text else ".")
-    else:
-        reason = f"{check} passes again" + (f" for {target}" if target else "") + (
-            f": {detail_text}" if detail_text else "."
+        reason = (
+            f"{check} failed"
+            + (f" for {target}" if target else "")
+            + (f": {detail_text}" if detail_text else ".")
         )
-    details = [(k.replace("_", " ").capitalize(), str(data[k])) for k in ("target", "http_status") if data.get(k)]
-    runbook = data.get("runbook") if str(data.get("runbook") or "").startswith(("https://", "http://")) else None
+    else:
+        reason = (
+            f"{check} passes again"
+            + (f" for {target}" if target else "")
+            + (f": {detail_text}" if detail_text else ".")
+        )
+    details = [
+        (k.replace("_", " ").capitalize(), str(data[k])) for k in ("target", "http_status") if data.get(k)
+    ]
+    runbook = (
+        data.get("runbook") if str(data.get("runbook") or "").startswith(("https://", "http://")) else None
+    )
     return Alert(
         message_id=record.message_id,
         kind="health_check",
@@ -495,7 +538,9 @@ def _health_check(data: dict[str, Any], record: IncomingRecord, received_at: str
         metric=f"health check {check}",
         region=data.get("region") if isinstance(data.get("region"), str) else None,
         account=str(data["account"]) if data.get("account") else None,
-        console_url=data.get("console_url") if str(data.get("console_url") or "").startswith("https://") else None,
+        console_url=data.get("console_url")
+        if str(data.get("console_url") or "").startswith("https://")
+        else None,
         runbook_url=runbook,
         occurred_at=iso_utc(data.get("observed_at")) or iso_utc(record.timestamp),
         received_at=received_at,
@@ -507,7 +552,7 @@ def _health_check(data: dict[str, Any], record: IncomingRecord, received_at: str
 
 
 def _ecs_task(event: dict[str, Any], record: IncomingRecord, received_at: str, default: str) -> Alert:
-    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    detail = _obj(event.get("detail"))
     region = event.get("region") if isinstance(event.get("region"), str) else None
     cluster_arn = str(detail.get("clusterArn") or "")
     cluster = cluster_arn.rsplit("/", 1)[-1] or "?"
@@ -534,7 +579,11 @@ def _ecs_task(event: dict[str, Any], record: IncomingRecord, received_at: str, d
         if failed_containers:
             reason += ". Containers: " + "; ".join(failed_containers)
         reason += "."
-        derived = "warning" if failed_containers or stop_code in ("EssentialContainerExited", "TaskFailedToStart") else "info"
+        derived = (
+            "warning"
+            if failed_containers or stop_code in ("EssentialContainerExited", "TaskFailedToStart")
+            else "info"
+        )
     else:
         reason = f"Task is {last_status} (desired {detail.get('desiredStatus', '?')})."
         derived = "info"
@@ -647,7 +696,10 @@ def _backup(
     job_kind = event_type.replace("_", " ").lower() or "backup job"
     console = None
     if region and job_id and event_type.upper().startswith("BACKUP"):
-        console = f"https://{region}.console.aws.amazon.com/backup/home?region={region}#/jobs/backup/details/{quote(job_id, safe='')}"
+        console = (
+            f"https://{region}.console.aws.amazon.com/backup/home?region={region}"
+            f"#/jobs/backup/details/{quote(job_id, safe='')}"
+        )
     details = [(k, v) for k, v in (("Resource", resource_arn), ("Job", job_id)) if v]
     return Alert(
         message_id=record.message_id,
@@ -672,7 +724,7 @@ def _backup(
 def _eventbridge(event: dict[str, Any], record: IncomingRecord, received_at: str, default: str) -> Alert:
     source = event.get("source")
     detail_type = event.get("detail-type")
-    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    detail = _obj(event.get("detail"))
     region = event.get("region") if isinstance(event.get("region"), str) else None
     account = str(event["account"]) if event.get("account") else None
     if source == "aws.ecs" and detail_type == "ECS Task State Change":
@@ -700,11 +752,16 @@ def _eventbridge(event: dict[str, Any], record: IncomingRecord, received_at: str
             record=record,
             received_at=received_at,
             default=default,
-            event_type=str(detail_type or "backup job").upper().replace(" STATE CHANGE", "").replace(" ", "_"),
+            event_type=str(detail_type or "backup job")
+            .upper()
+            .replace(" STATE CHANGE", "")
+            .replace(" ", "_"),
             state=state,
             text=str(detail.get("statusMessage") or f"{detail_type}: {state}"),
             resource_arn=detail.get("resourceArn") if isinstance(detail.get("resourceArn"), str) else None,
-            job_id=str(detail.get("backupJobId") or detail.get("restoreJobId") or detail.get("copyJobId") or "")
+            job_id=str(
+                detail.get("backupJobId") or detail.get("restoreJobId") or detail.get("copyJobId") or ""
+            )
             or None,
             region=region,
             account=account,
@@ -737,7 +794,9 @@ def _text(record: IncomingRecord, received_at: str, default: str) -> Alert:
     first_line = next((line.strip() for line in text.splitlines() if line.strip()), "") or "(empty message)"
     title = record.subject or _clip(first_line, 120)
     attrs = record.attributes
-    if "EventType" in attrs and ("State" in attrs or "AWS Backup" in text) or text.startswith("An AWS Backup job"):
+    if ("EventType" in attrs and ("State" in attrs or "AWS Backup" in text)) or text.startswith(
+        "An AWS Backup job"
+    ):
         resource = _BACKUP_RESOURCE.search(text)
         job = _BACKUP_JOB.search(text)
         state = attrs.get("State") or ("FAILED" if "failed" in text.lower() else "COMPLETED")
@@ -839,7 +898,9 @@ def _parse(record: IncomingRecord, received_at: str, default: str) -> Alert:
             )
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         # A known format with an unexpected shape: forward it raw rather than lose it.
-        return _raw(record, received_at, default, f"Message resembles a known format but is malformed ({exc}).")
+        return _raw(
+            record, received_at, default, f"Message resembles a known format but is malformed ({exc})."
+        )
     pretty = json.dumps(data, indent=2, sort_keys=True, default=str)
     return replace(
         _raw(record, received_at, default, "Unrecognised JSON message; forwarded raw."),

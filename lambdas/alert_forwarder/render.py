@@ -59,7 +59,9 @@ def clip(text: str | None, limit: int) -> str:
 T = TypeVar("T")
 
 
-def fit(build: Callable[[dict[str, int]], T], measure: Callable[[T], int], limit: int, fields: dict[str, int]) -> T:
+def fit(
+    build: Callable[[dict[str, int]], T], measure: Callable[[T], int], limit: int, fields: dict[str, int]
+) -> T:
     """Largest rendering within `limit`, shrinking fields in the given order (binary search per field).
 
     `fields` maps field name -> its full length; `build` receives the current maximum per field.
@@ -106,10 +108,15 @@ def headline(notice: Notice) -> str:
             f"(escalation {notice.escalation_number}/{notice.escalation_count}): {alert.title}"
         )
     if notice.purpose == "settle":
-        return f"{_STATE_EMOJI.get(alert.new_state, '⚠️')} {severity} now {alert.new_state} after flapping: {alert.title}"
+        emoji = _STATE_EMOJI.get(alert.new_state, "⚠️")
+        return f"{emoji} {severity} now {alert.new_state} after flapping: {alert.title}"
     if alert.new_state == OK:
         return f"✅ RESOLVED {severity}: {alert.title}"
-    emoji = _SEVERITY_EMOJI.get(alert.severity, "⚠️") if alert.new_state == ALARM else _STATE_EMOJI.get(alert.new_state, "⚠️")
+    emoji = (
+        _SEVERITY_EMOJI.get(alert.severity, "⚠️")
+        if alert.new_state == ALARM
+        else _STATE_EMOJI.get(alert.new_state, "⚠️")
+    )
     return f"{emoji} {severity} {alert.new_state}: {alert.title}"
 
 
@@ -193,7 +200,9 @@ def _plain(text: str) -> dict[str, Any]:
 def render_slack(notice: Notice, ctx: RenderContext, *, thread_ts: str | None = None) -> dict[str, Any]:
     alert = notice.alert
     mention = "<!here> " if _wants_mention(notice) else ""
-    blocks: list[dict[str, Any]] = [{"type": "header", "text": _plain(clip(headline(notice), SLACK_HEADER_LIMIT))}]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(clip(headline(notice), SLACK_HEADER_LIMIT))}
+    ]
     if mention:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "<!here> critical alarm"}})
     reference = reference_text(notice)
@@ -210,7 +219,9 @@ def render_slack(notice: Notice, ctx: RenderContext, *, thread_ts: str | None = 
     if alert.note:
         blocks.append({"type": "context", "elements": [_plain(clip(alert.note, SLACK_FIELD_LIMIT))]})
     if alert.raw:
-        blocks.append({"type": "section", "text": _plain(clip("Original message:\n" + alert.raw, SLACK_SECTION_LIMIT))})
+        blocks.append(
+            {"type": "section", "text": _plain(clip("Original message:\n" + alert.raw, SLACK_SECTION_LIMIT))}
+        )
     link_items = links(alert)
     if link_items:
         text = " · ".join(slack_link(url, label) for label, url in link_items)
@@ -233,7 +244,8 @@ def render_slack(notice: Notice, ctx: RenderContext, *, thread_ts: str | None = 
 
 
 def _digest_line(alert: Alert) -> str:
-    return f"{alert.severity.upper()} {alert.new_state} {alert.title} ({short_time(alert.occurred_at or alert.received_at)})"
+    when = short_time(alert.occurred_at or alert.received_at)
+    return f"{alert.severity.upper()} {alert.new_state} {alert.title} ({when})"
 
 
 def _digest_headline(digest: Digest) -> str:
@@ -271,7 +283,9 @@ def render_slack_digest(digest: Digest, ctx: RenderContext) -> dict[str, Any]:
     if ctx.stack or ctx.project:
         blocks.append({"type": "context", "elements": [_plain(f"{ctx.project} / {ctx.stack}".strip(" /"))]})
     return {
-        "text": clip(slack_escape(_digest_headline(digest) + ": " + "; ".join(lines[:20])), SLACK_FALLBACK_LIMIT),
+        "text": clip(
+            slack_escape(_digest_headline(digest) + ": " + "; ".join(lines[:20])), SLACK_FALLBACK_LIMIT
+        ),
         "blocks": blocks,
         "unfurl_links": False,
         "unfurl_media": False,
@@ -328,7 +342,11 @@ def render_telegram(notice: Notice, ctx: RenderContext, *, reply_to: str | None 
             "title": len(headline(notice)),
         },
     )
-    payload: dict[str, Any] = {"text": text, "parse_mode": "HTML", "link_preview_options": {"is_disabled": True}}
+    payload: dict[str, Any] = {
+        "text": text,
+        "parse_mode": "HTML",
+        "link_preview_options": {"is_disabled": True},
+    }
     if reply_to and reply_to.isdigit():
         payload["reply_parameters"] = {"message_id": int(reply_to), "allow_sending_without_reply": True}
     return payload
@@ -402,7 +420,7 @@ def render_email(notice: Notice, ctx: RenderContext) -> EmailContent:
         html_parts.append(f"<pre>{_h(raw)}</pre>")
     if link_items:
         html_parts.append(
-            "<p>" + " · ".join(f"<a href=\"{_href(url)}\">{label}</a>" for label, url in link_items) + "</p>"
+            "<p>" + " · ".join(f'<a href="{_href(url)}">{label}</a>' for label, url in link_items) + "</p>"
         )
     if ctx.project or ctx.stack:
         html_parts.append(f"<p style='color:#888'>{_h(f'{ctx.project} / {ctx.stack}'.strip(' /'))}</p>")
@@ -427,7 +445,17 @@ def render_email_digest(digest: Digest, ctx: RenderContext) -> EmailContent:
 # -------------------------------------------------------------------------------------------------- SMS
 
 _GSM_EXTENSION = set("^{}\\[]~|")
-_SMS_REPLACEMENTS = {"→": "->", "…": "...", "—": "-", "–": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "`": "'"}  # noqa: RUF001
+_SMS_REPLACEMENTS = {
+    "→": "->",
+    "…": "...",
+    "—": "-",
+    "–": "-",
+    "‘": "'",
+    "’": "'",
+    "“": '"',
+    "”": '"',
+    "`": "'",
+}
 
 
 def sms_safe(text: str) -> str:
@@ -476,7 +504,9 @@ def render_sms(notice: Notice, ctx: RenderContext) -> str:
 
 def render_sms_digest(digest: Digest, ctx: RenderContext) -> str:
     stack = sms_safe(ctx.stack)
-    head = (f"[{stack}] " if stack else "") + f"ALERT STORM: {len(digest.alerts)} alerts held ({_severity_counts(digest.alerts)})"
+    head = (
+        f"[{stack}] " if stack else ""
+    ) + f"ALERT STORM: {len(digest.alerts)} alerts held ({_severity_counts(digest.alerts)})"
     titles = sms_safe("; ".join(dict.fromkeys(a.title for a in digest.alerts)))
 
     def build(caps: dict[str, int]) -> str:

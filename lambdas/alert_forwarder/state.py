@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 HISTORY_INDEX = "by_alarm"
+PARALLEL_REQUESTS = 8  # batch chunks in flight at once (boto3 clients are thread-safe)
 _BATCH_ROUNDS = 8  # bounded retries for unprocessed batch items
 
 
@@ -30,7 +31,10 @@ def table_definition(name: str) -> dict[str, Any]:
     return {
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
-        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
         "AttributeDefinitions": [
             {"AttributeName": "pk", "AttributeType": "S"},
             {"AttributeName": "sk", "AttributeType": "S"},
@@ -48,6 +52,20 @@ def table_definition(name: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel(function: Callable[[T], R], items: list[T], workers: int = PARALLEL_REQUESTS) -> list[R]:
+    """map() over threads for I/O-bound calls; inline when there is nothing to overlap."""
+    if len(items) <= 1 or workers <= 1:
+        return [function(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(function, items))
 
 
 # ------------------------------------------------------------------------------ attribute value codec
@@ -70,7 +88,7 @@ def to_av(value: Any) -> dict[str, Any]:
 
 
 def from_av(av: dict[str, Any]) -> Any:
-    (kind, value), = av.items()
+    ((kind, value),) = av.items()
     if kind == "S":
         return value
     if kind == "N":
@@ -118,6 +136,8 @@ class AlarmState:
     original_key: str | None = None
     original_at: str | None = None
     original_title: str | None = None
+    # message id -> decision, for the alerts absorbed by the last write of this state (see put_alarm_state)
+    journal: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_record(self, expires_at: int) -> dict[str, Any]:
         return {
@@ -136,6 +156,7 @@ class AlarmState:
             "original_key": self.original_key,
             "original_at": self.original_at,
             "original_title": self.original_title,
+            "journal": json.dumps(self.journal, separators=(",", ":")) if self.journal else None,
             "expires_at": expires_at,
         }
 
@@ -155,14 +176,8 @@ class AlarmState:
             original_key=data.get("original_key"),
             original_at=data.get("original_at"),
             original_title=data.get("original_title"),
+            journal=json.loads(data["journal"]) if data.get("journal") else {},
         )
-
-
-@dataclass
-class CommitResult:
-    ok: bool
-    state_conflict: bool = False
-    existing_alerts: list[str] = field(default_factory=list)
 
 
 class StateStore:
@@ -173,33 +188,20 @@ class StateStore:
     # ------------------------------------------------------------------------------------ batch reads
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(keys), 100):
-            pending: dict[str, Any] = {self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
-            for round_number in range(_BATCH_ROUNDS):
-                response = self.client.batch_get_item(RequestItems=pending)
-                found.extend(from_item(i) for i in response.get("Responses", {}).get(self.table, []))
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**round_number, 1.0))
-            else:
-                raise RuntimeError(f"DynamoDB batch_get_item left keys unprocessed after {_BATCH_ROUNDS} rounds")
-        return found
+        chunks = [keys[start : start + 100] for start in range(0, len(keys), 100)]
+        return [item for found in parallel(self._batch_get_chunk, chunks) for item in found]
 
-    def _batch_write(self, items: list[dict[str, Any]]) -> None:
-        for start in range(0, len(items), 25):
-            pending: dict[str, Any] = {
-                self.table: [{"PutRequest": {"Item": to_item(i)}} for i in items[start : start + 25]]
-            }
-            for round_number in range(_BATCH_ROUNDS):
-                response = self.client.batch_write_item(RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**round_number, 1.0))
-            else:
-                raise RuntimeError(f"DynamoDB batch_write_item left items unprocessed after {_BATCH_ROUNDS} rounds")
+    def _batch_get_chunk(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        pending: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+        for round_number in range(_BATCH_ROUNDS):
+            response = self.client.batch_get_item(RequestItems=pending)
+            found.extend(from_item(i) for i in response.get("Responses", {}).get(self.table, []))
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                return found
+            time.sleep(min(0.05 * 2**round_number, 1.0))
+        raise RuntimeError(f"DynamoDB batch_get_item left keys unprocessed after {_BATCH_ROUNDS} rounds")
 
     def get_alerts(self, message_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         keys = [_key(f"MSG#{m}", "ALERT") for m in dict.fromkeys(message_keys)]
@@ -209,8 +211,25 @@ class StateStore:
         keys = [_key(f"ALARM#{a}", "STATE") for a in dict.fromkeys(alarm_keys)]
         return {item["alarm_key"]: AlarmState.from_record(item) for item in self._batch_get(keys)}
 
+    def load(
+        self, message_keys: Iterable[str], alarm_keys: Iterable[str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, AlarmState]]:
+        """ALERT items of these messages and states of these alarms, in as few round trips as possible."""
+        keys = [_key(f"MSG#{m}", "ALERT") for m in dict.fromkeys(message_keys)]
+        keys += [_key(f"ALARM#{a}", "STATE") for a in dict.fromkeys(alarm_keys)]
+        alerts: dict[str, dict[str, Any]] = {}
+        states: dict[str, AlarmState] = {}
+        for item in self._batch_get(keys):
+            if item["sk"] == "ALERT":
+                alerts[item["pk"][4:]] = item
+            else:
+                states[item["alarm_key"]] = AlarmState.from_record(item)
+        return alerts, states
+
     def get_alarm_state(self, alarm_key: str) -> AlarmState | None:
-        response = self.client.get_item(TableName=self.table, Key=_key(f"ALARM#{alarm_key}", "STATE"), ConsistentRead=True)
+        response = self.client.get_item(
+            TableName=self.table, Key=_key(f"ALARM#{alarm_key}", "STATE"), ConsistentRead=True
+        )
         item = response.get("Item")
         return AlarmState.from_record(from_item(item)) if item else None
 
@@ -220,47 +239,43 @@ class StateStore:
 
     # ---------------------------------------------------------------------------- decision commits
 
-    def commit_alarm_group(
-        self,
-        state: AlarmState,
-        expected_version: int,
-        *,
-        state_expires_at: int,
-        alerts: list[dict[str, Any]],
-        extra_puts: list[dict[str, Any]],
-        deletes: list[tuple[str, str]],
-    ) -> CommitResult:
-        """Atomically: the alarm's new state (optimistic lock), its new ALERT items (each only if absent —
-        a concurrent invocation may have decided it already), digest entries and sweep markers."""
+    def put_alarm_state(self, state: AlarmState, expected_version: int, *, expires_at: int) -> bool:
+        """Write the alarm's state if nobody else did since we read version `expected_version`.
+
+        This conditional put is the one serialisation point between concurrent invocations: the state
+        carries a journal of the decisions it absorbed, so whoever loses re-reads it and reuses them.
+        """
         condition = "attribute_not_exists(pk)" if expected_version == 0 else "version = :expected"
-        state_put: dict[str, Any] = {
-            "Put": {"TableName": self.table, "Item": to_item(state.to_record(state_expires_at)), "ConditionExpression": condition}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": to_item(state.to_record(expires_at)),
+            "ConditionExpression": condition,
         }
         if expected_version:
-            state_put["Put"]["ExpressionAttributeValues"] = {":expected": {"N": str(expected_version)}}
-        operations = [state_put]
-        operations += [
-            {"Put": {"TableName": self.table, "Item": to_item(a), "ConditionExpression": "attribute_not_exists(pk)"}}
-            for a in alerts
-        ]
-        operations += [{"Put": {"TableName": self.table, "Item": to_item(p)}} for p in extra_puts]
-        operations += [{"Delete": {"TableName": self.table, "Key": _key(pk, sk)}} for pk, sk in deletes]
-        if len(operations) > 100:
-            raise ValueError(f"transaction of {len(operations)} items exceeds DynamoDB's 100")
+            kwargs["ExpressionAttributeValues"] = {":expected": {"N": str(expected_version)}}
         try:
-            self.client.transact_write_items(TransactItems=operations)
-        except self.client.exceptions.TransactionCanceledException as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            codes = [r.get("Code") for r in reasons]
-            if codes and all(c in ("None", None, "ConditionalCheckFailed") for c in codes):
-                existing = [
-                    alerts[i - 1]["pk"][4:]
-                    for i, c in enumerate(codes)
-                    if c == "ConditionalCheckFailed" and 1 <= i <= len(alerts)
-                ]
-                return CommitResult(ok=False, state_conflict=codes[0] == "ConditionalCheckFailed", existing_alerts=existing)
-            raise
-        return CommitResult(ok=True)
+            self.client.put_item(**kwargs)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def write(self, puts: list[dict[str, Any]], deletes: list[tuple[str, str]] | None = None) -> None:
+        """Unconditional batch puts and deletes (idempotent: safe to repeat on a retried invocation)."""
+        requests = [{"PutRequest": {"Item": to_item(i)}} for i in puts]
+        requests += [{"DeleteRequest": {"Key": _key(pk, sk)}} for pk, sk in deletes or []]
+        parallel(
+            self._batch_write_chunk, [requests[start : start + 25] for start in range(0, len(requests), 25)]
+        )
+
+    def _batch_write_chunk(self, requests: list[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {self.table: requests}
+        for round_number in range(_BATCH_ROUNDS):
+            response = self.client.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(min(0.05 * 2**round_number, 1.0))
+        raise RuntimeError(f"DynamoDB batch_write_item left items unprocessed after {_BATCH_ROUNDS} rounds")
 
     def add_counter(self, name: str, amount: int, expires_at: int) -> int:
         """Atomically add `amount`; returns the new total."""
@@ -275,8 +290,7 @@ class StateStore:
         return int(response["Attributes"]["count"]["N"])
 
     def put_items(self, items: list[dict[str, Any]]) -> None:
-        if items:
-            self._batch_write(items)
+        self.write(items, [])
 
     def update_alert(self, message_key: str, **values: Any) -> None:
         names = {f"#k{i}": k for i, k in enumerate(values)}
@@ -299,8 +313,11 @@ class StateStore:
             self.client.update_item(
                 TableName=self.table,
                 Key=_key(f"MSG#{message_key}", f"DELIVERY#{target}"),
-                UpdateExpression="SET #s = :sending, lease_until = :lease, channel = :channel, expires_at = :exp",
-                ConditionExpression="attribute_not_exists(pk) OR #s = :failed OR (#s = :sending AND lease_until < :now)",
+                UpdateExpression="SET #s = :sending, lease_until = :lease, channel = :channel, "
+                "expires_at = :exp",
+                # free, failed before, or held by an invocation whose lease ran out (it died mid-send)
+                ConditionExpression="attribute_not_exists(pk) OR #s = :failed "
+                "OR (#s = :sending AND lease_until < :now)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":sending": {"S": "sending"},
@@ -322,7 +339,17 @@ class StateStore:
             return "sent", str(item.get("ref") or "")
         return "busy", ""
 
-    def finish_delivery(self, message_key: str, target: str, *, ok: bool, ref: str, error: str | None, now: float, attempts: int) -> None:
+    def finish_delivery(
+        self,
+        message_key: str,
+        target: str,
+        *,
+        ok: bool,
+        ref: str,
+        error: str | None,
+        now: float,
+        attempts: int,
+    ) -> None:
         self.client.update_item(
             TableName=self.table,
             Key=_key(f"MSG#{message_key}", f"DELIVERY#{target}"),

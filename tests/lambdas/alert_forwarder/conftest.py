@@ -88,12 +88,14 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
     clients: dict[str, Any] = {}
 
     def client(service: str) -> Any:
         if service not in clients:
-            clients[service] = session.client(service, endpoint_url=moto_endpoint)  # type: ignore[call-overload]
+            clients[service] = session.client(service, endpoint_url=moto_endpoint)
         return clients[service]
 
     client("ses").verify_email_identity(EmailAddress=EMAIL_FROM)

@@ -31,7 +31,8 @@ def alarm_message(
         "NewStateValue": new,
         "OldStateValue": old,
         "NewStateReason": reason
-        or f"Threshold Crossed: 1 out of the last 1 datapoints [{value} (14/03/25 09:25:00)] was {verb} than the threshold (80.0).",
+        or "Threshold Crossed: 1 out of the last 1 datapoints "
+        f"[{value} (14/03/25 09:25:00)] was {verb} than the threshold (80.0).",
         "StateChangeTime": at,
         "Region": "US East (N. Virginia)",
         "AlarmArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}",
@@ -70,7 +71,9 @@ def sns_event(*records: dict[str, Any]) -> dict[str, Any]:
     return {"Records": list(records)}
 
 
-def alarm_event(name: str, new: str, old: str, *, severity: str = "critical", message_id: str | None = None, **kw: Any) -> dict[str, Any]:
+def alarm_event(
+    name: str, new: str, old: str, *, severity: str = "critical", message_id: str | None = None, **kw: Any
+) -> dict[str, Any]:
     return sns_event(sns_record(alarm_message(name, new, old, **kw), severity, message_id))
 
 

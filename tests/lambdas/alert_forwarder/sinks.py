@@ -43,6 +43,7 @@ class Sink:
         self.requests: list[Received] = []
         self._faults: deque[Fault] = deque()
         self._always: Fault | None = None
+        self._matching: list[tuple[bytes, Fault]] = []
         self._lock = threading.Lock()
         self._seq = 0
         sink = self
@@ -60,7 +61,9 @@ class Sink:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @property
@@ -79,6 +82,17 @@ class Sink:
     def fail_next(self, *faults: Fault | str) -> None:
         with self._lock:
             self._faults.extend(f if isinstance(f, Fault) else Fault(f) for f in faults)
+
+    def fail_matching(self, needle: str, fault: Fault | str) -> None:
+        """Every request whose body contains `needle` gets `fault` (a receiver that rejects one alert)."""
+        with self._lock:
+            self._matching.append((needle.encode(), Fault(fault) if isinstance(fault, str) else fault))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._matching.clear()
+            self._faults.clear()
+            self._always = None
 
     def fail_always(self, fault: Fault | str | None) -> None:
         with self._lock:
@@ -99,15 +113,24 @@ class Sink:
         if self.kind == "slack_api":
             return json.dumps({"ok": True, "channel": "C0ALERTS", "ts": f"1700000000.{seq:06d}"}).encode()
         if self.kind == "telegram":
-            return json.dumps({"ok": True, "result": {"message_id": 1000 + seq, "chat": {"id": -100}}}).encode()
+            return json.dumps(
+                {"ok": True, "result": {"message_id": 1000 + seq, "chat": {"id": -100}}}
+            ).encode()
         return b""
 
     def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         with self._lock:
-            fault = self._faults.popleft() if self._faults else self._always
+            matched = next((f for needle, f in self._matching if needle in body), None)
+            fault = matched or (self._faults.popleft() if self._faults else self._always)
             self._seq += 1
             seq = self._seq
-            record = Received(handler.path, {k.lower(): v for k, v in handler.headers.items()}, body, time.monotonic(), fault.kind if fault else None)
+            record = Received(
+                handler.path,
+                {k.lower(): v for k, v in handler.headers.items()},
+                body,
+                time.monotonic(),
+                fault.kind if fault else None,
+            )
             self.requests.append(record)
         if fault is None:
             with self._lock:
@@ -126,7 +149,11 @@ class Sink:
             self._respond(handler, 200, b"<html>upstream proxy error</html>")
             return
         if fault.kind == "429":
-            headers = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after is not None and self.kind != "telegram" else {}
+            headers = (
+                {"Retry-After": str(int(fault.retry_after))}
+                if fault.retry_after is not None and self.kind != "telegram"
+                else {}
+            )
             payload = b"rate limited"
             if self.kind == "telegram":
                 payload = json.dumps(
@@ -140,13 +167,17 @@ class Sink:
             self._respond(handler, 429, payload, headers)
             return
         if fault.kind == "400":
-            payload = json.dumps({"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}).encode()
+            payload = json.dumps(
+                {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+            ).encode()
             self._respond(handler, 400, payload)
             return
         self._respond(handler, 500, b"internal error")
 
     @staticmethod
-    def _respond(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def _respond(
+        handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         try:
             handler.send_response(status)
             for name, value in (headers or {}).items():

@@ -53,7 +53,14 @@ def payload_for(sink: Sink) -> dict[str, object]:
     return {"text": "hello"}
 
 
-def send(transport: Transport, payload: object, *, budget: float = 10.0, timeout: float = 0.4, policy: RetryPolicy = POLICY) -> SendOutcome:
+def send(
+    transport: Transport,
+    payload: object,
+    *,
+    budget: float = 10.0,
+    timeout: float = 0.4,
+    policy: RetryPolicy = POLICY,
+) -> SendOutcome:
     return send_with_retry(
         lambda t: transport.send(payload, t, "m-1/target"),
         timeout=timeout,
@@ -75,7 +82,8 @@ def test_transient_fault_is_retried_until_delivered_once(sink: Sink, fault: str)
     outcome = send(transport_for(sink), payload_for(sink))
     assert outcome.ok, outcome.error
     assert [a.outcome for a in outcome.attempts] == ["failed", "sent"]
-    assert len(sink.requests) == 2 and len(sink.accepted) == 1
+    assert len(sink.requests) == 2
+    assert len(sink.accepted) == 1
     expected = {"500": "HTTP 500", "slow": "timed out", "garbage": "bad or no HTTP response"}[fault]
     assert expected in (outcome.attempts[0].error or "")
 
@@ -86,7 +94,9 @@ def test_429_retry_after_is_honoured(sink: Sink) -> None:
     outcome = send(transport_for(sink), payload_for(sink))
     assert outcome.ok, outcome.error
     first, second = sink.requests
-    assert second.at - first.at >= 0.95  # waited for the server's Retry-After (header, or Telegram's parameters)
+    assert (
+        second.at - first.at >= 0.95
+    )  # waited for the server's Retry-After (header, or Telegram's parameters)
     assert outcome.attempts[0].retry_after == 1
 
 
@@ -94,7 +104,8 @@ def test_429_retry_after_is_honoured(sink: Sink) -> None:
 def test_200_with_a_body_that_is_not_json_is_retried(sink: Sink) -> None:
     sink.fail_next("bad_json")
     outcome = send(transport_for(sink), payload_for(sink))
-    assert outcome.ok and len(sink.requests) == 2
+    assert outcome.ok
+    assert len(sink.requests) == 2
     assert "not JSON" in (outcome.attempts[0].error or "")
 
 
@@ -102,7 +113,8 @@ def test_200_with_a_body_that_is_not_json_is_retried(sink: Sink) -> None:
 def test_client_error_is_not_retried(sink: Sink) -> None:
     sink.fail_next("400")
     outcome = send(transport_for(sink), payload_for(sink))
-    assert not outcome.ok and len(sink.requests) == 1
+    assert not outcome.ok
+    assert len(sink.requests) == 1
     assert "HTTP 400" in (outcome.error or "")
     assert TOKEN not in (outcome.error or "")
 
@@ -111,7 +123,8 @@ def test_connection_refused_is_bounded_in_attempts_and_time() -> None:
     transport = WebhookTransport(urllib_post, f"http://127.0.0.1:{unused_port()}/hook", "k")
     started = time.monotonic()
     outcome = send(transport, {"id": "m", "sent_at": "2025-03-14T16:00:00.000Z"})
-    assert not outcome.ok and len(outcome.attempts) == POLICY.max_attempts
+    assert not outcome.ok
+    assert len(outcome.attempts) == POLICY.max_attempts
     assert "connection failed" in (outcome.error or "")
     assert time.monotonic() - started < 3
 
@@ -121,7 +134,8 @@ def test_retry_after_beyond_the_time_budget_gives_up_early(sink: Sink) -> None:
     sink.fail_next(Fault("429", retry_after=30))
     started = time.monotonic()
     outcome = send(transport_for(sink), payload_for(sink), budget=5.0)
-    assert not outcome.ok and len(sink.requests) == 1
+    assert not outcome.ok
+    assert len(sink.requests) == 1
     assert "does not fit in the invocation" in (outcome.error or "")
     assert time.monotonic() - started < 1
 
@@ -129,7 +143,9 @@ def test_retry_after_beyond_the_time_budget_gives_up_early(sink: Sink) -> None:
 @pytest.mark.parametrize("sink", ["slack_webhook"], indirect=True)
 def test_no_attempt_without_time_left(sink: Sink) -> None:
     outcome = send(transport_for(sink), payload_for(sink), budget=0.6)
-    assert not outcome.ok and outcome.attempts == [] and sink.requests == []
+    assert not outcome.ok
+    assert outcome.attempts == []
+    assert sink.requests == []
     assert "out of invocation time" in (outcome.error or "")
 
 
@@ -146,11 +162,14 @@ def test_every_attempt_is_capped_by_the_remaining_time(sink: Sink) -> None:
 def test_webhook_signature_and_timestamp(sink: Sink) -> None:
     payload = {"id": "m-9", "sent_at": "2025-03-14T16:00:00.000Z", "text": "ünïcødé 🚨"}
     outcome = send(transport_for(sink), payload)
-    assert outcome.ok and outcome.ref == "m-1/target"
+    assert outcome.ok
+    assert outcome.ref == "m-1/target"
     request = sink.accepted[0]
     expected = "sha256=" + hmac.new(b"signing-key", request.body, hashlib.sha256).hexdigest()
     assert request.headers["x-shipyard-signature"] == expected
-    assert int(request.headers["x-shipyard-timestamp"]) == int(datetime.fromisoformat("2025-03-14T16:00:00+00:00").timestamp())
+    assert int(request.headers["x-shipyard-timestamp"]) == int(
+        datetime.fromisoformat("2025-03-14T16:00:00+00:00").timestamp()
+    )
     assert request.headers["x-shipyard-delivery"] == "m-1/target"
     assert request.json["text"] == "ünïcødé 🚨"
 
@@ -158,7 +177,8 @@ def test_webhook_signature_and_timestamp(sink: Sink) -> None:
 @pytest.mark.parametrize("sink", ["slack_api"], indirect=True)
 def test_slack_api_returns_ts_and_sends_channel_and_token(sink: Sink) -> None:
     outcome = send(transport_for(sink), {"text": "hi", "thread_ts": "1.2"})
-    assert outcome.ok and outcome.ref.startswith("1700000000.")
+    assert outcome.ok
+    assert outcome.ref.startswith("1700000000.")
     request = sink.accepted[0]
     assert request.path == "/api/chat.postMessage"
     assert request.headers["authorization"] == "Bearer xoxb-test"
@@ -168,6 +188,7 @@ def test_slack_api_returns_ts_and_sends_channel_and_token(sink: Sink) -> None:
 @pytest.mark.parametrize("sink", ["telegram"], indirect=True)
 def test_telegram_returns_message_id(sink: Sink) -> None:
     outcome = send(transport_for(sink), {"text": "<b>x</b>", "parse_mode": "HTML"})
-    assert outcome.ok and outcome.ref == "1001"
+    assert outcome.ok
+    assert outcome.ref == "1001"
     assert sink.accepted[0].path == f"/bot{TOKEN}/sendMessage"
     assert sink.accepted[0].json["chat_id"] == "-100"

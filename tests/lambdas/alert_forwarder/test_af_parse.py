@@ -40,16 +40,24 @@ def test_single_metric_alarm() -> None:
     assert alert.reason == (
         "CPUUtilization is 92.42, above the threshold of > 80 for 3 of the last 3 datapoints (60 s periods)."
     )
-    assert alert.metric == "AWS/RDS CPUUtilization{DBInstanceIdentifier=shipyard-prod-db} (Average, 60 s periods)"
+    assert (
+        alert.metric
+        == "AWS/RDS CPUUtilization{DBInstanceIdentifier=shipyard-prod-db} (Average, 60 s periods)"
+    )
     assert (alert.region, alert.account) == ("us-east-1", "123456789012")
     assert alert.runbook_url == "https://runbooks.example.com/db/cpu-high"
-    assert alert.description == "Database CPU above 80% for 3 minutes. Check slow queries and connection count."
+    assert (
+        alert.description == "Database CPU above 80% for 3 minutes. Check slow queries and connection count."
+    )
     assert alert.console_url == (
         "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1"
         "#alarmsV2:alarm/shipyard-prod-critical-db-cpu-high"
     )
     assert alert.occurred_at == "2025-03-14T09:26:53.548Z"
-    assert alert.alarm_key == "alarm:arn:aws:cloudwatch:us-east-1:123456789012:alarm:shipyard-prod-critical-db-cpu-high"
+    assert (
+        alert.alarm_key
+        == "alarm:arn:aws:cloudwatch:us-east-1:123456789012:alarm:shipyard-prod-critical-db-cpu-high"
+    )
 
 
 def test_recovery_has_same_alarm_key_and_reason_in_words() -> None:
@@ -65,8 +73,11 @@ def test_metric_math_alarm() -> None:
     alert = parse_sample("cloudwatch_metric_math.json")
     assert alert.kind == "metric_math_alarm"
     assert alert.severity == "warning"
-    assert alert.value == "7.5" and alert.threshold == "> 5"
-    assert alert.reason.startswith("5xx rate (%) is 7.5, above the threshold of > 5 for 2 of the last 2 datapoints")
+    assert alert.value == "7.5"
+    assert alert.threshold == "> 5"
+    assert alert.reason.startswith(
+        "5xx rate (%) is 7.5, above the threshold of > 5 for 2 of the last 2 datapoints"
+    )
     details = dict(alert.details)
     assert details["Expression"] == "e1 = 100 * errors / requests"
     assert "AWS/ApplicationELB HTTPCode_Target_5XX_Count" in details["Input errors"]
@@ -99,7 +110,9 @@ def test_eventbridge_alarm_state_change() -> None:
     assert alert.message_id == "c4c1c1c9-6542-e61b-6ef0-8c4d36933a92"
     assert (alert.old_state, alert.new_state, alert.value, alert.threshold) == (OK, ALARM, "1520", None)
     assert alert.runbook_url == "https://runbooks.example.com/queue"
-    assert "AWS/SQS ApproximateNumberOfMessagesVisible{QueueName=shipyard-prod-orders}" in (alert.metric or "")
+    assert "AWS/SQS ApproximateNumberOfMessagesVisible{QueueName=shipyard-prod-orders}" in (
+        alert.metric or ""
+    )
 
 
 def test_backup_text_notification() -> None:
@@ -110,7 +123,8 @@ def test_backup_text_notification() -> None:
     details = dict(alert.details)
     assert details["Resource"] == "arn:aws:rds:us-east-1:123456789012:db:shipyard-prod-db"
     assert details["Job"] == "1b2345b2-f22c-4dab-5eb6-bbc7890ed123"
-    assert alert.console_url and "backup/details/1b2345b2-f22c-4dab-5eb6-bbc7890ed123" in alert.console_url
+    assert alert.console_url
+    assert "backup/details/1b2345b2-f22c-4dab-5eb6-bbc7890ed123" in alert.console_url
 
 
 def test_backup_eventbridge_event_without_topic_severity() -> None:
@@ -129,7 +143,8 @@ def test_backup_eventbridge_event_without_topic_severity() -> None:
         },
     }
     alert = parse_record(records_from_event(event)[0], received_at=NOW)
-    assert alert.kind == "backup" and alert.severity == "critical"
+    assert alert.kind == "backup"
+    assert alert.severity == "critical"
     assert alert.reason == "Insufficient privileges to perform this action."
 
 
@@ -163,19 +178,24 @@ def test_health_check_results() -> None:
     assert (fail.old_state, fail.new_state) == (OK, ALARM)
     assert (fail.value, fail.threshold) == ("2100 ms", "2000 ms")
     assert fail.reason == (
-        "api-https failed for https://api.example.com/healthz: HTTP 503 after 2.1 s (expected 200-399 within 2 s)"
+        "api-https failed for https://api.example.com/healthz: "
+        "HTTP 503 after 2.1 s (expected 200-399 within 2 s)"
     )
     assert fail.runbook_url == "https://runbooks.example.com/api/down"
     passed = parse_sample("health_check_pass.json")
-    assert passed.new_state == OK and passed.alarm_key == fail.alarm_key
+    assert passed.new_state == OK
+    assert passed.alarm_key == fail.alarm_key
 
 
 def test_health_check_with_bad_fields_is_still_forwarded_with_a_note() -> None:
     record = IncomingRecord("m-1", json.dumps({"source": "shipyard.health_check", "status": "maybe"}))
     alert = parse_record(record, received_at=NOW)
     assert alert.kind == "health_check"
-    assert alert.note and "check" in alert.note and "status" in alert.note
-    assert alert.raw and '"maybe"' in alert.raw
+    assert alert.note
+    assert "check" in alert.note
+    assert "status" in alert.note
+    assert alert.raw
+    assert '"maybe"' in alert.raw
 
 
 def test_plain_text() -> None:
@@ -196,29 +216,47 @@ def test_plain_text() -> None:
     ],
 )
 def test_unknown_or_malformed_is_forwarded_raw_never_dropped(message: str, why: str | None) -> None:
-    alert = parse_record(IncomingRecord("m-2", message, topic_arn="arn:aws:sns:us-east-1:1:x-critical"), received_at=NOW)
+    alert = parse_record(
+        IncomingRecord("m-2", message, topic_arn="arn:aws:sns:us-east-1:1:x-critical"), received_at=NOW
+    )
     assert alert.message_id == "m-2"
     assert alert.severity == "critical"
     if why:
         assert alert.kind == "raw"
-        assert alert.note and why in alert.note
+        assert alert.note
+        assert why in alert.note
         assert alert.raw is not None
 
 
 def test_eventbridge_event_of_unknown_type_carries_detail() -> None:
-    event = {"id": "e-1", "source": "aws.guardduty", "detail-type": "GuardDuty Finding", "detail": {"severity": 8}}
+    event = {
+        "id": "e-1",
+        "source": "aws.guardduty",
+        "detail-type": "GuardDuty Finding",
+        "detail": {"severity": 8},
+    }
     alert = parse_record(records_from_event(event)[0], received_at=NOW)
     assert alert.kind == "eventbridge"
-    assert alert.note and alert.raw and '"severity": 8' in alert.raw
+    assert alert.note
+    assert alert.raw
+    assert '"severity": 8' in alert.raw
 
 
 def test_malformed_sns_record_is_kept() -> None:
-    event = {"Records": [{"Sns": {"MessageId": "m-3", "TopicArn": "arn:aws:sns:us-east-1:1:t-warning"}}, {"foo": 1}]}
+    event = {
+        "Records": [
+            {"Sns": {"MessageId": "m-3", "TopicArn": "arn:aws:sns:us-east-1:1:t-warning"}},
+            {"foo": 1},
+        ]
+    }
     records = records_from_event(event)
     assert len(records) == 2
     alerts = [parse_record(r, received_at=NOW) for r in records]
-    assert alerts[0].message_id == "m-3" and alerts[0].note and "Sns.Message is missing" in alerts[0].note
-    assert alerts[1].note and "not an SNS record" in alerts[1].note
+    assert alerts[0].message_id == "m-3"
+    assert alerts[0].note
+    assert "Sns.Message is missing" in alerts[0].note
+    assert alerts[1].note
+    assert "not an SNS record" in alerts[1].note
 
 
 def test_severity_rules() -> None:

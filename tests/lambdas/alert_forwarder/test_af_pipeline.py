@@ -47,38 +47,51 @@ def slack_api() -> Iterator[Sink]:
     sink.stop()
 
 
-def test_alarm_fans_out_to_every_routed_channel_and_is_recorded(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_alarm_fans_out_to_every_routed_channel_and_is_recorded(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     emails, smses = len(ses_messages()), len(sms_messages())
     deps = make_deps(store, aws, sinks)
     event = sample("cloudwatch_alarm_single.json")
     message_id = event["Records"][0]["Sns"]["MessageId"]
     result = run(deps, event)
-    assert result.failures == [] and result.notified == 1 and result.sent == 6  # slack, telegram, webhook, email, 2 sms
+    assert result.failures == []
+    assert result.notified == 1
+    assert result.sent == 6
     assert len(sinks.slack.accepted) == len(sinks.telegram.accepted) == len(sinks.webhook.accepted) == 1
     assert "shipyard-prod-critical-db-cpu-high" in sinks.slack.accepted[0].json["text"]
     assert sinks.telegram.accepted[0].json["parse_mode"] == "HTML"
     hook = sinks.webhook.accepted[0]
-    assert hook.headers["x-shipyard-signature"] == "sha256=" + hmac.new(b"whsec-test-key", hook.body, hashlib.sha256).hexdigest()
+    assert (
+        hook.headers["x-shipyard-signature"]
+        == "sha256=" + hmac.new(b"whsec-test-key", hook.body, hashlib.sha256).hexdigest()
+    )
     assert hook.json["alert"]["runbook_url"] == "https://runbooks.example.com/db/cpu-high"
     new_emails = ses_messages()[emails:]
-    assert len(new_emails) == 1 and "shipyard-prod-critical-db-cpu-high" in new_emails[0].subject
+    assert len(new_emails) == 1
+    assert "shipyard-prod-critical-db-cpu-high" in new_emails[0].subject
     assert "&gt; 80" in new_emails[0].body  # the HTML part (moto keeps the HTML body when both are given)
     new_sms = sms_messages()[smses:]
     assert sorted(number for number, _ in new_sms) == ["+15555550100", "+15555550101"]
     assert all(len(text) <= 160 for _, text in new_sms)
 
     items = {item["sk"]: item for item in store.message_items(message_id)}
-    assert items["ALERT"]["decision"] == "notify" and items["ALERT"]["expires_at"] > 0
+    assert items["ALERT"]["decision"] == "notify"
+    assert items["ALERT"]["expires_at"] > 0
     deliveries = {sk for sk in items if sk.startswith("DELIVERY#")}
-    assert len(deliveries) == 6 and all(items[sk]["status"] == "sent" for sk in deliveries)
+    assert len(deliveries) == 6
+    assert all(items[sk]["status"] == "sent" for sk in deliveries)
     attempts = [i for sk, i in items.items() if sk.startswith("ATTEMPT#")]
-    assert len(attempts) == 6 and {a["outcome"] for a in attempts} == {"sent"}
+    assert len(attempts) == 6
+    assert {a["outcome"] for a in attempts} == {"sent"}
     assert all("+1555" not in sk for sk in items)  # phone numbers are hashed in keys
     history = store.alarm_history(items["ALERT"]["alarm_key"])
     assert [h["decision"] for h in history] == ["notify"]
 
 
-def test_invocation_retry_does_not_resend_what_succeeded(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_invocation_retry_does_not_resend_what_succeeded(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     smses = len(sms_messages())
     deps = make_deps(store, aws, sinks)
     event = alarm_event("shipyard-test-critical-db-down", "ALARM", "OK")
@@ -91,27 +104,33 @@ def test_invocation_retry_does_not_resend_what_succeeded(store: StateStore, aws:
     sinks.telegram.fail_always(None)
     second = run(make_deps(store, aws, sinks), event)  # what Lambda's retry of the same event does
     assert second.failures == []
-    assert second.sent == 1 and second.already_sent == 5
+    assert second.sent == 1
+    assert second.already_sent == 5
     for sink in sinks.all():
         assert len(sink.accepted) == 1, sink.kind  # exactly once each, nothing duplicated
     assert len(sms_messages()) - smses == 2
     third = run(make_deps(store, aws, sinks), event)  # SNS redelivering the same message id
-    assert third.sent == 0 and third.already_sent == 6
+    assert third.sent == 0
+    assert third.already_sent == 6
 
 
-def test_cooldown_dedupe_and_suppressed_count(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_cooldown_dedupe_and_suppressed_count(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     clock = Clock()
     deps = make_deps(store, aws, sinks, routing=ROUTING_WARN, clock=clock)
     name = "shipyard-test-warning-api-latency"
     first = run(deps, alarm_event(name, "ALARM", "OK", severity="warning", at=minute(0)))
-    assert first.decisions and list(first.decisions.values()) == ["notify"]
+    assert first.decisions
+    assert list(first.decisions.values()) == ["notify"]
     # The same transition published twice (e.g. two topics): a new MessageId, same fingerprint.
     dup = run(deps, alarm_event(name, "ALARM", "OK", severity="warning", at=minute(0)))
     assert list(dup.decisions.values()) == ["duplicate"]
     # A new ALARM transition inside the cooldown: suppressed and counted.
     cooled = run(deps, alarm_event(name, "ALARM", "INSUFFICIENT_DATA", severity="warning", at=minute(2)))
     assert list(cooled.decisions.values()) == ["cooldown"]
-    assert len(sinks.slack.accepted) == 1 and len(sinks.telegram.accepted) == 1
+    assert len(sinks.slack.accepted) == 1
+    assert len(sinks.telegram.accepted) == 1
     clock.advance(601)
     later = run(deps, alarm_event(name, "ALARM", "INSUFFICIENT_DATA", severity="warning", at=minute(20)))
     assert list(later.decisions.values()) == ["notify"]
@@ -121,8 +140,12 @@ def test_cooldown_dedupe_and_suppressed_count(store: StateStore, aws: Callable[[
     assert Counter(h["decision"] for h in history) == Counter(notify=2, duplicate=1, cooldown=1)
 
 
-def test_recovery_threads_under_the_original(store: StateStore, aws: Callable[[str], Any], sinks: Sinks, slack_api: Sink) -> None:
-    secrets = make_secrets(sinks, slack_webhook_url=None, slack_bot_token="xoxb-test", slack_channel="C0ALERTS")
+def test_recovery_threads_under_the_original(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks, slack_api: Sink
+) -> None:
+    secrets = make_secrets(
+        sinks, slack_webhook_url=None, slack_bot_token="xoxb-test", slack_channel="C0ALERTS"
+    )
     deps = make_deps(store, aws, sinks, secrets=secrets, slack_api_base=slack_api.base_url + "/api")
     name = "shipyard-test-critical-orders-5xx"
     alarm = alarm_event(name, "ALARM", "OK", at=minute(0))
@@ -132,28 +155,37 @@ def test_recovery_threads_under_the_original(store: StateStore, aws: Callable[[s
     original_ts = slack_api.accepted[0].json  # request body has no ts: the response had it
     assert "thread_ts" not in original_ts
     recovery = slack_api.accepted[1].json
-    assert recovery["thread_ts"] == "1700000000.000001" and recovery["reply_broadcast"] is True
+    assert recovery["thread_ts"] == "1700000000.000001"
+    assert recovery["reply_broadcast"] is True
     assert recovery["channel"] == "C0ALERTS"
     assert sinks.telegram.accepted[1].json["reply_parameters"]["message_id"] == 1001
     assert sinks.webhook.accepted[1].json["in_reply_to"] == alarm_id
     assert sinks.webhook.accepted[1].json["type"] == "recovery"
 
 
-def test_recovery_with_a_slack_webhook_references_the_original_in_text(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_recovery_with_a_slack_webhook_references_the_original_in_text(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     deps = make_deps(store, aws, sinks, routing=ROUTING_WARN)
     name = "shipyard-test-warning-queue-depth"
     run(deps, alarm_event(name, "ALARM", "OK", severity="warning", at=minute(0)))
     run(deps, alarm_event(name, "OK", "ALARM", severity="warning", at=minute(3)))
     body = sinks.slack.accepted[1].json
     assert "thread_ts" not in body
-    assert f"Re: the alert sent" in body["text"] and name in body["text"]
+    assert "Re: the alert sent" in body["text"]
+    assert name in body["text"]
 
 
-def test_ok_without_an_alarm_notice_is_history_only(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_ok_without_an_alarm_notice_is_history_only(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     deps = make_deps(store, aws, sinks, routing=ROUTING_WARN)
-    result = run(deps, alarm_event("shipyard-test-warning-new", "OK", "INSUFFICIENT_DATA", severity="warning"))
+    result = run(
+        deps, alarm_event("shipyard-test-warning-new", "OK", "INSUFFICIENT_DATA", severity="warning")
+    )
     assert list(result.decisions.values()) == ["no_open_alarm"]
-    assert sinks.slack.requests == [] and sinks.telegram.requests == []
+    assert sinks.slack.requests == []
+    assert sinks.telegram.requests == []
 
 
 def test_info_is_history_only(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
@@ -165,7 +197,9 @@ def test_info_is_history_only(store: StateStore, aws: Callable[[str], Any], sink
     assert all(sink.requests == [] for sink in sinks.all())
 
 
-def test_out_of_order_alert_does_not_reopen(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_out_of_order_alert_does_not_reopen(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     deps = make_deps(store, aws, sinks, routing=ROUTING_WARN)
     name = "shipyard-test-warning-disk"
     run(deps, alarm_event(name, "ALARM", "OK", severity="warning", at=minute(0)))
@@ -173,22 +207,39 @@ def test_out_of_order_alert_does_not_reopen(store: StateStore, aws: Callable[[st
     late = run(deps, alarm_event(name, "ALARM", "OK", severity="warning", at=minute(5)))
     assert list(late.decisions.values()) == ["out_of_order"]
     state = store.get_alarm_state(alarm_key(name))
-    assert state is not None and state.current_state == "OK"
+    assert state is not None
+    assert state.current_state == "OK"
     assert len(sinks.slack.accepted) == 2
 
 
-def test_storm_becomes_one_digest_per_channel(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_storm_becomes_one_digest_per_channel(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     clock = Clock()
     routing = dict(ROUTING_WARN, storm_threshold=3, storm_window_seconds=60)
     deps = make_deps(store, aws, sinks, routing=routing, clock=clock)
-    event = sns_event(*(sns_record(alarm_event(f"shipyard-test-warning-svc-{i}", "ALARM", "OK", severity="warning")["Records"][0]["Sns"]["Message"], "warning") for i in range(10)))
+    event = sns_event(
+        *(
+            sns_record(
+                alarm_event(f"shipyard-test-warning-svc-{i}", "ALARM", "OK", severity="warning")["Records"][
+                    0
+                ]["Sns"]["Message"],
+                "warning",
+            )
+            for i in range(10)
+        )
+    )
     result = run(deps, event)
-    assert result.failures == [] and result.notified == 10 and result.held == 7
-    assert len(sinks.slack.accepted) == 3 and len(sinks.telegram.accepted) == 3
+    assert result.failures == []
+    assert result.notified == 10
+    assert result.held == 7
+    assert len(sinks.slack.accepted) == 3
+    assert len(sinks.telegram.accepted) == 3
     assert flush_digests(deps, clock()).sent == 0  # window still open
     clock.advance(61)
     flushed = sweep(deps)
-    assert flushed.digests_sent == 2 and flushed.failures == []
+    assert flushed.digests_sent == 2
+    assert flushed.failures == []
     digest = sinks.slack.accepted[3].json
     assert "7 alerts held" in digest["blocks"][0]["text"]["text"]
     listed = "\n".join(b["text"]["text"] for b in digest["blocks"] if b["type"] == "section")
@@ -200,10 +251,20 @@ def test_storm_becomes_one_digest_per_channel(store: StateStore, aws: Callable[[
         assert store.message_items(record["Sns"]["MessageId"])[0]["decision"] == "notify"
 
 
-def test_digest_goes_out_with_the_next_alert_after_the_window(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_digest_goes_out_with_the_next_alert_after_the_window(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     clock = Clock()
     deps = make_deps(store, aws, sinks, routing=dict(ROUTING_WARN, storm_threshold=1), clock=clock)
-    run(deps, sns_event(*(alarm_event(f"shipyard-test-warning-a{i}", "ALARM", "OK", severity="warning")["Records"][0] for i in range(3))))
+    run(
+        deps,
+        sns_event(
+            *(
+                alarm_event(f"shipyard-test-warning-a{i}", "ALARM", "OK", severity="warning")["Records"][0]
+                for i in range(3)
+            )
+        ),
+    )
     assert len(sinks.slack.accepted) == 1
     clock.advance(61)
     run(deps, alarm_event("shipyard-test-warning-b", "ALARM", "OK", severity="warning"))
@@ -211,21 +272,41 @@ def test_digest_goes_out_with_the_next_alert_after_the_window(store: StateStore,
     assert any("2 alerts held" in b for b in bodies)
 
 
-def test_per_channel_rate_limit_holds_the_excess_for_the_digest(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_per_channel_rate_limit_holds_the_excess_for_the_digest(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     clock = Clock()
     routing = dict(ROUTING_WARN, rate_limit_per_minute={"slack": 2, "telegram": 50})
     deps = make_deps(store, aws, sinks, routing=routing, clock=clock)
-    run(deps, sns_event(*(alarm_event(f"shipyard-test-warning-r{i}", "ALARM", "OK", severity="warning")["Records"][0] for i in range(5))))
-    assert len(sinks.slack.accepted) == 2 and len(sinks.telegram.accepted) == 5
+    run(
+        deps,
+        sns_event(
+            *(
+                alarm_event(f"shipyard-test-warning-r{i}", "ALARM", "OK", severity="warning")["Records"][0]
+                for i in range(5)
+            )
+        ),
+    )
+    assert len(sinks.slack.accepted) == 2
+    assert len(sinks.telegram.accepted) == 5
     clock.advance(61)
     assert sweep(deps).digests_sent == 1
-    assert len(sinks.slack.accepted) == 3 and "3 alerts held" in sinks.slack.accepted[2].json["blocks"][0]["text"]["text"]
+    assert len(sinks.slack.accepted) == 3
+    assert "3 alerts held" in sinks.slack.accepted[2].json["blocks"][0]["text"]["text"]
     assert len(sinks.telegram.accepted) == 5
 
 
-def test_escalation_repeats_up_to_the_count_then_stops(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_escalation_repeats_up_to_the_count_then_stops(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     clock = Clock()
-    deps = make_deps(store, aws, sinks, routing=dict(ROUTING_WARN, escalation_interval_seconds=900, escalation_count=2), clock=clock)
+    deps = make_deps(
+        store,
+        aws,
+        sinks,
+        routing=dict(ROUTING_WARN, escalation_interval_seconds=900, escalation_count=2),
+        clock=clock,
+    )
     name = "shipyard-test-critical-payments"
     run(deps, alarm_event(name, "ALARM", "OK", at=minute(0)))
     assert escalate(deps, clock()).sent == 0  # not due yet
@@ -254,13 +335,21 @@ def test_recovery_cancels_escalation(store: StateStore, aws: Callable[[str], Any
     assert escalate(deps, clock()).escalations_sent == 0
 
 
-def test_escalation_checks_cloudwatch_for_the_live_state(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_escalation_checks_cloudwatch_for_the_live_state(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     clock = Clock()
     name = "shipyard-test-critical-live-check"
     cloudwatch = aws("cloudwatch")
     cloudwatch.put_metric_alarm(
-        AlarmName=name, MetricName="CPUUtilization", Namespace="AWS/ECS", Statistic="Average", Period=60,
-        EvaluationPeriods=1, Threshold=80.0, ComparisonOperator="GreaterThanThreshold",
+        AlarmName=name,
+        MetricName="CPUUtilization",
+        Namespace="AWS/ECS",
+        Statistic="Average",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=80.0,
+        ComparisonOperator="GreaterThanThreshold",
     )
     deps = make_deps(store, aws, sinks, routing=ROUTING_WARN, clock=clock, cloudwatch=True)
     run(deps, alarm_event(name, "ALARM", "OK", at=minute(0)))
@@ -272,8 +361,14 @@ def test_escalation_checks_cloudwatch_for_the_live_state(store: StateStore, aws:
 
     other = "shipyard-test-critical-live-still-alarm"
     cloudwatch.put_metric_alarm(
-        AlarmName=other, MetricName="CPUUtilization", Namespace="AWS/ECS", Statistic="Average", Period=60,
-        EvaluationPeriods=1, Threshold=80.0, ComparisonOperator="GreaterThanThreshold",
+        AlarmName=other,
+        MetricName="CPUUtilization",
+        Namespace="AWS/ECS",
+        Statistic="Average",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=80.0,
+        ComparisonOperator="GreaterThanThreshold",
     )
     cloudwatch.set_alarm_state(AlarmName=other, StateValue="ALARM", StateReason="still bad")
     run(deps, alarm_event(other, "ALARM", "OK", at=minute(1)))
@@ -281,7 +376,9 @@ def test_escalation_checks_cloudwatch_for_the_live_state(store: StateStore, aws:
     assert escalate(deps, clock()).escalations_sent == 2
 
 
-def test_flapping_alarm_settles_with_a_notice_of_its_final_state(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_flapping_alarm_settles_with_a_notice_of_its_final_state(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     clock = Clock()
     deps = make_deps(store, aws, sinks, routing=dict(ROUTING_WARN, escalation_count=0), clock=clock)
     name = "shipyard-test-warning-flappy"
@@ -295,10 +392,13 @@ def test_flapping_alarm_settles_with_a_notice_of_its_final_state(store: StateSto
     settled = settle(deps, clock())
     assert settled.settles_sent == 2
     assert "now ALARM after flapping" in sinks.slack.accepted[2].json["text"]
-    assert settle(deps, clock()).settles_sent == 0 and store.pending("SETTLE#") == []
+    assert settle(deps, clock()).settles_sent == 0
+    assert store.pending("SETTLE#") == []
 
 
-def test_faults_on_every_sink_still_deliver_everything_exactly_once(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_faults_on_every_sink_still_deliver_everything_exactly_once(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     deps = make_deps(store, aws, sinks)
     sinks.slack.fail_next("500", "garbage")
     sinks.telegram.fail_next("slow", "bad_json")
@@ -311,31 +411,45 @@ def test_faults_on_every_sink_still_deliver_everything_exactly_once(store: State
         assert delivered == Counter(dict.fromkeys(names, 1)), sink.kind
 
 
-def test_unreachable_sink_fails_the_record_and_a_later_retry_delivers_once(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_unreachable_sink_fails_the_record_and_a_later_retry_delivers_once(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     port = unused_port()
     secrets = make_secrets(sinks, webhook_url=f"http://127.0.0.1:{port}/hooks/alerts")
     event = alarm_event("shipyard-test-critical-refused", "ALARM", "OK")
     first = run(make_deps(store, aws, sinks, secrets=secrets), event)
-    assert [f.target for f in first.failures] == ["webhook"] and "connection failed" in first.failures[0].error
+    assert [f.target for f in first.failures] == ["webhook"]
+    assert "connection failed" in first.failures[0].error
     late = Sink("webhook", port=port)
     try:
         second = run(make_deps(store, aws, sinks, secrets=secrets), event)
-        assert second.failures == [] and second.sent == 1
-        assert len(late.accepted) == 1 and len(sinks.slack.accepted) == 1
+        assert second.failures == []
+        assert second.sent == 1
+        assert len(late.accepted) == 1
+        assert len(sinks.slack.accepted) == 1
     finally:
         late.stop()
 
 
-def test_missing_credentials_fail_the_channel_with_the_key_named(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
+def test_missing_credentials_fail_the_channel_with_the_key_named(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
     secrets = make_secrets(sinks, telegram_bot_token=None)
-    result = run(make_deps(store, aws, sinks, secrets=secrets), alarm_event("shipyard-test-critical-nocreds", "ALARM", "OK"))
-    assert [(f.target, f.error) for f in result.failures] == [("telegram", "CHANNELS_SECRET.telegram_bot_token: required for telegram")]
+    result = run(
+        make_deps(store, aws, sinks, secrets=secrets),
+        alarm_event("shipyard-test-critical-nocreds", "ALARM", "OK"),
+    )
+    assert [(f.target, f.error) for f in result.failures] == [
+        ("telegram", "CHANNELS_SECRET.telegram_bot_token: required for telegram")
+    ]
     assert len(sinks.slack.accepted) == 1  # the other channels are not blocked
 
 
 def test_unknown_format_is_forwarded_raw(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
     deps = make_deps(store, aws, sinks, routing=ROUTING_WARN)
     result = run(deps, sample("unknown_json.json"))
-    assert result.failures == [] and list(result.decisions.values()) == ["notify"]
+    assert result.failures == []
+    assert list(result.decisions.values()) == ["notify"]
     body = texts(sinks.slack)[0]
-    assert "acme-monitor" in body and "Unrecognised JSON message" in body
+    assert "acme-monitor" in body
+    assert "Unrecognised JSON message" in body
