@@ -209,10 +209,9 @@ def render_slack(notice: Notice, ctx: RenderContext, *, thread_ts: str | None = 
     if reference:
         blocks.append({"type": "context", "elements": [_plain(clip(reference, SLACK_FIELD_LIMIT))]})
     rows = facts(notice)
-    field_rows = rows[:10]  # Slack allows 10 fields per section
-    blocks.append(
-        {"type": "section", "fields": [_plain(clip(f"{k}: {v}", SLACK_FIELD_LIMIT)) for k, v in field_rows]}
-    )
+    for start in range(0, min(len(rows), 30), 10):  # Slack allows 10 fields per section
+        fields = [_plain(clip(f"{k}: {v}", SLACK_FIELD_LIMIT)) for k, v in rows[start : start + 10]]
+        blocks.append({"type": "section", "fields": fields})
     blocks.append({"type": "section", "text": _plain(clip(alert.reason, SLACK_SECTION_LIMIT))})
     if alert.description:
         blocks.append({"type": "section", "text": _plain(clip(alert.description, SLACK_SECTION_LIMIT))})
