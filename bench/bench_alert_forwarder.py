@@ -73,9 +73,7 @@ class CountingSinks:
                     counts[kind] += 1
                     number = sequence[0]
                 body = (
-                    json.dumps({"ok": True, "result": {"message_id": number}}).encode()
-                    if kind == "telegram"
-                    else b"ok"
+                    json.dumps({"ok": True, "result": {"message_id": number}}).encode() if kind == "telegram" else b"ok"
                 )
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -127,9 +125,7 @@ def storm_events(batch: int, *, via_sqs: bool) -> list[dict[str, Any]]:
                 "Timestamp": "2025-03-14T10:00:00.000Z",
             }
             if via_sqs:
-                records.append(
-                    {"messageId": str(uuid.uuid4()), "eventSource": "aws:sqs", "body": json.dumps(envelope)}
-                )
+                records.append({"messageId": str(uuid.uuid4()), "eventSource": "aws:sqs", "body": json.dumps(envelope)})
             else:
                 records.append({"EventSource": "aws:sns", "Sns": envelope})
     return [{"Records": records[i : i + batch]} for i in range(0, len(records), batch)]
@@ -146,13 +142,9 @@ class FrozenClock:
         return self.now
 
 
-def run_storm(
-    endpoint: str, sinks: CountingSinks, *, batch: int, workers: int, via_sqs: bool
-) -> dict[str, Any]:
+def run_storm(endpoint: str, sinks: CountingSinks, *, batch: int, workers: int, via_sqs: bool) -> dict[str, Any]:
     fake = "bench"  # moto accepts any credentials
-    session = boto3.session.Session(
-        aws_access_key_id=fake, aws_secret_access_key=fake, region_name="us-east-1"
-    )
+    session = boto3.session.Session(aws_access_key_id=fake, aws_secret_access_key=fake, region_name="us-east-1")
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
     table = f"bench-{uuid.uuid4().hex[:8]}"
     dynamodb.create_table(**table_definition(table))
@@ -257,9 +249,7 @@ def main() -> int:
     sinks = CountingSinks()
     ok = True
     try:
-        print(
-            f"Alarm storm: {ALARMS * FLAPS} records from {ALARMS} flapping alarms -> slack, telegram, webhook"
-        )
+        print(f"Alarm storm: {ALARMS * FLAPS} records from {ALARMS} flapping alarms -> slack, telegram, webhook")
         modes = (
             ("SNS -> SQS -> Lambda, one batch of 1 000 records", 1000, 1, True),
             ("SNS -> Lambda, 1 record per invocation, 8 concurrent", 1, 8, False),
@@ -277,15 +267,10 @@ def main() -> int:
                 f"{result['per_channel']}, "
                 f"of which digests {result['digests']}"
             )
-            print(
-                f"    alerts in history {result['history']} / {ALARMS * FLAPS}; "
-                f"decisions {result['decisions']}"
-            )
+            print(f"    alerts in history {result['history']} / {ALARMS * FLAPS}; decisions {result['decisions']}")
             print(f"    delivery failures {result['failures']}")
             good = (
-                result["outbound"] <= MAX_MESSAGES
-                and result["history"] == ALARMS * FLAPS
-                and result["failures"] == 0
+                result["outbound"] <= MAX_MESSAGES and result["history"] == ALARMS * FLAPS and result["failures"] == 0
             )
             if batch > 1:
                 good = good and result["processing_s"] <= MAX_SECONDS
@@ -304,10 +289,7 @@ def main() -> int:
         print(f"  {name:38s} {seconds * 1000:7.1f} ms  {seconds / base:5.2f}x boto3")
     ratio = medians["import handler"] / base
     good = ratio <= MAX_IMPORT_RATIO
-    print(
-        f"  handler import / boto3 import = {ratio:.2f} (target <= {MAX_IMPORT_RATIO}) "
-        f"{'PASS' if good else 'FAIL'}"
-    )
+    print(f"  handler import / boto3 import = {ratio:.2f} (target <= {MAX_IMPORT_RATIO}) {'PASS' if good else 'FAIL'}")
     ok = ok and good
     return 0 if ok else 1
 

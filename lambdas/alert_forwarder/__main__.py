@@ -16,7 +16,7 @@ from typing import Any
 
 from .deliver import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, epoch_of, webhook_signature
 from .model import CHANNELS, Notice
-from .parse import parse_record, records_from_event
+from .parse import parse_alerts, records_from_event
 from .render import EmailContent, RenderContext, gsm_septets, render, utf16_len, webhook_bytes
 
 PREVIEW_SIGNING_KEY = "preview-signing-key"
@@ -29,10 +29,7 @@ def _format(channel: str, payload: Any) -> str:
         return f"[{utf16_len(payload['text'])}/4096 UTF-16 units, parse_mode=HTML]\n{payload['text']}"
     if channel == "email":
         assert isinstance(payload, EmailContent)
-        return (
-            f"Subject: {payload.subject}\n\n--- text/plain ---\n{payload.text}\n"
-            f"--- text/html ---\n{payload.html}"
-        )
+        return f"Subject: {payload.subject}\n\n--- text/plain ---\n{payload.text}\n--- text/html ---\n{payload.html}"
     if channel == "sms":
         return f"[{gsm_septets(payload)}/160 GSM-7 characters]\n{payload}"
     body = webhook_bytes(payload)
@@ -40,8 +37,7 @@ def _format(channel: str, payload: Any) -> str:
         f"{SIGNATURE_HEADER}: {webhook_signature(PREVIEW_SIGNING_KEY, body)}"
         "  (preview key, not the real one)\n"
         f"{TIMESTAMP_HEADER}: {epoch_of(payload.get('sent_at'))}\n"
-        f"{DELIVERY_HEADER}: {payload.get('id')}/webhook\n\n"
-        + json.dumps(payload, indent=2, ensure_ascii=False)
+        f"{DELIVERY_HEADER}: {payload.get('id')}/webhook\n\n" + json.dumps(payload, indent=2, ensure_ascii=False)
     )
 
 
@@ -53,11 +49,15 @@ def preview(text: str, channels: list[str], ctx: RenderContext, default_severity
     received_at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     records = records_from_event(event)
     out = []
-    for index, record in enumerate(records, 1):
-        alert = parse_record(record, received_at=received_at, default_severity=default_severity)
+    alerts = [
+        alert
+        for record in records
+        for alert in parse_alerts(record, received_at=received_at, default_severity=default_severity)
+    ]
+    for index, alert in enumerate(alerts, 1):
         state = alert.new_state if not alert.old_state else f"{alert.old_state}→{alert.new_state}"
         out.append(
-            f"=== record {index}/{len(records)}: {alert.kind}, severity {alert.severity}, {state}, "
+            f"=== alert {index}/{len(alerts)}: {alert.kind}, severity {alert.severity}, {state}, "
             f"message id {alert.message_id}"
         )
         if alert.note:
@@ -72,9 +72,7 @@ def preview(text: str, channels: list[str], ctx: RenderContext, default_severity
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lambdas.alert_forwarder", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m lambdas.alert_forwarder", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preview", metavar="FILE", required=True, help="event/message file, or - for stdin")
     parser.add_argument("--channel", choices=CHANNELS, help="show only this channel")
     parser.add_argument("--stack", default=os.environ.get("STACK", "preview"))

@@ -76,9 +76,7 @@ def _int_field(data: dict[str, Any], key: str, minimum: int, default: int) -> in
     return value
 
 
-def _per_channel(
-    data: dict[str, Any], key: str, defaults: dict[str, Any], *, integer: bool
-) -> dict[str, Any]:
+def _per_channel(data: dict[str, Any], key: str, defaults: dict[str, Any], *, integer: bool) -> dict[str, Any]:
     raw = data.get(key)
     if raw is None:
         return dict(defaults)
@@ -110,9 +108,7 @@ def load_routing(text: str | None) -> Routing:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"ROUTING: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
+        raise ConfigError(f"ROUTING: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"ROUTING: expected a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - _KNOWN_KEYS)
@@ -137,18 +133,14 @@ def load_routing(text: str | None) -> Routing:
     if default_severity not in SEVERITIES:
         raise ConfigError(f"ROUTING.default_severity: must be one of {', '.join(SEVERITIES)}")
 
-    ints = {
-        key: _int_field(data, key, minimum, getattr(Routing, key)) for key, minimum in _INT_FIELDS.items()
-    }
+    ints = {key: _int_field(data, key, minimum, getattr(Routing, key)) for key, minimum in _INT_FIELDS.items()}
     base_delay = data.get("retry_base_delay_seconds", Routing.retry_base_delay_seconds)
     if isinstance(base_delay, bool) or not isinstance(base_delay, int | float) or base_delay < 0:
         raise ConfigError("ROUTING.retry_base_delay_seconds: expected a number >= 0")
     return Routing(
         retry_base_delay_seconds=float(base_delay),
         channels=channels,
-        rate_limit_per_minute=_per_channel(
-            data, "rate_limit_per_minute", DEFAULT_RATE_LIMIT_PER_MINUTE, integer=True
-        ),
+        rate_limit_per_minute=_per_channel(data, "rate_limit_per_minute", DEFAULT_RATE_LIMIT_PER_MINUTE, integer=True),
         channel_timeout_seconds=_per_channel(
             data,
             "channel_timeout_seconds",
@@ -201,11 +193,7 @@ class ChannelSecrets:
         if channel == "slack":
             if self.slack_bot_token:
                 return None if self.slack_channel else f"{where}.slack_channel: required with slack_bot_token"
-            return (
-                None
-                if self.slack_webhook_url
-                else f"{where}: slack needs slack_webhook_url or slack_bot_token"
-            )
+            return None if self.slack_webhook_url else f"{where}: slack needs slack_webhook_url or slack_bot_token"
         if channel == "telegram":
             missing = [k for k in ("telegram_bot_token", "telegram_chat_id") if not getattr(self, k)]
             return f"{where}.{missing[0]}: required for telegram" if missing else None

@@ -75,9 +75,7 @@ def urllib_post(url: str, body: bytes, headers: Mapping[str, str], timeout: floa
 class ChannelError(Exception):
     """A failed send. `retryable` says whether trying again can help; `retry_after` is the server's wish."""
 
-    def __init__(
-        self, message: str, *, retryable: bool, retry_after: float | None = None, status: int | None = None
-    ):
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None, status: int | None = None):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
@@ -188,9 +186,7 @@ class SlackApiTransport:
             "service_unavailable",
             "request_timeout",
         )
-        raise ChannelError(
-            f"{what}: error {error}", retryable=retryable, retry_after=_retry_after(resp.headers)
-        )
+        raise ChannelError(f"{what}: error {error}", retryable=retryable, retry_after=_retry_after(resp.headers))
 
 
 @dataclass
@@ -298,9 +294,7 @@ def _aws_error(exc: Exception, what: str) -> ChannelError:
         code = str(response.get("Error", {}).get("Code", "Unknown"))
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         retryable = code in _AWS_RETRYABLE or (isinstance(status, int) and status >= 500)
-        return ChannelError(
-            f"{what}: {code}", retryable=retryable, status=status if isinstance(status, int) else None
-        )
+        return ChannelError(f"{what}: {code}", retryable=retryable, status=status if isinstance(status, int) else None)
     # botocore connection/timeout errors carry no response
     return ChannelError(f"{what}: {type(exc).__name__}", retryable=True)
 

@@ -40,7 +40,7 @@ from .deliver import (
     target_id,
 )
 from .model import ALARM, EVENT, INSUFFICIENT_DATA, OK, Alert, Digest, Notice, OriginalNotice
-from .parse import IncomingRecord, parse_record
+from .parse import IncomingRecord, parse_alerts
 from .render import RenderContext, render
 from .state import AlarmState, StateStore, parallel
 
@@ -89,9 +89,7 @@ def build_targets(
         elif channel == "slack":
             transport: Transport
             if secrets.slack_bot_token:
-                transport = SlackApiTransport(
-                    http, secrets.slack_bot_token, str(secrets.slack_channel), slack_api_base
-                )
+                transport = SlackApiTransport(http, secrets.slack_bot_token, str(secrets.slack_channel), slack_api_base)
             else:
                 transport = SlackWebhookTransport(http, str(secrets.slack_webhook_url))
             result = [Target("slack", "slack", transport)]
@@ -114,9 +112,7 @@ def build_targets(
                 result = [Target("sms", "sms", None, "no SNS client configured")]
             else:
                 client = sns()
-                result = [
-                    Target("sms", target_id("sms", n), SmsTransport(client, n)) for n in secrets.sms_numbers
-                ]
+                result = [Target("sms", target_id("sms", n), SmsTransport(client, n)) for n in secrets.sms_numbers]
         else:
             result = [Target(channel, channel, None, f"unknown channel {channel!r}")]
         cache[channel] = result
@@ -260,9 +256,7 @@ def decide(alert: Alert, state: AlarmState, routing: Routing, now: float) -> Dec
             state.current_since = alert.occurred_at or alert.received_at
         state.last_alert = alert.to_json()
 
-    if new == OK and not (
-        state.notified_state == ALARM or (state.notified_state is None and alert.old_state == ALARM)
-    ):
+    if new == OK and not (state.notified_state == ALARM or (state.notified_state is None and alert.old_state == ALARM)):
         return Decision(alert, "no_open_alarm", "recovery without an ALARM notice to resolve", channels)
     if not channels:
         return Decision(alert, "history_only", f"no channels routed for severity {alert.severity}", channels)
@@ -318,11 +312,7 @@ def _marker_ops(
                 }
         elif alert.new_state in (OK, INSUFFICIENT_DATA):
             ops[esc_sk] = None
-        if (
-            decision.outcome == "cooldown"
-            and alert.new_state != EVENT
-            and state.notified_state != alert.new_state
-        ):
+        if decision.outcome == "cooldown" and alert.new_state != EVENT and state.notified_state != alert.new_state:
             last_notice = state.per_state.get(alert.new_state, {}).get("last_notice_at", now)
             ops[settle_sk] = {
                 "alarm_key": state.alarm_key,
@@ -439,10 +429,7 @@ def _decide_and_commit(
     by_alarm: dict[str, list[Alert]] = defaultdict(list)
     for alert in sorted(alerts, key=_sort_key):
         by_alarm[alert.alarm_key].append(alert)
-    queues = {
-        key: deque(items[i : i + CHUNK] for i in range(0, len(items), CHUNK))
-        for key, items in by_alarm.items()
-    }
+    queues = {key: deque(items[i : i + CHUNK] for i in range(0, len(items), CHUNK)) for key, items in by_alarm.items()}
     decided: dict[str, Decision] = {}
     window, _, window_end = _window(now, routing)
     state_expiry = int(now) + max(routing.history_days, 30) * 86_400
@@ -461,9 +448,7 @@ def _decide_and_commit(
             units.append((key, current.version, working, decisions))
         _apply_limits([d for _, _, _, ds in units for d in ds if not d.reused], deps, now)
         if not marker_written and any("digest" in d.plan.values() for _, _, _, ds in units for d in ds):
-            store.put_marker(
-                f"DIGEST#{window}", window=window, due_at=window_end, expires_at=int(now) + 7 * 86_400
-            )
+            store.put_marker(f"DIGEST#{window}", window=window, due_at=window_end, expires_at=int(now) + 7 * 86_400)
             marker_written = True
         for _, version, working, decisions in units:
             working.journal = {d.alert.message_id: _journal_entry(d) for d in decisions}
@@ -526,12 +511,8 @@ class Job:
     kind: str  # alert | digest | escalation | settle
 
 
-def _refs_for(
-    deps: Deps, original_keys: Iterable[str], channels: Iterable[str]
-) -> dict[tuple[str, str], str]:
-    pairs = [
-        (key, t.target) for key in original_keys for ch in channels for t in deps.targets(ch) if t.transport
-    ]
+def _refs_for(deps: Deps, original_keys: Iterable[str], channels: Iterable[str]) -> dict[tuple[str, str], str]:
+    pairs = [(key, t.target) for key in original_keys for ch in channels for t in deps.targets(ch) if t.transport]
     if not pairs:
         return {}
     items = deps.store.get_deliveries(pairs)
@@ -670,10 +651,10 @@ def process_records(records: list[IncomingRecord], deps: Deps) -> Result:
     result = Result()
     alerts: dict[str, Alert] = {}
     for record in records:
-        alert = parse_record(record, received_at=received_at, default_severity=deps.routing.default_severity)
-        alerts.setdefault(alert.message_id, alert)
-        if record.sqs_message_id:
-            result.sqs_ids.setdefault(alert.message_id, []).append(record.sqs_message_id)
+        for alert in parse_alerts(record, received_at=received_at, default_severity=deps.routing.default_severity):
+            alerts.setdefault(alert.message_id, alert)
+            if record.sqs_message_id:
+                result.sqs_ids.setdefault(alert.message_id, []).append(record.sqs_message_id)
     result.received = len(alerts)
     if not alerts:
         return result
@@ -696,9 +677,7 @@ def process_records(records: list[IncomingRecord], deps: Deps) -> Result:
         elif decision.outcome in ("duplicate", "cooldown", "out_of_order", "no_open_alarm"):
             result.suppressed += 1
         send_channels = (
-            [c for c, action in decision.plan.items() if action == "send"]
-            if decision.outcome == "notify"
-            else []
+            [c for c, action in decision.plan.items() if action == "send"] if decision.outcome == "notify" else []
         )
         if not send_channels:
             continue
@@ -707,17 +686,13 @@ def process_records(records: list[IncomingRecord], deps: Deps) -> Result:
             original = OriginalNotice(
                 decision.original["key"], decision.original.get("at", ""), decision.original.get("title", "")
             )
-        notice = Notice(
-            decision.alert, key, suppressed_repeats=decision.suppressed_repeats, original=original
-        )
+        notice = Notice(decision.alert, key, suppressed_repeats=decision.suppressed_repeats, original=original)
         notices.append((notice, send_channels))
 
     originals = {n.original.message_key for n, _ in notices if n.original}
     all_channels = {c for _, chans in notices for c in chans}
     refs = _refs_for(deps, originals, all_channels)
-    jobs = [
-        job for notice, chans in notices for job in _jobs_for_notice(deps, notice, chans, refs, "alert", now)
-    ]
+    jobs = [job for notice, chans in notices for job in _jobs_for_notice(deps, notice, chans, refs, "alert", now)]
     _run_jobs(jobs, deps, result)
 
     try:  # opportunistic: digests of closed windows go out with the next alert, not only on the sweep
@@ -725,9 +700,7 @@ def process_records(records: list[IncomingRecord], deps: Deps) -> Result:
         result.digests_sent += flushed.digests_sent
         result.sent += flushed.sent
         if flushed.failures:
-            deps.log.warning(
-                "digest flush failed; the sweep retries it", extra={"error": flushed.failure_summary()}
-            )
+            deps.log.warning("digest flush failed; the sweep retries it", extra={"error": flushed.failure_summary()})
     except Exception:  # the sweep owns digest failures; a record's delivery must not fail because of them
         deps.log.exception("digest flush raised; the sweep retries it")
     return result
@@ -757,9 +730,7 @@ def flush_digests(deps: Deps, now: float, *, limit: int = 20) -> Result:
         for channel, alerts in per_channel.items():
             digest = Digest(digest_key, iso(start), iso(float(marker["due_at"])), tuple(alerts))
             for target in deps.targets(channel):
-                jobs.append(
-                    Job(digest_key, target, render(digest, channel, deps.ctx, sent_at=iso(now)), "digest")
-                )
+                jobs.append(Job(digest_key, target, render(digest, channel, deps.ctx, sent_at=iso(now)), "digest"))
         delivered = _run_jobs(jobs, deps, result)
         if all(delivered.values()):
             deps.store.delete_marker(marker["sk"])
@@ -877,21 +848,15 @@ def settle(deps: Deps, now: float, *, limit: int = 50) -> Result:
         version = state.version
         current = str(state.current_state)
         state.notified_state = current
-        state.per_state.setdefault(current, {}).update(
-            last_notice_at=now, last_notice_msg=delivery_key, suppressed=0
-        )
+        state.per_state.setdefault(current, {}).update(last_notice_at=now, last_notice_msg=delivery_key, suppressed=0)
         if current == ALARM:
             state.original_key, state.original_at, state.original_title = delivery_key, iso(now), alert.title
         state.version = version + 1
         state.journal = {}
-        if deps.store.put_alarm_state(
-            state, version, expires_at=int(now) + max(routing.history_days, 30) * 86_400
-        ):
+        if deps.store.put_alarm_state(state, version, expires_at=int(now) + max(routing.history_days, 30) * 86_400):
             deps.store.delete_marker(marker["sk"])
         else:
-            deps.log.info(
-                "alarm changed while settling; the next alert or sweep decides", extra={"alarm_key": key}
-            )
+            deps.log.info("alarm changed while settling; the next alert or sweep decides", extra={"alarm_key": key})
     return result
 
 

@@ -60,9 +60,7 @@ class _Runtime:
             import boto3
             from botocore.config import Config
 
-            config = Config(
-                connect_timeout=3, read_timeout=8, retries={"max_attempts": 3, "mode": "standard"}
-            )
+            config = Config(connect_timeout=3, read_timeout=8, retries={"max_attempts": 3, "mode": "standard"})
             self._clients[service] = boto3.session.Session().client(service, config=config)
         return self._clients[service]
 

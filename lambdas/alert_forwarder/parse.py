@@ -2,9 +2,10 @@
 
 Known formats: CloudWatch metric alarms (single metric, metric math, anomaly detection), composite alarms,
 CloudWatch alarm state-change events, AWS Backup notifications (SNS text and EventBridge), ECS task state
-changes, RDS events (EventBridge and RDS event subscriptions), the health check's own results
-(`"source": "shipyard.health_check"`) and plain text. Anything else becomes a `raw` alert carrying the
-original text and a note — a parser never drops a message and never raises on content.
+changes, RDS events (EventBridge and RDS event subscriptions), the health check's runs and check lines
+(`"source": "shipyard.health_check"`, also inside Lambda destination records) and plain text. Anything
+else becomes a `raw` alert carrying the original text and a note — a parser never drops a message and
+never raises on content.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from urllib.parse import quote
 
 from .model import ALARM, EVENT, INSUFFICIENT_DATA, OK, SEVERITIES, Alert
 
-HEALTH_CHECK_SOURCE = "shipyard.health_check"
+HEALTH_CHECK_SOURCE = "shipyard.health_check"  # lambdas/health_check: run summaries and check lines
 MAX_RAW_CHARS = 16_000  # what a raw alert keeps of an unknown message; channels clip further
 
 
@@ -121,7 +122,9 @@ def records_from_event(event: Any) -> list[IncomingRecord]:
         return [_from_sns(event, 0)]
     if isinstance(event, dict):
         text = json.dumps(event, sort_keys=True, default=str)
+        request_id = _obj(event.get("requestContext")).get("requestId")  # Lambda destination records
         event_id = event.get("id") if isinstance(event.get("id"), str) else None
+        event_id = event_id or (f"lambda-{request_id}" if isinstance(request_id, str) else None)
         return [IncomingRecord(message_id=event_id or _content_id(text), message=text)]
     text = event if isinstance(event, str) else json.dumps(event, default=str)
     return [IncomingRecord(message_id=_content_id(text), message=text)]
@@ -214,8 +217,7 @@ def _alarm_console_url(region: str | None, name: str) -> str | None:
     if not region:
         return None
     return (
-        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
-        f"#alarmsV2:alarm/{quote(name, safe='')}"
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#alarmsV2:alarm/{quote(name, safe='')}"
     )
 
 
@@ -352,9 +354,7 @@ def _alarm_reason_words(
     return raw_reason
 
 
-def _metric_alarm(
-    data: dict[str, Any], record: IncomingRecord, received_at: str, default_severity: str
-) -> Alert:
+def _metric_alarm(data: dict[str, Any], record: IncomingRecord, received_at: str, default_severity: str) -> Alert:
     name = str(data.get("AlarmName") or "unnamed alarm")
     alarm_arn = data.get("AlarmArn")
     region, account = _region_account_from_arn(alarm_arn)
@@ -381,9 +381,7 @@ def _metric_alarm(
         if children:
             details.append(("Triggered by", ", ".join(children)))
         if state == ALARM:
-            reason = "Composite rule is true" + (
-                f"; triggered by {', '.join(children)}." if children else "."
-            )
+            reason = "Composite rule is true" + (f"; triggered by {', '.join(children)}." if children else ".")
         elif state == OK:
             reason = "Composite rule is no longer true."
         else:
@@ -470,9 +468,7 @@ def _alarm_state_change_event(
                     "Metric": {
                         "Namespace": inner.get("namespace"),
                         "MetricName": inner.get("name"),
-                        "Dimensions": [
-                            {"name": k, "value": v} for k, v in (inner.get("dimensions") or {}).items()
-                        ],
+                        "Dimensions": [{"name": k, "value": v} for k, v in (inner.get("dimensions") or {}).items()],
                     },
                     "Period": stat.get("period"),
                     "Stat": stat.get("stat"),
@@ -488,67 +484,6 @@ def _alarm_state_change_event(
 
 
 # -------------------------------------------------------------------------------------- other formats
-
-
-def _health_check(data: dict[str, Any], record: IncomingRecord, received_at: str, default: str) -> Alert:
-    problems = [key for key in ("check", "status") if not isinstance(data.get(key), str) or not data.get(key)]
-    status = str(data.get("status") or "").lower()
-    if status not in ("pass", "fail"):
-        problems.append("status (expected 'pass' or 'fail')")
-    check = str(data.get("check") or "health check")
-    explicit = data.get("severity") if data.get("severity") in SEVERITIES else None
-    new_state = OK if status == "pass" else ALARM
-    previous = str(data.get("previous_status") or "").lower()
-    old_state = {"pass": OK, "fail": ALARM}.get(previous)
-    value = fmt_number(data.get("value"))
-    unit = str(data.get("unit") or "")
-    threshold = fmt_number(data.get("threshold"))
-    detail_text = str(data.get("detail") or "")
-    target = str(data.get("target") or "")
-    if new_state == ALARM:
-        reason = (
-            f"{check} failed"
-            + (f" for {target}" if target else "")
-            + (f": {detail_text}" if detail_text else ".")
-        )
-    else:
-        reason = (
-            f"{check} passes again"
-            + (f" for {target}" if target else "")
-            + (f": {detail_text}" if detail_text else ".")
-        )
-    details = [
-        (k.replace("_", " ").capitalize(), str(data[k])) for k in ("target", "http_status") if data.get(k)
-    ]
-    runbook = (
-        data.get("runbook") if str(data.get("runbook") or "").startswith(("https://", "http://")) else None
-    )
-    return Alert(
-        message_id=record.message_id,
-        kind="health_check",
-        alarm_key=_stable_key("health", data.get("stack"), check),
-        title=str(data.get("title") or check),
-        severity=severity_from_topic(record.topic_arn) or explicit or severity_from_name(check) or default,
-        new_state=new_state,
-        old_state=old_state,
-        reason=reason,
-        raw_reason=detail_text,
-        value=f"{value} {unit}".strip() if value else None,
-        threshold=f"{threshold} {unit}".strip() if threshold else None,
-        metric=f"health check {check}",
-        region=data.get("region") if isinstance(data.get("region"), str) else None,
-        account=str(data["account"]) if data.get("account") else None,
-        console_url=data.get("console_url")
-        if str(data.get("console_url") or "").startswith("https://")
-        else None,
-        runbook_url=runbook,
-        occurred_at=iso_utc(data.get("observed_at")) or iso_utc(record.timestamp),
-        received_at=received_at,
-        details=tuple(details),
-        note=f"health check result is missing or has bad fields: {', '.join(problems)}" if problems else None,
-        raw=json.dumps(data, sort_keys=True)[:MAX_RAW_CHARS] if problems else None,
-        topic_arn=record.topic_arn,
-    )
 
 
 def _ecs_task(event: dict[str, Any], record: IncomingRecord, received_at: str, default: str) -> Alert:
@@ -580,9 +515,7 @@ def _ecs_task(event: dict[str, Any], record: IncomingRecord, received_at: str, d
             reason += ". Containers: " + "; ".join(failed_containers)
         reason += "."
         derived = (
-            "warning"
-            if failed_containers or stop_code in ("EssentialContainerExited", "TaskFailedToStart")
-            else "info"
+            "warning" if failed_containers or stop_code in ("EssentialContainerExited", "TaskFailedToStart") else "info"
         )
     else:
         reason = f"Task is {last_status} (desired {detail.get('desiredStatus', '?')})."
@@ -752,16 +685,11 @@ def _eventbridge(event: dict[str, Any], record: IncomingRecord, received_at: str
             record=record,
             received_at=received_at,
             default=default,
-            event_type=str(detail_type or "backup job")
-            .upper()
-            .replace(" STATE CHANGE", "")
-            .replace(" ", "_"),
+            event_type=str(detail_type or "backup job").upper().replace(" STATE CHANGE", "").replace(" ", "_"),
             state=state,
             text=str(detail.get("statusMessage") or f"{detail_type}: {state}"),
             resource_arn=detail.get("resourceArn") if isinstance(detail.get("resourceArn"), str) else None,
-            job_id=str(
-                detail.get("backupJobId") or detail.get("restoreJobId") or detail.get("copyJobId") or ""
-            )
+            job_id=str(detail.get("backupJobId") or detail.get("restoreJobId") or detail.get("copyJobId") or "")
             or None,
             region=region,
             account=account,
@@ -794,9 +722,7 @@ def _text(record: IncomingRecord, received_at: str, default: str) -> Alert:
     first_line = next((line.strip() for line in text.splitlines() if line.strip()), "") or "(empty message)"
     title = record.subject or _clip(first_line, 120)
     attrs = record.attributes
-    if ("EventType" in attrs and ("State" in attrs or "AWS Backup" in text)) or text.startswith(
-        "An AWS Backup job"
-    ):
+    if ("EventType" in attrs and ("State" in attrs or "AWS Backup" in text)) or text.startswith("An AWS Backup job"):
         resource = _BACKUP_RESOURCE.search(text)
         job = _BACKUP_JOB.search(text)
         state = attrs.get("State") or ("FAILED" if "failed" in text.lower() else "COMPLETED")
@@ -875,8 +801,6 @@ def _parse(record: IncomingRecord, received_at: str, default: str) -> Alert:
     try:
         if "AlarmName" in data and ("NewStateValue" in data or "AlarmRule" in data):
             return _metric_alarm(data, record, received_at, default)
-        if data.get("source") == HEALTH_CHECK_SOURCE:
-            return _health_check(data, record, received_at, default)
         if "detail-type" in data and "source" in data:
             return _eventbridge(data, record, received_at, default)
         if "Event Message" in data and ("Source ID" in data or "Event Source" in data):
@@ -898,14 +822,170 @@ def _parse(record: IncomingRecord, received_at: str, default: str) -> Alert:
             )
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         # A known format with an unexpected shape: forward it raw rather than lose it.
-        return _raw(
-            record, received_at, default, f"Message resembles a known format but is malformed ({exc})."
-        )
+        return _raw(record, received_at, default, f"Message resembles a known format but is malformed ({exc}).")
     pretty = json.dumps(data, indent=2, sort_keys=True, default=str)
     return replace(
         _raw(record, received_at, default, "Unrecognised JSON message; forwarded raw."),
         raw=pretty[:MAX_RAW_CHARS],
     )
+
+
+# ------------------------------------------------------------------ health check runs, Lambda destinations
+
+
+def _health_results(
+    results: list[Any],
+    *,
+    stack: str,
+    base_id: str,
+    record: IncomingRecord,
+    received_at: str,
+    observed_at: str | None,
+    region: str | None,
+    account: str | None,
+) -> list[Alert]:
+    """One alert per endpoint (down = ALARM, up = OK) and, for endpoints that are up, one for their
+    warnings (cert_expiring = ALARM, none = OK), so a renewed certificate resolves its warning."""
+    alerts: list[Alert] = []
+    topic_severity = severity_from_topic(record.topic_arn)
+    for entry in results:
+        result = _obj(entry)
+        endpoint = str(result.get("endpoint") or "") or "unnamed endpoint"
+        up = result.get("up") is True
+        target = str(result.get("target") or "")
+        latency = fmt_number(result.get("latency_ms"))
+        details = [
+            (label, str(result[key]))
+            for label, key in (
+                ("Target", "target"),
+                ("Check", "kind"),
+                ("Failure", "reason"),
+                ("Phase", "phase"),
+                ("HTTP status", "status"),
+            )
+            if result.get(key) not in (None, "")
+        ]
+        if latency:
+            details.append(("Latency", f"{latency} ms"))
+        common: dict[str, Any] = {
+            "kind": "health_check",
+            "metric": f"health check {endpoint}" + (f" ({target})" if target else ""),
+            "region": region,
+            "account": account,
+            "occurred_at": iso_utc(result.get("time")) or observed_at or iso_utc(record.timestamp),
+            "received_at": received_at,
+            "details": tuple(details),
+            "topic_arn": record.topic_arn,
+        }
+        if up:
+            reason = f"{endpoint} is up" + (f", answered in {latency} ms." if latency else ".")
+        else:
+            why = ": ".join(str(x) for x in (result.get("reason"), result.get("detail")) if x)
+            reason = f"{endpoint} is down" + (f": {why}." if why else ".")
+        alerts.append(
+            Alert(
+                message_id=f"{base_id}#{endpoint}",
+                alarm_key=_stable_key("health", stack, endpoint),
+                title=f"health check {endpoint}" + (f" ({stack})" if stack else ""),
+                severity=topic_severity or "critical",
+                new_state=OK if up else ALARM,
+                reason=reason,
+                raw_reason=str(result.get("detail") or ""),
+                **common,
+            )
+        )
+        if up:
+            warnings = [str(w) for w in result.get("warnings") or []]
+            days = fmt_number(result.get("cert_days_left"))
+            text = ", ".join(warnings)
+            if "cert_expiring" in warnings and days:
+                text += f" (certificate expires in {days} days)"
+            alerts.append(
+                Alert(
+                    message_id=f"{base_id}#{endpoint}:warnings",
+                    alarm_key=_stable_key("health", stack, endpoint, "warnings"),
+                    title=f"health check {endpoint} warnings" + (f" ({stack})" if stack else ""),
+                    severity="warning",
+                    new_state=ALARM if warnings else OK,
+                    reason=f"{endpoint} is up with warnings: {text}." if warnings else f"{endpoint}: no warnings.",
+                    **common,
+                )
+            )
+    return alerts
+
+
+def _lambda_failure(
+    data: dict[str, Any], record: IncomingRecord, received_at: str, region: str | None, account: str | None
+) -> Alert:
+    context = _obj(data.get("requestContext"))
+    payload = _obj(data.get("responsePayload"))
+    function_arn = str(context.get("functionArn") or "")
+    function = function_arn.split(":function:", 1)[-1].split(":", 1)[0] or "function"
+    condition = str(context.get("condition") or "failure")
+    error = ": ".join(str(x) for x in (payload.get("errorType"), payload.get("errorMessage")) if x)
+    return Alert(
+        message_id=record.message_id,
+        kind="lambda_failure",
+        alarm_key=_stable_key("lambda", function_arn or function),
+        title=f"Lambda {function} failed ({condition})",
+        severity=severity_from_topic(record.topic_arn) or "critical",
+        new_state=EVENT,
+        reason=(error or "The function failed without an error message.")
+        + f" Attempts: {context.get('approximateInvokeCount', '?')}.",
+        raw_reason=error,
+        region=region,
+        account=account,
+        console_url=(
+            f"https://{region}.console.aws.amazon.com/lambda/home?region={region}#/functions/{quote(function)}"
+            if region
+            else None
+        ),
+        occurred_at=iso_utc(data.get("timestamp")) or iso_utc(record.timestamp),
+        received_at=received_at,
+        topic_arn=record.topic_arn,
+    )
+
+
+def parse_alerts(record: IncomingRecord, *, received_at: str, default_severity: str = "warning") -> list[Alert]:
+    """Like parse_record, but a record may carry several alerts: a health check run has one per endpoint.
+
+    Lambda destination records (`requestContext` + `responsePayload`, how the health check's runs reach
+    the forwarder) are unwrapped; a failure record becomes an alert about the function itself.
+    """
+    try:
+        data = json.loads(record.message) if record.message.lstrip().startswith("{") else None
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("requestContext"), dict) and "responsePayload" in data:
+        function_arn = data["requestContext"].get("functionArn")
+        region, account = _region_account_from_arn(function_arn)
+        payload = data.get("responsePayload")
+        failed = data["requestContext"].get("condition") not in (None, "Success") or (
+            isinstance(payload, dict) and "errorMessage" in payload and "source" not in payload
+        )
+        if failed:
+            return [_lambda_failure(data, record, received_at, region, account)]
+        if isinstance(payload, dict):
+            data = payload
+            record = replace(record, message=json.dumps(payload))
+    else:
+        region = account = None
+    if isinstance(data, dict) and data.get("source") == HEALTH_CHECK_SOURCE:
+        stack = str(data.get("stack") or "")
+        common: dict[str, Any] = {
+            "stack": stack,
+            "base_id": record.message_id,
+            "record": record,
+            "received_at": received_at,
+            "observed_at": iso_utc(data.get("time")),
+            "region": region,
+            "account": account,
+        }
+        if data.get("event") == "summary" and isinstance(data.get("results"), list) and data["results"]:
+            return _health_results(data["results"], **common)
+        if data.get("event") == "check" and "endpoint" in data:
+            return _health_results([data], **common)
+    return [parse_record(record, received_at=received_at, default_severity=default_severity)]
 
 
 def severity_summary(alerts: list[Alert]) -> Mapping[str, int]:

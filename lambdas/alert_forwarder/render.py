@@ -59,9 +59,7 @@ def clip(text: str | None, limit: int) -> str:
 T = TypeVar("T")
 
 
-def fit(
-    build: Callable[[dict[str, int]], T], measure: Callable[[T], int], limit: int, fields: dict[str, int]
-) -> T:
+def fit(build: Callable[[dict[str, int]], T], measure: Callable[[T], int], limit: int, fields: dict[str, int]) -> T:
     """Largest rendering within `limit`, shrinking fields in the given order (binary search per field).
 
     `fields` maps field name -> its full length; `build` receives the current maximum per field.
@@ -113,9 +111,7 @@ def headline(notice: Notice) -> str:
     if alert.new_state == OK:
         return f"✅ RESOLVED {severity}: {alert.title}"
     emoji = (
-        _SEVERITY_EMOJI.get(alert.severity, "⚠️")
-        if alert.new_state == ALARM
-        else _STATE_EMOJI.get(alert.new_state, "⚠️")
+        _SEVERITY_EMOJI.get(alert.severity, "⚠️") if alert.new_state == ALARM else _STATE_EMOJI.get(alert.new_state, "⚠️")
     )
     return f"{emoji} {severity} {alert.new_state}: {alert.title}"
 
@@ -200,9 +196,7 @@ def _plain(text: str) -> dict[str, Any]:
 def render_slack(notice: Notice, ctx: RenderContext, *, thread_ts: str | None = None) -> dict[str, Any]:
     alert = notice.alert
     mention = "<!here> " if _wants_mention(notice) else ""
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(clip(headline(notice), SLACK_HEADER_LIMIT))}
-    ]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": _plain(clip(headline(notice), SLACK_HEADER_LIMIT))}]
     if mention:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "<!here> critical alarm"}})
     reference = reference_text(notice)
@@ -218,9 +212,7 @@ def render_slack(notice: Notice, ctx: RenderContext, *, thread_ts: str | None = 
     if alert.note:
         blocks.append({"type": "context", "elements": [_plain(clip(alert.note, SLACK_FIELD_LIMIT))]})
     if alert.raw:
-        blocks.append(
-            {"type": "section", "text": _plain(clip("Original message:\n" + alert.raw, SLACK_SECTION_LIMIT))}
-        )
+        blocks.append({"type": "section", "text": _plain(clip("Original message:\n" + alert.raw, SLACK_SECTION_LIMIT))})
     link_items = links(alert)
     if link_items:
         text = " · ".join(slack_link(url, label) for label, url in link_items)
@@ -282,9 +274,7 @@ def render_slack_digest(digest: Digest, ctx: RenderContext) -> dict[str, Any]:
     if ctx.stack or ctx.project:
         blocks.append({"type": "context", "elements": [_plain(f"{ctx.project} / {ctx.stack}".strip(" /"))]})
     return {
-        "text": clip(
-            slack_escape(_digest_headline(digest) + ": " + "; ".join(lines[:20])), SLACK_FALLBACK_LIMIT
-        ),
+        "text": clip(slack_escape(_digest_headline(digest) + ": " + "; ".join(lines[:20])), SLACK_FALLBACK_LIMIT),
         "blocks": blocks,
         "unfurl_links": False,
         "unfurl_media": False,

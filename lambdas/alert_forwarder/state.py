@@ -263,9 +263,7 @@ class StateStore:
         """Unconditional batch puts and deletes (idempotent: safe to repeat on a retried invocation)."""
         requests = [{"PutRequest": {"Item": to_item(i)}} for i in puts]
         requests += [{"DeleteRequest": {"Key": _key(pk, sk)}} for pk, sk in deletes or []]
-        parallel(
-            self._batch_write_chunk, [requests[start : start + 25] for start in range(0, len(requests), 25)]
-        )
+        parallel(self._batch_write_chunk, [requests[start : start + 25] for start in range(0, len(requests), 25)])
 
     def _batch_write_chunk(self, requests: list[dict[str, Any]]) -> None:
         pending: dict[str, Any] = {self.table: requests}
@@ -313,8 +311,7 @@ class StateStore:
             self.client.update_item(
                 TableName=self.table,
                 Key=_key(f"MSG#{message_key}", f"DELIVERY#{target}"),
-                UpdateExpression="SET #s = :sending, lease_until = :lease, channel = :channel, "
-                "expires_at = :exp",
+                UpdateExpression="SET #s = :sending, lease_until = :lease, channel = :channel, expires_at = :exp",
                 # free, failed before, or held by an invocation whose lease ran out (it died mid-send)
                 ConditionExpression="attribute_not_exists(pk) OR #s = :failed "
                 "OR (#s = :sending AND lease_until < :now)",

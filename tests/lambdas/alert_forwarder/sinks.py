@@ -61,9 +61,7 @@ class Sink:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
@@ -113,9 +111,7 @@ class Sink:
         if self.kind == "slack_api":
             return json.dumps({"ok": True, "channel": "C0ALERTS", "ts": f"1700000000.{seq:06d}"}).encode()
         if self.kind == "telegram":
-            return json.dumps(
-                {"ok": True, "result": {"message_id": 1000 + seq, "chat": {"id": -100}}}
-            ).encode()
+            return json.dumps({"ok": True, "result": {"message_id": 1000 + seq, "chat": {"id": -100}}}).encode()
         return b""
 
     def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:

@@ -19,9 +19,7 @@ def routing(**extra: object) -> str:
 
 
 def test_defaults_and_per_channel_values() -> None:
-    parsed = load_routing(
-        routing(rate_limit_per_minute={"slack": 3}, channel_timeout_seconds=2.5, cooldown_seconds=0)
-    )
+    parsed = load_routing(routing(rate_limit_per_minute={"slack": 3}, channel_timeout_seconds=2.5, cooldown_seconds=0))
     assert parsed.channels_for("critical") == ("sms", "slack")
     assert parsed.channels_for("info") == ()
     assert parsed.rate_limit_per_minute["slack"] == 3
@@ -102,6 +100,4 @@ def test_secret_errors(data: dict[str, object], expected: str) -> None:
 
 
 def test_unknown_secret_keys_are_reported_by_name() -> None:
-    assert unknown_secret_keys(json.dumps({"slack_webhook": "https://x", "email_from": "a@b.c"})) == [
-        "slack_webhook"
-    ]
+    assert unknown_secret_keys(json.dumps({"slack_webhook": "https://x", "email_from": "a@b.c"})) == ["slack_webhook"]

@@ -94,9 +94,7 @@ def test_429_retry_after_is_honoured(sink: Sink) -> None:
     outcome = send(transport_for(sink), payload_for(sink))
     assert outcome.ok, outcome.error
     first, second = sink.requests
-    assert (
-        second.at - first.at >= 0.95
-    )  # waited for the server's Retry-After (header, or Telegram's parameters)
+    assert second.at - first.at >= 0.95  # waited for the server's Retry-After (header, or Telegram's parameters)
     assert outcome.attempts[0].retry_after == 1
 
 

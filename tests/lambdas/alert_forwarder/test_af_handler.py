@@ -48,9 +48,7 @@ class Context:
 
 
 @pytest.fixture
-def lambda_env(
-    aws: Callable[[str], Any], sinks: Sinks, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[dict[str, Any]]:
+def lambda_env(aws: Callable[[str], Any], sinks: Sinks, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     table = f"alerts-{uuid.uuid4().hex[:8]}"
     aws("dynamodb").create_table(**table_definition(table))
     secret = {
@@ -63,9 +61,7 @@ def lambda_env(
         "email_from": "alerts@example.com",
         "sms_numbers": ["+15555550199"],
     }
-    arn = aws("secretsmanager").create_secret(Name=f"channels-{table}", SecretString=json.dumps(secret))[
-        "ARN"
-    ]
+    arn = aws("secretsmanager").create_secret(Name=f"channels-{table}", SecretString=json.dumps(secret))["ARN"]
     dlq = aws("sqs").create_queue(QueueName=f"dlq-{table}")["QueueUrl"]
     env = {
         "ROUTING": json.dumps(ROUTING),
@@ -90,9 +86,7 @@ def deliver_through_sns(
     sns, sqs = aws("sns"), aws("sqs")
     topic = sns.create_topic(Name=topic_arn(severity).rsplit(":", 1)[-1])["TopicArn"]
     queue = sqs.create_queue(QueueName=f"tap-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     for message in messages:
         sns.publish(TopicArn=topic, Message=json.dumps(message), Subject="ALARM")
@@ -108,9 +102,7 @@ def deliver_through_sns(
     return events
 
 
-def invoke_like_lambda(
-    aws: Callable[[str], Any], event: dict[str, Any], dlq_url: str, retries: int = 2
-) -> str:
+def invoke_like_lambda(aws: Callable[[str], Any], event: dict[str, Any], dlq_url: str, retries: int = 2) -> str:
     """Lambda's asynchronous invocation contract: the first try plus `retries`, then the DLQ."""
     error: Exception | None = None
     for _ in range(1 + retries):
@@ -130,9 +122,7 @@ def invoke_like_lambda(
 def drain(aws: Callable[[str], Any], queue: str) -> list[dict[str, Any]]:
     bodies: list[dict[str, Any]] = []
     for _ in range(20):
-        received = aws("sqs").receive_message(
-            QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-        )
+        received = aws("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
         messages = received.get("Messages", [])
         if not messages:
             break
@@ -151,9 +141,7 @@ def delivered_names(sinks: Sinks, names: list[str]) -> dict[str, Counter[str]]:
     result = {}
     for kind, sink in (("slack", sinks.slack), ("telegram", sinks.telegram), ("webhook", sinks.webhook)):
         bodies = [r.body.decode() for r in sink.accepted]
-        result[kind] = Counter(
-            n for n in names for body in bodies if n in body
-        )  # no name is a prefix of another
+        result[kind] = Counter(n for n in names for body in bodies if n in body)  # no name is a prefix of another
     return result
 
 
@@ -269,9 +257,7 @@ def test_scheduled_sweep_event(lambda_env: dict[str, Any], sinks: Sinks, event: 
     assert all(sink.requests == [] for sink in sinks.all())
 
 
-def test_bad_routing_fails_loudly_naming_the_field(
-    lambda_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bad_routing_fails_loudly_naming_the_field(lambda_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROUTING", json.dumps({"critical": ["pager"], "warning": [], "info": []}))
     handler.reset_runtime()
     with pytest.raises(ConfigError, match=r"ROUTING\.critical\[0\]: unknown channel 'pager'"):

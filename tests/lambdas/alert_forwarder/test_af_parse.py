@@ -10,6 +10,7 @@ import pytest
 from lambdas.alert_forwarder.model import ALARM, EVENT, OK
 from lambdas.alert_forwarder.parse import (
     IncomingRecord,
+    parse_alerts,
     parse_record,
     records_from_event,
     severity_from_name,
@@ -40,24 +41,16 @@ def test_single_metric_alarm() -> None:
     assert alert.reason == (
         "CPUUtilization is 92.42, above the threshold of > 80 for 3 of the last 3 datapoints (60 s periods)."
     )
-    assert (
-        alert.metric
-        == "AWS/RDS CPUUtilization{DBInstanceIdentifier=shipyard-prod-db} (Average, 60 s periods)"
-    )
+    assert alert.metric == "AWS/RDS CPUUtilization{DBInstanceIdentifier=shipyard-prod-db} (Average, 60 s periods)"
     assert (alert.region, alert.account) == ("us-east-1", "123456789012")
     assert alert.runbook_url == "https://runbooks.example.com/db/cpu-high"
-    assert (
-        alert.description == "Database CPU above 80% for 3 minutes. Check slow queries and connection count."
-    )
+    assert alert.description == "Database CPU above 80% for 3 minutes. Check slow queries and connection count."
     assert alert.console_url == (
         "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1"
         "#alarmsV2:alarm/shipyard-prod-critical-db-cpu-high"
     )
     assert alert.occurred_at == "2025-03-14T09:26:53.548Z"
-    assert (
-        alert.alarm_key
-        == "alarm:arn:aws:cloudwatch:us-east-1:123456789012:alarm:shipyard-prod-critical-db-cpu-high"
-    )
+    assert alert.alarm_key == "alarm:arn:aws:cloudwatch:us-east-1:123456789012:alarm:shipyard-prod-critical-db-cpu-high"
 
 
 def test_recovery_has_same_alarm_key_and_reason_in_words() -> None:
@@ -75,9 +68,7 @@ def test_metric_math_alarm() -> None:
     assert alert.severity == "warning"
     assert alert.value == "7.5"
     assert alert.threshold == "> 5"
-    assert alert.reason.startswith(
-        "5xx rate (%) is 7.5, above the threshold of > 5 for 2 of the last 2 datapoints"
-    )
+    assert alert.reason.startswith("5xx rate (%) is 7.5, above the threshold of > 5 for 2 of the last 2 datapoints")
     details = dict(alert.details)
     assert details["Expression"] == "e1 = 100 * errors / requests"
     assert "AWS/ApplicationELB HTTPCode_Target_5XX_Count" in details["Input errors"]
@@ -110,9 +101,7 @@ def test_eventbridge_alarm_state_change() -> None:
     assert alert.message_id == "c4c1c1c9-6542-e61b-6ef0-8c4d36933a92"
     assert (alert.old_state, alert.new_state, alert.value, alert.threshold) == (OK, ALARM, "1520", None)
     assert alert.runbook_url == "https://runbooks.example.com/queue"
-    assert "AWS/SQS ApproximateNumberOfMessagesVisible{QueueName=shipyard-prod-orders}" in (
-        alert.metric or ""
-    )
+    assert "AWS/SQS ApproximateNumberOfMessagesVisible{QueueName=shipyard-prod-orders}" in (alert.metric or "")
 
 
 def test_backup_text_notification() -> None:
@@ -172,30 +161,52 @@ def test_rds_eventbridge_and_subscription_formats() -> None:
     assert subscription.region == "us-east-1"
 
 
-def test_health_check_results() -> None:
-    fail = parse_sample("health_check_fail.json")
-    assert fail.kind == "health_check"
-    assert (fail.old_state, fail.new_state) == (OK, ALARM)
-    assert (fail.value, fail.threshold) == ("2100 ms", "2000 ms")
-    assert fail.reason == (
-        "api-https failed for https://api.example.com/healthz: "
-        "HTTP 503 after 2.1 s (expected 200-399 within 2 s)"
-    )
-    assert fail.runbook_url == "https://runbooks.example.com/api/down"
-    passed = parse_sample("health_check_pass.json")
-    assert passed.new_state == OK
-    assert passed.alarm_key == fail.alarm_key
+def test_health_check_run_from_a_lambda_destination() -> None:
+    records = records_from_event(sample("health_check_run_destination.json"))
+    assert len(records) == 1
+    alerts = parse_alerts(records[0], received_at=NOW)
+    by_id = {a.message_id.split("#", 1)[1]: a for a in alerts}
+    assert sorted(by_id) == ["api-ready", "database", "database:warnings", "web", "web:warnings"]
+    down = by_id["api-ready"]
+    assert down.kind == "health_check" and down.new_state == ALARM and down.severity == "critical"
+    assert down.reason == "api-ready is down: status: status 503, expected 200."
+    assert down.alarm_key == "health:prod:api-ready"
+    assert (down.region, down.account) == ("us-east-1", "123456789012")  # from the destination's functionArn
+    assert down.message_id == "lambda-7d2c1f0e-5b7a-4d1e-9a3b-2f4e6c8a0b1c#api-ready"  # stable on redelivery
+    assert by_id["web"].new_state == OK
+    cert = by_id["web:warnings"]
+    assert cert.new_state == ALARM and cert.severity == "warning"
+    assert cert.reason == "web is up with warnings: cert_expiring (certificate expires in 9.6 days)."
+    assert by_id["database:warnings"].new_state == OK
+    assert "api-ready:warnings" not in by_id  # a down endpoint says nothing about its warnings
 
 
-def test_health_check_with_bad_fields_is_still_forwarded_with_a_note() -> None:
-    record = IncomingRecord("m-1", json.dumps({"source": "shipyard.health_check", "status": "maybe"}))
-    alert = parse_record(record, received_at=NOW)
-    assert alert.kind == "health_check"
-    assert alert.note
-    assert "check" in alert.note
-    assert "status" in alert.note
-    assert alert.raw
-    assert '"maybe"' in alert.raw
+def test_health_check_line_from_sns() -> None:
+    (alert,) = parse_alerts(records_from_event(sample("health_check_line.json"))[0], received_at=NOW)
+    assert alert.new_state == ALARM and alert.severity == "critical"
+    assert alert.reason == "api-ready is down: timeout: no answer within 5 s."
+    assert dict(alert.details)["Target"] == "https://api.example.com/readyz"
+    assert dict(alert.details)["Phase"] == "response"
+
+
+def test_lambda_failure_destination_is_an_alert_about_the_function() -> None:
+    (alert,) = parse_alerts(records_from_event(sample("lambda_destination_failure.json"))[0], received_at=NOW)
+    assert alert.kind == "lambda_failure" and alert.severity == "critical"
+    assert alert.title == "Lambda shipyard-prod-health-check failed (RetriesExhausted)"
+    assert alert.reason.startswith("ConfigError: HEALTH_CHECK_CONFIG.endpoints[0].url: not an http(s) URL")
+
+
+def test_destination_wrapping_another_payload_is_unwrapped() -> None:
+    wrapped = {
+        "requestContext": {
+            "requestId": "r-1",
+            "functionArn": "arn:aws:lambda:us-east-1:1:function:f",
+            "condition": "Success",
+        },
+        "responsePayload": sample("cloudwatch_anomaly_bare.json"),
+    }
+    (alert,) = parse_alerts(records_from_event(wrapped)[0], received_at=NOW)
+    assert alert.kind == "anomaly_alarm" and alert.message_id == "lambda-r-1"
 
 
 def test_plain_text() -> None:

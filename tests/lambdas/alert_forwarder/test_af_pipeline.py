@@ -114,9 +114,7 @@ def test_invocation_retry_does_not_resend_what_succeeded(
     assert third.already_sent == 6
 
 
-def test_cooldown_dedupe_and_suppressed_count(
-    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
-) -> None:
+def test_cooldown_dedupe_and_suppressed_count(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
     clock = Clock()
     deps = make_deps(store, aws, sinks, routing=ROUTING_WARN, clock=clock)
     name = "shipyard-test-warning-api-latency"
@@ -143,9 +141,7 @@ def test_cooldown_dedupe_and_suppressed_count(
 def test_recovery_threads_under_the_original(
     store: StateStore, aws: Callable[[str], Any], sinks: Sinks, slack_api: Sink
 ) -> None:
-    secrets = make_secrets(
-        sinks, slack_webhook_url=None, slack_bot_token="xoxb-test", slack_channel="C0ALERTS"
-    )
+    secrets = make_secrets(sinks, slack_webhook_url=None, slack_bot_token="xoxb-test", slack_channel="C0ALERTS")
     deps = make_deps(store, aws, sinks, secrets=secrets, slack_api_base=slack_api.base_url + "/api")
     name = "shipyard-test-critical-orders-5xx"
     alarm = alarm_event(name, "ALARM", "OK", at=minute(0))
@@ -176,13 +172,9 @@ def test_recovery_with_a_slack_webhook_references_the_original_in_text(
     assert name in body["text"]
 
 
-def test_ok_without_an_alarm_notice_is_history_only(
-    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
-) -> None:
+def test_ok_without_an_alarm_notice_is_history_only(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
     deps = make_deps(store, aws, sinks, routing=ROUTING_WARN)
-    result = run(
-        deps, alarm_event("shipyard-test-warning-new", "OK", "INSUFFICIENT_DATA", severity="warning")
-    )
+    result = run(deps, alarm_event("shipyard-test-warning-new", "OK", "INSUFFICIENT_DATA", severity="warning"))
     assert list(result.decisions.values()) == ["no_open_alarm"]
     assert sinks.slack.requests == []
     assert sinks.telegram.requests == []
@@ -197,9 +189,7 @@ def test_info_is_history_only(store: StateStore, aws: Callable[[str], Any], sink
     assert all(sink.requests == [] for sink in sinks.all())
 
 
-def test_out_of_order_alert_does_not_reopen(
-    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
-) -> None:
+def test_out_of_order_alert_does_not_reopen(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
     deps = make_deps(store, aws, sinks, routing=ROUTING_WARN)
     name = "shipyard-test-warning-disk"
     run(deps, alarm_event(name, "ALARM", "OK", severity="warning", at=minute(0)))
@@ -212,18 +202,16 @@ def test_out_of_order_alert_does_not_reopen(
     assert len(sinks.slack.accepted) == 2
 
 
-def test_storm_becomes_one_digest_per_channel(
-    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
-) -> None:
+def test_storm_becomes_one_digest_per_channel(store: StateStore, aws: Callable[[str], Any], sinks: Sinks) -> None:
     clock = Clock()
     routing = dict(ROUTING_WARN, storm_threshold=3, storm_window_seconds=60)
     deps = make_deps(store, aws, sinks, routing=routing, clock=clock)
     event = sns_event(
         *(
             sns_record(
-                alarm_event(f"shipyard-test-warning-svc-{i}", "ALARM", "OK", severity="warning")["Records"][
-                    0
-                ]["Sns"]["Message"],
+                alarm_event(f"shipyard-test-warning-svc-{i}", "ALARM", "OK", severity="warning")["Records"][0]["Sns"][
+                    "Message"
+                ],
                 "warning",
             )
             for i in range(10)
@@ -453,3 +441,45 @@ def test_unknown_format_is_forwarded_raw(store: StateStore, aws: Callable[[str],
     body = texts(sinks.slack)[0]
     assert "acme-monitor" in body
     assert "Unrecognised JSON message" in body
+
+
+def health_run(request_id: str, *, minute_of_day: int, api_up: bool, cert_days: float) -> dict[str, Any]:
+    run = sample("health_check_run_destination.json")
+    run["requestContext"]["requestId"] = request_id
+    run["responsePayload"]["time"] = minute(minute_of_day)
+    results = run["responsePayload"]["results"]
+    results[0].update(up=api_up, reason=None if api_up else "status", detail=None if api_up else "status 503")
+    results[1].update(cert_days_left=cert_days, warnings=["cert_expiring"] if cert_days < 14 else [])
+    return run
+
+
+def test_health_check_runs_alert_once_and_recover_in_thread(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
+    deps = make_deps(store, aws, sinks, routing=ROUTING_WARN)
+    first = run(deps, health_run("run-1", minute_of_day=0, api_up=False, cert_days=9.6))
+    assert Counter(first.decisions.values()) == Counter(notify=2, no_open_alarm=3)
+    assert sorted(b.split("\n")[0] for b in (r.json["text"] for r in sinks.telegram.accepted)) == [
+        "<b>🔴 CRITICAL ALARM: health check api-ready (prod)</b>",
+        "<b>🟠 WARNING ALARM: health check web warnings (prod)</b>",
+    ]
+    second = run(
+        deps, health_run("run-2", minute_of_day=1, api_up=False, cert_days=9.5)
+    )  # a minute later, still broken
+    assert Counter(second.decisions.values()) == Counter(cooldown=2, no_open_alarm=3)
+    third = run(deps, health_run("run-3", minute_of_day=2, api_up=True, cert_days=89.0))  # fixed, certificate renewed
+    assert Counter(third.decisions.values()) == Counter(notify=2, no_open_alarm=4)
+    recoveries = [r.json for r in sinks.telegram.accepted[2:]]
+    assert len(recoveries) == 2
+    assert all("RESOLVED" in r["text"] and "reply_parameters" in r for r in recoveries)
+    assert store.pending("ESCALATION#") == []  # the recovery cancelled the critical's escalation
+
+
+def test_health_check_document_of_an_unknown_kind_is_forwarded_raw(
+    store: StateStore, aws: Callable[[str], Any], sinks: Sinks
+) -> None:
+    deps = make_deps(store, aws, sinks, routing=ROUTING_WARN)
+    line = {"level": "ERROR", "source": "shipyard.health_check", "event": "config_error", "message": "bad config"}
+    result = run(deps, sns_event(sns_record(line, "warning")))
+    assert list(result.decisions.values()) == ["notify"]
+    assert "config_error" in texts(sinks.slack)[0]

@@ -72,9 +72,7 @@ def test_telegram_escapes_every_value_and_fits_the_limit() -> None:
     assert "_x_" in visible
     assert "@channel" in visible
     assert "…" in visible  # the 5 KB reason was clipped, visibly
-    assert (
-        "https://runbooks.example.com/a?b=1&c=<2>" in parser.hrefs
-    )  # href attribute escaped and round-trips
+    assert "https://runbooks.example.com/a?b=1&c=<2>" in parser.hrefs  # href attribute escaped and round-trips
 
 
 def test_telegram_clips_reason_before_escaping_so_no_entity_is_cut() -> None:
@@ -156,9 +154,7 @@ def test_webhook_body_is_json_with_clipped_fields() -> None:
 
 
 def test_recovery_refers_to_the_original_on_every_channel() -> None:
-    ok = parse_record(
-        records_from_event(sample("cloudwatch_alarm_ok.json"))[0], received_at="2025-03-14T16:00:00.000Z"
-    )
+    ok = parse_record(records_from_event(sample("cloudwatch_alarm_ok.json"))[0], received_at="2025-03-14T16:00:00.000Z")
     original = OriginalNotice("orig-msg", "2025-03-14T09:27:00.000Z", "shipyard-prod-critical-db-cpu-high")
     notice = Notice(ok, ok.message_id, original=original)
     slack = render_slack(notice, CTX, thread_ts="1700000000.000001")
@@ -170,9 +166,7 @@ def test_recovery_refers_to_the_original_on_every_channel() -> None:
     assert telegram["reply_parameters"] == {"message_id": 1001, "allow_sending_without_reply": True}
     assert render(notice, "webhook", CTX, sent_at="x")["in_reply_to"] == "orig-msg"
     assert render(notice, "webhook", CTX, sent_at="x")["type"] == "recovery"
-    assert render_sms(notice, CTX).startswith(
-        "[prod] RESOLVED (alert 09:27Z) shipyard-prod-critical-db-cpu-high"
-    )
+    assert render_sms(notice, CTX).startswith("[prod] RESOLVED (alert 09:27Z) shipyard-prod-critical-db-cpu-high")
 
 
 def test_digest_lists_alerts_within_each_limit() -> None:
