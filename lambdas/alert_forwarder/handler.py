@@ -1,4 +1,4 @@
-"""Lambda entry point (`lambdas.alert_forwarder.handler.lambda_handler`).
+"""Lambda entry point (`lambdas.alert_forwarder.handler.handler`).
 
 Thin on purpose: pick the event type (SNS alerts, or the scheduled sweep), build the dependencies once
 per container, call `forward.process_records` / `forward.sweep`, emit metrics, and raise when any target
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 NAMESPACE = "Shipyard/AlertForwarder"
 logger = Logger(service="alert-forwarder")
-metrics = Metrics(namespace=NAMESPACE)
+# service="": infra sets POWERTOOLS_SERVICE_NAME, which would otherwise add a `service` dimension — and the
+# dashboard and alarms, which name exactly {Stack}, would silently stop matching the metrics.
+metrics = Metrics(namespace=NAMESPACE, service="")
 
 
 def is_sweep_event(event: Any) -> bool:
@@ -150,7 +152,7 @@ def _emit(result: Result, stack: str) -> None:
     metrics.flush_metrics()
 
 
-def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+def handler(event: Any, context: Any) -> dict[str, Any]:
     from .forward import DeliveryFailed, process_records, sweep
     from .parse import is_sqs_event, records_from_event
 

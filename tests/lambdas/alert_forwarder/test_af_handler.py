@@ -3,6 +3,7 @@ and the dead-letter queue (all moto on 127.0.0.1), metrics on stdout, and the pr
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def invoke_like_lambda(aws: Callable[[str], Any], event: dict[str, Any], dlq_url
     error: Exception | None = None
     for _ in range(1 + retries):
         try:
-            handler.lambda_handler(event, Context())
+            handler.handler(event, Context())
             return "ok"
         except DeliveryFailed as exc:
             error = exc
@@ -204,10 +205,10 @@ def test_sqs_batch_reports_only_the_failed_items(
         for i, event in enumerate(sns_events)
     ]
     sinks.webhook.fail_matching(names[1], "500")
-    response = handler.lambda_handler({"Records": sqs_records}, Context())
+    response = handler.handler({"Records": sqs_records}, Context())
     assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-1"}]}
     sinks.webhook.clear_faults()
-    retried = handler.lambda_handler({"Records": [sqs_records[1]]}, Context())  # the queue redelivers item 1
+    retried = handler.handler({"Records": [sqs_records[1]]}, Context())  # the queue redelivers item 1
     assert retried == {"batchItemFailures": []}
     seen = delivered_names(sinks, names)
     for kind in ("slack", "telegram", "webhook"):
@@ -215,8 +216,16 @@ def test_sqs_batch_reports_only_the_failed_items(
 
 
 def test_metrics_are_emitted_with_namespace_and_stack_dimension(
-    aws: Callable[[str], Any], sinks: Sinks, lambda_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    aws: Callable[[str], Any],
+    sinks: Sinks,
+    lambda_env: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # What infra/aws/function.py sets on every function: neither may change the namespace or dimensions.
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "alert_forwarder")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Shipyard")
+    importlib.reload(handler)  # Powertools reads them when the module-level Metrics is built, as on a cold start
     event = sns_event(
         {
             "EventSource": "aws:sns",
@@ -227,10 +236,10 @@ def test_metrics_are_emitted_with_namespace_and_stack_dimension(
             },
         }
     )
-    summary = handler.lambda_handler(event, Context())
+    summary = handler.handler(event, Context())
     assert summary["sent"] == 2
     assert summary["failed"] == 0
-    handler.lambda_handler(event, Context())  # the same message again: nothing re-sent
+    handler.handler(event, Context())  # the same message again: nothing re-sent
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     blobs = [line for line in lines if "_aws" in line]
     assert len(blobs) == 2
@@ -251,7 +260,7 @@ def test_metrics_are_emitted_with_namespace_and_stack_dimension(
     "event", [{"action": "sweep"}, {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}]
 )
 def test_scheduled_sweep_event(lambda_env: dict[str, Any], sinks: Sinks, event: dict[str, Any]) -> None:
-    summary = handler.lambda_handler(event, Context())
+    summary = handler.handler(event, Context())
     assert summary["kind"] == "sweep"
     assert summary["failed"] == 0
     assert all(sink.requests == [] for sink in sinks.all())
@@ -261,12 +270,12 @@ def test_bad_routing_fails_loudly_naming_the_field(lambda_env: dict[str, Any], m
     monkeypatch.setenv("ROUTING", json.dumps({"critical": ["pager"], "warning": [], "info": []}))
     handler.reset_runtime()
     with pytest.raises(ConfigError, match=r"ROUTING\.critical\[0\]: unknown channel 'pager'"):
-        handler.lambda_handler({"action": "sweep"}, Context())
+        handler.handler({"action": "sweep"}, Context())
     monkeypatch.setenv("ROUTING", json.dumps(ROUTING))
     monkeypatch.delenv("STATE_TABLE")
     handler.reset_runtime()
     with pytest.raises(ConfigError, match="STATE_TABLE: environment variable is not set"):
-        handler.lambda_handler({"action": "sweep"}, Context())
+        handler.handler({"action": "sweep"}, Context())
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
