@@ -293,6 +293,13 @@ class AlertsConfig(_Model):
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     storm: StormConfig = Field(default_factory=StormConfig)
     rate_limit_per_minute: int = Field(20, ge=1, le=600, description="Per channel; beyond it alerts are digested.")
+    email_from: str | None = Field(
+        None,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Sender of alert e-mails (AWS: an SES e-mail identity is created for it and must be verified "
+        "once by clicking the link SES mails to it). Default: alerts@<domain.name> when a domain is set; "
+        "required when alerts.routing uses email and there is no domain.",
+    )
 
     @field_validator("routing")
     @classmethod
@@ -1357,6 +1364,11 @@ def _aws_problems(config: AwsStack, source: str) -> list[str]:
             )
     if config.backups.offsite is not None and config.backups.offsite.region == config.region:
         problems.append(f"{source}: {PROJECT}:backups.offsite.region: must differ from aws:region ({config.region})")
+    if "email" in config.alerts.channels_in_use() and config.alerts.email_from is None and config.domain is None:
+        problems.append(
+            f"{source}: {PROJECT}:alerts.emailFrom: required when alerts.routing uses email and no domain is set "
+            "(the sender SES sends alert e-mails from)"
+        )
     if config.alerts.routing.get("info") and "sms" in config.alerts.routing["info"]:
         problems.append(f"{source}: {PROJECT}:alerts.routing.info: SMS for info alerts would page people for noise")
     return problems

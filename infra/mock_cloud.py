@@ -106,6 +106,7 @@ _IDS_FROM_INPUT = {
     "aws:cloudwatch/dashboard:Dashboard": "dashboardName",
     "aws:s3/bucket:Bucket": "bucket",
     "aws:s3/bucketV2:BucketV2": "bucket",
+    "aws:ses/emailIdentity:EmailIdentity": "email",
 }
 
 _OPAQUE_IDS = {
@@ -319,6 +320,10 @@ def _kms_key(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, A
         f"{_hex(args.name, 'c', length=4)}-{_hex(args.name, 'd', length=12)}"
     )
     return {"keyId": key_id, "arn": mocks.arn("kms", f"key/{key_id}")}
+
+
+def _ses_email_identity(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    return {"arn": mocks.arn("ses", f"identity/{args.inputs['email']}")}
 
 
 def _schedule(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
@@ -678,6 +683,7 @@ _COMPUTED: dict[str, Computed] = {
     "aws:dynamodb/table:Table": _dynamodb_table,
     "aws:kms/key:Key": _kms_key,
     "aws:scheduler/schedule:Schedule": _schedule,
+    "aws:ses/emailIdentity:EmailIdentity": _ses_email_identity,
     "aws:acm/certificate:Certificate": _acm_certificate,
     "aws:route53/record:Record": _route53_record,
     "aws:cloudfront/distribution:Distribution": _cloudfront_distribution,

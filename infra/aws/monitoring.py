@@ -17,6 +17,7 @@ e-mail — so the page arrives the same way as every other one.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +107,10 @@ class FunctionWatch:
 class QueueWatch:
     label: str
     queue_name: pulumi.Input[str]
+    severity: Severity | None = None
+    """Page at this severity instead of the catalogue's (or the stack override's). The alert forwarder's own
+    dead-letter queues use critical: the warning topic reaches people only through the forwarder, so an alarm
+    about the forwarder failing must go where the on-call e-mail subscription is."""
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,8 @@ class _Instance:
     key: str
     """`` for singletons, else the function/queue/endpoint label."""
     values: dict[str, Any]
+    severity: Severity | None = None
+    """Overrides the resolved severity for this subject only (see QueueWatch.severity)."""
 
 
 @dataclass
@@ -401,7 +408,7 @@ class Monitoring(Component):
                 for f in args.functions
             ]
         if subject == "queue":
-            return [_Instance(q.label, {"queue": q.queue_name, "queue_name": q.label}) for q in args.queues]
+            return [_Instance(q.label, {"queue": q.queue_name, "queue_name": q.label}, q.severity) for q in args.queues]
         if subject == "auto_confirm" and args.auto_confirm is not None:
             return [_Instance("", {"stack": stack})]
         if subject == "health_endpoint" and args.health is not None:
@@ -500,6 +507,8 @@ class Monitoring(Component):
         return description
 
     def _metric_alarm(self, resolved: Resolved, instance: _Instance) -> None:
+        if instance.severity is not None:
+            resolved = dataclasses.replace(resolved, severity=instance.severity)
         spec = resolved.spec
         values = instance.values
         threshold = (

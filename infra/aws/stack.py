@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.alerts import Alerts, AlertsArgs
 from infra.aws.auto_confirm import AutoConfirmArgs, AutoConfirmJob
 from infra.aws.cache import Cache, CacheArgs
 from infra.aws.certificate import Certificate, CertificateArgs
@@ -22,6 +23,7 @@ from infra.aws.monitoring import (
     ApiWatch,
     CacheWatch,
     DatabaseWatch,
+    EdgeDelivery,
     FrontendWatch,
     FunctionWatch,
     Monitoring,
@@ -137,6 +139,9 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
 
     lambda_deps = LambdaDependencies("lambda-deps", naming, with_provider)
 
+    # Before anything that publishes: alarms, EventBridge rules and AWS Backup take `alerts.topic_arns`.
+    alerts = Alerts("alerts", AlertsArgs.from_stack(config, lambda_deps.arn), naming, with_provider)
+
     health: HealthCheck | None = None
     if config.health_checks.enabled:
         health = HealthCheck(
@@ -170,8 +175,8 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             with_provider,
         )
 
-    functions: list[FunctionWatch] = []
-    queues: list[QueueWatch] = []
+    functions: list[FunctionWatch] = alerts.function_watches()
+    queues: list[QueueWatch] = alerts.queue_watches()
     if auto_confirm is not None:
         functions.append(auto_confirm.function_watch())
         queues.append(auto_confirm.queue_watch())
@@ -185,7 +190,11 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         MonitoringArgs(
             settings=config.monitoring,
             region=config.region,
+            topic_arns=alerts.topic_arns,
             edge_provider=edge,
+            edge_delivery=EdgeDelivery(
+                forwarder_function_arn=alerts.forwarder.arn, oncall_email=config.alerts.oncall_email
+            ),
             database=DatabaseWatch(
                 identifier=database.identifier,
                 allocated_storage_gb=config.database.allocated_storage_gb,
@@ -214,6 +223,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             queues=queues,
             health=health.watch() if health is not None else None,
             auto_confirm=auto_confirm.watch() if auto_confirm is not None else None,
+            alert_forwarder=True,
         ),
         naming,
         with_provider,
@@ -236,6 +246,13 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         "cloudfrontDistributionId": frontend.distribution_id,
         "frontendImmutablePaths": list(config.frontend.immutable_paths),
         "uploadsBucket": uploads.bucket_name,
+        "alertTopicArns": alerts.topic_arns,
+        "alertStateTable": alerts.table_name,
+        "alertForwarderFunction": alerts.function_name,
+        # Lambda's on-failure destination: alerts the forwarder could not deliver after every retry.
+        "alertDlqUrl": alerts.dlq_url,
+        # SNS's redrive queue: alerts SNS could not hand to the forwarder at all.
+        "alertDeliveryDlqUrl": alerts.delivery_dlq.url,
     }
     outputs |= {
         "apiUrl": load_balancer.url,

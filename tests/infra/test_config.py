@@ -250,7 +250,9 @@ def test_tier_defaults_apply_under_the_stack_file() -> None:
         {
             **base,
             "shipyard:tier": "prod",
-            "shipyard:alerts": json.dumps({"routing": {"critical": ["email"]}, "oncallEmail": "o@example.com"}),
+            "shipyard:alerts": json.dumps(
+                {"routing": {"critical": ["email"]}, "oncallEmail": "o@example.com", "emailFrom": "a@example.com"}
+            ),
             "shipyard:alertEmails": "o@example.com",
             "shipyard:database": json.dumps({"backupRetentionDays": 14}),
         },
