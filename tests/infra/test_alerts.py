@@ -443,3 +443,20 @@ def test_every_alerts_resource_lives_under_the_component(any_stack: StackRun) ->
     component = any_stack.one("shipyard:aws:Alerts")
     names = {r.name for r in any_stack.descendants(component)}
     assert {"alerts-topic-critical", "alerts-state", "alerts-channels", "alerts-forwarder-function"} <= names
+
+
+def test_outside_us_east_1_the_cloudfront_alarm_topics_still_reach_the_forwarder_and_on_call() -> None:
+    run = evaluate("prod", config_overrides={"aws:region": "eu-west-1"})
+    forwarder_arn = _forwarder(run).outputs["arn"]
+    assert ":eu-west-1:" in forwarder_arn
+    edge = {t.name.rsplit("-", 1)[-1]: t for t in run.of_type(TOPIC) if t.name.startswith("monitoring-edge-topic-")}
+    assert sorted(edge) == sorted(SEVERITIES)
+    for severity, topic in edge.items():
+        arn = topic.outputs["arn"]
+        subscriptions = {
+            s.inputs["protocol"]: s.inputs["endpoint"] for s in run.of_type(SUBSCRIPTION) if s.inputs["topic"] == arn
+        }
+        expected = {"lambda": forwarder_arn, **({"email": "oncall@example.com"} if severity == "critical" else {})}
+        assert subscriptions == expected
+    (cloudfront_alarm,) = [a for a in run.of_type(METRIC_ALARM) if a.inputs["tags"]["alarm-id"] == "frontend-5xx-rate"]
+    assert cloudfront_alarm.inputs["alarmActions"] == [edge["critical"].outputs["arn"]]
