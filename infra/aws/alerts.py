@@ -36,7 +36,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.function import PythonFunction, PythonFunctionArgs
-from infra.aws.kms import DELETION_WINDOW_DAYS
+from infra.aws.kms import ALARM_TOPIC_PUBLISHERS, DELETION_WINDOW_DAYS, alarm_topic_key_policy
 from infra.aws.monitoring import FunctionWatch, QueueWatch
 from infra.component import Component
 from infra.config import ALERT_CHANNEL_SECRETS, AlertsConfig, AwsStack, Tier
@@ -45,9 +45,7 @@ from infra.naming import Naming
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
 PACKAGE = "alert_forwarder"
 
-PUBLISHING_SERVICES: tuple[str, ...] = ("cloudwatch.amazonaws.com", "events.amazonaws.com", "backup.amazonaws.com")
-"""AWS services that publish to the alert topics: alarms, EventBridge rules (ECS task stopped, RDS events),
-AWS Backup job notifications."""
+PUBLISHING_SERVICES = ALARM_TOPIC_PUBLISHERS
 
 HISTORY_INDEX = "by_alarm"
 """The forwarder's GSI listing one alarm's history (lambdas/alert_forwarder/state.py: `table_definition`)."""
@@ -157,32 +155,6 @@ class AlertsArgs:
 
 def _policy(statements: Sequence[Mapping[str, Any]]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
-
-
-def topic_key_policy(account_id: str) -> str:
-    """Root administers (through IAM); the publishing services may use the key to publish encrypted messages.
-
-    No aws:SourceAccount condition here: the services reach the key only by publishing to our topics, and
-    the topic policies already hold them to this account.
-    """
-    return _policy(
-        [
-            {
-                "Sid": "AccountAdministersThroughIam",
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
-                "Action": "kms:*",
-                "Resource": "*",
-            },
-            {
-                "Sid": "AwsServicesPublishToEncryptedTopics",
-                "Effect": "Allow",
-                "Principal": {"Service": list(PUBLISHING_SERVICES)},
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-                "Resource": "*",
-            },
-        ]
-    )
 
 
 def topic_policy(topic_arn: str, account_id: str) -> str:
@@ -319,7 +291,7 @@ class Alerts(Component):
             description=f"{naming.physical('alerts')}: alert topics (CloudWatch, EventBridge, AWS Backup publish)",
             enable_key_rotation=True,
             deletion_window_in_days=DELETION_WINDOW_DAYS,
-            policy=account_id.apply(topic_key_policy),
+            policy=account_id.apply(alarm_topic_key_policy),
             opts=self.opts(),
         )
         aws.kms.Alias(

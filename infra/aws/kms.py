@@ -1,4 +1,4 @@
-"""Customer-managed KMS keys for data components (database, app secrets).
+"""Customer-managed KMS keys for data components (database, app secrets) and for alarm topics.
 
 One key per concern, rotation on, and a key policy shaped like AWS's own `aws/secretsmanager` key: besides
 the account root (which delegates administration to IAM), any principal of this account may decrypt
@@ -80,3 +80,39 @@ def customer_key(
         opts=owner.opts(),
     )
     return key
+
+
+ALARM_TOPIC_PUBLISHERS: tuple[str, ...] = ("cloudwatch.amazonaws.com", "events.amazonaws.com", "backup.amazonaws.com")
+"""AWS services that publish to alarm/alert topics: CloudWatch alarms, EventBridge rules (ECS task stopped, RDS
+events), AWS Backup job notifications."""
+
+
+def alarm_topic_key_policy(account_id: str) -> str:
+    """Root administers (through IAM); the publishing services may use the key to publish encrypted messages.
+
+    A topic encrypted with the AWS-managed `aws/sns` key cannot take these services' messages (its policy
+    cannot be edited to admit them), so alarm topics need a customer key with this policy. No
+    aws:SourceAccount condition here: the services reach the key only by publishing to our topics, and the
+    topic policies hold them to this account.
+    """
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "AccountAdministersThroughIam",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "AwsServicesPublishToEncryptedTopics",
+                    "Effect": "Allow",
+                    "Principal": {"Service": list(ALARM_TOPIC_PUBLISHERS)},
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                    "Resource": "*",
+                },
+            ],
+        }
+    )

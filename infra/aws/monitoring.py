@@ -11,8 +11,9 @@
 CloudFront publishes its metrics in us-east-1 only and an alarm's SNS actions must be in the alarm's region,
 so the CloudFront alarm is created with the edge provider. When the stack itself runs in us-east-1 that is the
 same provider and the same topics; elsewhere, this component creates one small us-east-1 topic per severity
-that delivers to the alert forwarder (SNS → Lambda works across regions) and, for critical, to the on-call
-e-mail — so the page arrives the same way as every other one.
+(encrypted with a us-east-1 customer key CloudWatch may use) that delivers to the alert forwarder (SNS → Lambda
+works across regions) and, for critical, to the on-call e-mail — so the page arrives the same way as every
+other one.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from infra.aws.alarms import (
     format_number,
     resolve,
 )
+from infra.aws.kms import DELETION_WINDOW_DAYS, alarm_topic_key_policy
 from infra.component import Component
 from infra.config import MonitoringConfig
 from infra.naming import Naming
@@ -456,13 +458,26 @@ class Monitoring(Component):
     def _create_edge_topics(self) -> dict[str, pulumi.Input[str]]:
         assert self.args.edge_provider is not None
         delivery = self.args.edge_delivery
+        edge = self.opts(provider=self.args.edge_provider)
+        # KMS keys are regional: the us-east-1 topics need their own customer key, with the same policy as the
+        # alerts component's (CloudWatch may use it; aws/sns would make the alarm's actions fail silently).
+        account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        key = aws.kms.Key(
+            self.child_name("edge-topic-key"),
+            description=f"{self.naming.physical('alarms-edge')}: us-east-1 alarm topics (CloudFront alarms)",
+            enable_key_rotation=True,
+            deletion_window_in_days=DELETION_WINDOW_DAYS,
+            policy=account_id.apply(alarm_topic_key_policy),
+            opts=edge,
+        )
         topics: dict[str, pulumi.Input[str]] = {}
         for severity in SEVERITIES:
             # The name ends in the severity: the forwarder reads it from there, as for the regional topics.
             topic = aws.sns.Topic(
                 self.child_name("edge-topic", severity),
                 name=self.naming.physical("alarms-edge", severity),
-                opts=self.opts(provider=self.args.edge_provider),
+                kms_master_key_id=key.arn,
+                opts=edge,
             )
             topics[severity] = topic.arn
             if delivery.forwarder_function_arn is not None:

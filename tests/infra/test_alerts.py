@@ -458,5 +458,12 @@ def test_outside_us_east_1_the_cloudfront_alarm_topics_still_reach_the_forwarder
         }
         expected = {"lambda": forwarder_arn, **({"email": "oncall@example.com"} if severity == "critical" else {})}
         assert subscriptions == expected
+    # Encrypted too, with a key of their own region (KMS keys are regional) that CloudWatch may use.
+    edge_key = run.one(KEY, "monitoring-edge-topic-key")
+    assert edge_key.provider is not None and edge_key.provider == edge["critical"].provider
+    assert edge_key.inputs["enableKeyRotation"] is True
+    assert all(t.inputs["kmsMasterKeyId"] == edge_key.outputs["arn"] for t in edge.values())
+    (publishers,) = [s for s in json.loads(edge_key.inputs["policy"])["Statement"] if "Service" in s["Principal"]]
+    assert sorted(publishers["Principal"]["Service"]) == sorted(PUBLISHING_SERVICES)
     (cloudfront_alarm,) = [a for a in run.of_type(METRIC_ALARM) if a.inputs["tags"]["alarm-id"] == "frontend-5xx-rate"]
     assert cloudfront_alarm.inputs["alarmActions"] == [edge["critical"].outputs["arn"]]
