@@ -3,12 +3,13 @@ gets the shape it asks for."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from infra.config import AwsStack, parse_stack_config
-from infra.harness import PROJECT_ROOT, StackRun, engine_config, run_stack
+from infra.harness import PROJECT_ROOT, Resource, StackRun, engine_config, run_stack
 from tests.infra.conftest import ALERT_SECRETS
 
 EXAMPLES = PROJECT_ROOT / "examples"
@@ -38,6 +39,16 @@ def examples() -> dict[str, tuple[AwsStack, StackRun]]:
         run = run_stack(stack, config_file=path, secret_overrides=ALERT_SECRETS)
         evaluated[system] = (config, run)
     return evaluated
+
+
+def _ecs_services(run: StackRun) -> dict[str, Resource]:
+    return {s.inputs["name"]: s for s in run.of_type("aws:ecs/service:Service")}
+
+
+def _containers(run: StackRun, family: str) -> list[dict]:
+    task = next(t for t in run.of_type("aws:ecs/taskDefinition:TaskDefinition") if t.inputs["family"] == family)
+    containers: list[dict] = json.loads(task.inputs["containerDefinitions"])
+    return containers
 
 
 def test_one_example_per_seed_system() -> None:
@@ -70,6 +81,12 @@ def test_telegram_bot_runs_a_single_poller_worker(examples: dict[str, tuple[AwsS
     assert config.tier == "prod" and config.network.nat == "single"  # the poller needs a way out
     assert len(run.of_type("aws:ec2/natGateway:NatGateway")) == 1
     assert run.of_type("aws:elasticache/replicationGroup:ReplicationGroup") == []
+    services = _ecs_services(run)
+    bot = services["shipyard-prod-worker-telegram-bot"]
+    assert bot.inputs["desiredCount"] == 1 and not bot.inputs.get("loadBalancers")  # no traffic in, one poller
+    (container,) = _containers(run, "shipyard-prod-worker-telegram-bot")
+    assert container["command"] == ["python", "-m", "app.bot"]
+    assert services["shipyard-prod-api"].inputs["loadBalancers"]
 
 
 def test_barber_scheduler_has_queue_safe_redis_worker_and_four_local_time_jobs(
@@ -91,6 +108,17 @@ def test_barber_scheduler_has_queue_safe_redis_worker_and_four_local_time_jobs(
     ]
     db = run.one("aws:rds/instance:Instance").inputs
     assert (db["backupWindow"], db["maintenanceWindow"]) == ("06:00-07:00", "mon:07:30-mon:08:30")
+    worker = _ecs_services(run)["shipyard-prod-worker-queue-worker"]
+    assert worker.inputs["desiredCount"] == 2 and not worker.inputs.get("loadBalancers")
+    jobs = {s.name.removeprefix("jobs-"): s.inputs for s in run.of_type("aws:scheduler/schedule:Schedule")}
+    for task in config.jobs.scheduled_tasks:
+        assert jobs[task.name]["scheduleExpression"] == task.schedule
+        assert jobs[task.name]["scheduleExpressionTimezone"] == "America/Sao_Paulo"
+        (container,) = _containers(run, f"shipyard-prod-job-{task.name}")
+        assert container["command"] == task.command
+    # The queue consumers reach the cache: API and task security groups admitted on 6379, nothing else.
+    cache_rules = sorted(r.name for r in run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"))
+    assert [r for r in cache_rules if r.startswith("cache-")] == ["cache-from-api", "cache-from-tasks"]
 
 
 def test_order_marketplace_is_the_full_prod_set_up(examples: dict[str, tuple[AwsStack, StackRun]]) -> None:
@@ -109,6 +137,11 @@ def test_shopflow_api_listens_on_8001(examples: dict[str, tuple[AwsStack, StackR
     assert config.service.port == 8001
     assert config.region == "eu-west-1"
     assert run.one("pulumi:providers:aws", "aws").inputs["region"] == "eu-west-1"
+    (container,) = _containers(run, "shipyard-staging-api")
+    assert [m["containerPort"] for m in container["portMappings"]] == [8001]
+    (target,) = _ecs_services(run)["shipyard-staging-api"].inputs["loadBalancers"]
+    assert target["containerPort"] == 8001
+    assert run.one("aws:lb/targetGroup:TargetGroup").inputs["port"] == 8001
 
 
 def test_sales_system_is_the_smallest(examples: dict[str, tuple[AwsStack, StackRun]]) -> None:
