@@ -6,7 +6,7 @@ Thin on purpose: read the event and the environment, fetch the database secret, 
 imports only the standard library and our own modules; boto3, pg8000 and Powertools load on first use.
 
 Event (optional fields; EventBridge envelope fields are ignored, anything else is rejected):
-``{"batch_size": 2000, "dry_run": false}``. Environment: see README.md.
+``{"batch_size": 1000, "dry_run": false}``. Environment: see README.md.
 """
 
 from __future__ import annotations
