@@ -51,7 +51,10 @@ class Clock:
     """Real time plus a jump offset: sleeps are real (Retry-After is measured), cooldowns can be skipped."""
 
     def __init__(self) -> None:
-        self.offset = 0.0
+        # Start 1 s into a minute: storm windows and rate-limit minutes are epoch-aligned, and a test that
+        # straddled a boundary would see two windows' worth of individual messages.
+        now = time.time()
+        self.offset = (now // 60 + 1) * 60 + 1 - now
 
     def __call__(self) -> float:
         return time.time() + self.offset
