@@ -524,6 +524,17 @@ class WorkerConfig(_Model):
 _SECRETISH = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|DSN)", re.IGNORECASE)
 
 
+def reject_secret_like_env(env: dict[str, str], visible_in: str) -> dict[str, str]:
+    """Plain env vars are readable by anyone who can read `visible_in`; secret-looking names are refused."""
+    leaked = sorted(k for k in env if _SECRETISH.search(k))
+    if leaked:
+        raise ValueError(
+            f"{', '.join(leaked)} look like secrets; plain env vars are visible in {visible_in} — "
+            "set them as secret config instead"
+        )
+    return env
+
+
 class ServiceConfig(_Model):
     """The API container on ECS Fargate behind the ALB (image built from app/)."""
 
@@ -564,12 +575,7 @@ class ServiceConfig(_Model):
     @field_validator("environment")
     @classmethod
     def _no_secrets_in_env(cls, env: dict[str, str]) -> dict[str, str]:
-        leaked = sorted(k for k in env if _SECRETISH.search(k))
-        if leaked:
-            raise ValueError(
-                f"{', '.join(leaked)} look like secrets; plain env vars are visible in the task definition — "
-                "set them as secret config instead"
-            )
+        reject_secret_like_env(env, "the task definition")
         return env
 
     @model_validator(mode="after")
@@ -875,12 +881,7 @@ class DoServiceConfig(_Model):
     @field_validator("environment")
     @classmethod
     def _no_secrets_in_env(cls, env: dict[str, str]) -> dict[str, str]:
-        leaked = sorted(k for k in env if _SECRETISH.search(k))
-        if leaked:
-            raise ValueError(
-                f"{', '.join(leaked)} look like secrets; plain env vars are visible in the app spec — "
-                "set them as secret config instead"
-            )
+        reject_secret_like_env(env, "the app spec")
         taken = sorted(k for k in env if k in DO_STACK_ENV or k.startswith("AWS_"))
         if taken:
             raise ValueError(f"{', '.join(taken)} are set by the stack (infra/digitalocean/app.py); remove them here")
