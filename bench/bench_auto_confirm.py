@@ -14,10 +14,15 @@ each starts from identical data:
   so the driver is not what is measured; timed on the first --loop-sample due orders and extrapolated
   linearly to N (printed as such);
 - bare UPDATE: ``UPDATE orders SET status='completed', ... WHERE <due>`` in one transaction: the floor
-  for touching those rows at all (no money moves, no ledger, no audit).
+  for touching those rows at all (no money moves, no ledger, no audit);
+- same writes: every row the job must write by the issue's contract (the order, three ledger rows, one
+  audit row, the wallets), as one statement in one transaction with no locking, no checks and no
+  batching: the floor for doing this job at all on this schema, with its foreign keys and indexes.
 
-Prints medians over --repeats, both ratios, and the longest time any job batch held its locks (BEGIN to
-COMMIT), against the goals: >= 20x faster than the loop, <= 3x the bare UPDATE, no batch over 1 s.
+Prints medians over --repeats, the ratios, and the longest time any job batch held its locks (BEGIN to
+COMMIT), against the goals: >= 20x faster than the loop, <= 3x the bare UPDATE, no batch over 1 s. The
+same-writes line shows how much of the gap to the bare UPDATE is the writes themselves (see
+lambdas/auto_confirm/README.md, "Performance").
 """
 
 from __future__ import annotations
@@ -210,6 +215,70 @@ def run_bare_update(server: EmbeddedPostgres, template: str, orders: int) -> flo
         server.drop_database(database)
 
 
+SAME_WRITES_SQL = f"""
+WITH due AS (
+    SELECT id, client_id, provider_id, amount,
+           round(amount * CAST(:fee_pct AS numeric) / 100, 2) AS fee, provider_completed_at
+    FROM orders WHERE {DUE_WHERE}
+), completed AS (
+    UPDATE orders SET status = 'completed', auto_confirmed = true, confirmed_at = :now, updated_at = :now
+    FROM due WHERE orders.id = due.id
+    RETURNING 1
+), ledger AS (
+    INSERT INTO transactions (order_id, user_id, kind, amount, created_at)
+    SELECT id, client_id, 'escrow_release', amount, :now FROM due
+    UNION ALL SELECT id, provider_id, 'order_payment', amount - fee, :now FROM due WHERE amount > fee
+    UNION ALL SELECT id, CAST(:platform AS bigint), 'platform_fee', fee, :now FROM due WHERE fee > 0
+    RETURNING 1
+), audited AS (
+    INSERT INTO audit_log (entity, entity_id, action, details, created_at)
+    SELECT 'order', id, 'auto_confirmed',
+           jsonb_build_object('amount', amount::text, 'fee', fee::text, 'provider_amount', (amount - fee)::text,
+                              'client_id', client_id, 'provider_id', provider_id,
+                              'platform_user_id', CAST(:platform AS bigint),
+                              'provider_completed_at', provider_completed_at, 'by', 'auto_confirm'),
+           :now
+    FROM due
+    RETURNING 1
+), deltas AS (
+    SELECT user_id, sum(d_available) AS d_available, sum(d_blocked) AS d_blocked
+    FROM (SELECT client_id AS user_id, 0 AS d_available, -amount AS d_blocked FROM due
+          UNION ALL SELECT provider_id, amount - fee, 0 FROM due
+          UNION ALL SELECT CAST(:platform AS bigint), fee, 0 FROM due) moves
+    GROUP BY user_id
+), moved AS (
+    UPDATE wallets SET available = available + deltas.d_available, blocked = blocked + deltas.d_blocked,
+                       updated_at = :now
+    FROM deltas WHERE wallets.user_id = deltas.user_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM completed), (SELECT count(*) FROM ledger), (SELECT count(*) FROM audited),
+       (SELECT count(*) FROM moved)
+"""
+
+
+def run_same_writes(server: EmbeddedPostgres, template: str, orders: int) -> float:
+    """Every row the job writes, as one unbatched, unchecked statement: the floor for this schema."""
+    database = fresh_copy(server, template)
+    connection = server.connect(database)
+    try:
+        fee_pct = Decimal(connection.run("SELECT value FROM system_config WHERE key = 'platform_fee_percentage'")[0][0])
+        platform = connection.run("SELECT min(id) FROM users WHERE role = 'admin'")[0][0]
+        started = time.perf_counter()
+        connection.run("START TRANSACTION")
+        completed, _ledger, audited, _wallets = connection.run(
+            SAME_WRITES_SQL, now=NOW, cutoff=NOW - DEADLINE, fee_pct=fee_pct, platform=platform
+        )[0]
+        connection.run("COMMIT")
+        elapsed = time.perf_counter() - started
+        if completed != orders or audited != orders:
+            raise SystemExit(f"same-writes statement completed {completed} orders, expected {orders}")
+        return elapsed
+    finally:
+        connection.close()
+        server.drop_database(database)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orders", type=int, default=100_000)
@@ -234,7 +303,7 @@ def main() -> int:
             f"{args.orders} due orders (+{args.orders // 5} not yet due, +{args.orders // 2} completed); "
             f"data built in {time.perf_counter() - started:.1f} s; medians of {args.repeats}"
         )
-        job, max_batch, loop, bare = [], [], [], []
+        job, max_batch, loop, bare, writes = [], [], [], [], []
         batches = 0
         for _ in range(args.repeats):
             seconds, batch_ms, batches = run_job(server, template, args.orders, args.batch_size)
@@ -242,18 +311,23 @@ def main() -> int:
             max_batch.append(batch_ms)
             loop.append(run_loop(server, template, sample) * args.orders / sample)
             bare.append(run_bare_update(server, template, args.orders))
+            writes.append(run_same_writes(server, template, args.orders))
         sweep = []
         for size in (int(item) for item in args.sweep.split(",") if item.strip()):
             seconds, batch_ms, count = run_job(server, template, args.orders, size)
             sweep.append((size, seconds, batch_ms, count))
 
     job_s, loop_s, bare_s = statistics.median(job), statistics.median(loop), statistics.median(bare)
+    writes_s = statistics.median(writes)
     worst_batch_ms = max(max_batch)
     print(f"job (batch size {args.batch_size}, {batches} batches): {job_s:8.2f} s")
     print(f"per-order loop (extrapolated from {sample} orders):  {loop_s:8.2f} s")
     print(f"bare UPDATE of the same rows:                      {bare_s:8.2f} s")
+    print(f"same writes, one unchecked statement (the floor):  {writes_s:8.2f} s")
     print(f"job vs loop:        {loop_s / job_s:6.1f}x faster   (goal >= 20x)")
     print(f"job vs bare UPDATE: {job_s / bare_s:6.2f}x slower   (goal <= 3x)")
+    print(f"same writes vs bare UPDATE: {writes_s / bare_s:6.2f}x   (what the contract's rows cost before any logic)")
+    print(f"job vs same writes:         {job_s / writes_s:6.2f}x   (the cost of batching, locking and checks)")
     print(f"longest batch holding locks: {worst_batch_ms:.0f} ms (goal <= 1000 ms)")
     for size, seconds, batch_ms, count in sweep:
         print(f"  sweep: batch size {size:6d}: {seconds:6.2f} s, {count:4d} batches, longest {batch_ms:5.0f} ms")
