@@ -44,6 +44,7 @@ Subject = Literal[
     "health_certificate",  # each TLS endpoint of the health check (Stack, Endpoint)
     "health_checker",  # the health checker itself (Stack, checker_count)
     "backup",  # the AWS Backup vault (BackupVaultName)
+    "alert_forwarder",  # the alert forwarder's own delivery metrics (Stack)
     "app_events",  # metrics from log metric filters on the app's JSON events (log_namespace)
     "slo",  # availability SLO burn rate over the ALB (LoadBalancer, burn thresholds)
     "composite",  # alarms over other alarms
@@ -646,6 +647,40 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         fixes=(
             "Fix the cause first; then redrive (SQS console → Start DLQ redrive) or re-invoke the function with "
             "the message body; purge only messages that are known obsolete.",
+        ),
+    ),
+    # ---------------------------------------------------------------------------------------------- alert delivery
+    AlarmSpec(
+        id="alert-delivery-failing",
+        subject="alert_forwarder",
+        resource="alerts",
+        condition="delivery-failing",
+        severity="critical",
+        title="Alerts are not reaching a channel",
+        description="The alert forwarder gave up on at least {threshold} delivery to a channel in each of 3 "
+        "consecutive 5-minute periods ({window}).",
+        threshold=1,
+        comparison="GreaterThanOrEqualToThreshold",
+        period=300,
+        evaluation_periods=3,
+        datapoints_to_alarm=3,
+        missing_data="notBreaching",
+        metrics=(_m("m1", "Shipyard/AlertForwarder", "DeliveryFailures", "Sum", STACK),),
+        meaning="Some alerts reach no one on at least one channel (Slack, Telegram, webhook, e-mail or SMS): "
+        "the forwarder keeps every failed alert (history, retries, then its DLQ), but people are not seeing "
+        "them. This alarm itself reaches on-call by the critical topic's direct e-mail subscription, which "
+        "does not go through the forwarder. One failed period is a provider blip; three in a row is broken.",
+        checks=(
+            "The forwarder's log group: the `delivery incomplete` lines "
+            "name the targets that failed and why (HTTP status, error), never the credentials.",
+            "The channel's credentials in the alert-channels secret (revoked Slack webhook, bot removed from the "
+            "Telegram chat, SES identity unverified, SMS spend limit).",
+            "alertDlqUrl / alertDeliveryDlqUrl depth (dlq-depth alarms): alerts waiting for a replay.",
+        ),
+        fixes=(
+            "Fix the channel (a new value with `aws secretsmanager put-secret-value --secret-id <alert channels "
+            "secret>`; warm forwarders read it again within SECRETS_TTL_SECONDS, 5 minutes), then replay what "
+            "the DLQs hold as the dlq-depth runbook says: targets that already succeeded are not sent twice.",
         ),
     ),
     # ---------------------------------------------------------------------------------------------- auto-confirm

@@ -82,9 +82,14 @@ def customer_key(
     return key
 
 
-ALARM_TOPIC_PUBLISHERS: tuple[str, ...] = ("cloudwatch.amazonaws.com", "events.amazonaws.com", "backup.amazonaws.com")
-"""AWS services that publish to alarm/alert topics: CloudWatch alarms, EventBridge rules (ECS task stopped, RDS
-events), AWS Backup job notifications."""
+ALARM_TOPIC_PUBLISHERS: tuple[str, ...] = (
+    "cloudwatch.amazonaws.com",
+    "events.amazonaws.com",
+    "events.rds.amazonaws.com",
+    "backup.amazonaws.com",
+)
+"""AWS services that publish to alarm/alert topics: CloudWatch alarms, EventBridge rules (ECS task stopped,
+deployment failed), RDS event subscriptions, AWS Backup job notifications (infra/aws/platform_events.py)."""
 
 
 def alarm_topic_key_policy(account_id: str) -> str:

@@ -172,7 +172,7 @@ class MonitoringArgs:
     auto_confirm: AutoConfirmWatch | None = None
     backup: BackupWatch | None = None
     alert_forwarder: bool = False
-    """Draw the forwarder's metrics (Shipyard/AlertForwarder) on the dashboard."""
+    """The alert forwarder is deployed: alarm on its DeliveryFailures and draw its metrics on the dashboard."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -431,6 +431,8 @@ class Monitoring(Component):
             return [_Instance("", {"stack": stack, "checker_count": args.health.checker_count})]
         if subject == "backup" and args.backup is not None:
             return [_Instance("", {"vault": args.backup.vault_name})]
+        if subject == "alert_forwarder" and args.alert_forwarder:
+            return [_Instance("", {"stack": stack})]
         if subject == "app_events" and self.metric_filters:
             return [_Instance("", {"log_namespace": self.log_namespace})]
         return []

@@ -31,6 +31,7 @@ from infra.aws.monitoring import (
     QueueWatch,
 )
 from infra.aws.network import Network, NetworkArgs
+from infra.aws.platform_events import PlatformEvents, PlatformEventsArgs
 from infra.aws.scheduled_tasks import ScheduledTasks, ScheduledTasksArgs, ScheduledTaskTarget
 from infra.aws.secrets import AppSecrets, AppSecretsArgs
 from infra.aws.service import DatabaseAccess, Service, ServiceArgs, UploadsAccess
@@ -229,6 +230,18 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         with_provider,
     )
 
+    platform_events = PlatformEvents(
+        "platform-events",
+        PlatformEventsArgs(
+            topic_arns=alerts.topic_arns,
+            db_instance_identifier=database.identifier,
+            cluster_arn=service.cluster.arn,
+            service_arns=[service.ecs_service.arn, *(worker.arn for worker in service.workers.values())],
+        ),
+        naming,
+        with_provider,
+    )
+
     outputs: dict[str, Any] = {
         "region": config.region,
         "tier": config.tier,
@@ -273,6 +286,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         outputs["scheduledTasksDeadLetterQueue"] = scheduled_tasks.dead_letter_queue_name
     if cache is not None:
         outputs["cacheEndpoint"] = cache.endpoint
+    outputs["platformEventRules"] = {part: rule.name for part, rule in platform_events.rules.items()}
     outputs["dashboardUrl"] = monitoring.dashboard_url
     outputs["alarmCount"] = monitoring.alarm_count
     if health is not None:

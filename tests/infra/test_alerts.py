@@ -78,11 +78,16 @@ def test_topic_key_policy_lets_the_publishing_services_encrypt(any_stack: StackR
     services = [s for s in policy["Statement"] if "Service" in s["Principal"]]
     (statement,) = services
     assert sorted(statement["Principal"]["Service"]) == sorted(PUBLISHING_SERVICES)
-    assert set(PUBLISHING_SERVICES) == {"cloudwatch.amazonaws.com", "events.amazonaws.com", "backup.amazonaws.com"}
+    assert set(PUBLISHING_SERVICES) == {
+        "cloudwatch.amazonaws.com",
+        "events.amazonaws.com",
+        "events.rds.amazonaws.com",
+        "backup.amazonaws.com",
+    }
     assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
 
 
-def test_topic_policies_let_the_three_services_of_this_account_publish(any_stack: StackRun) -> None:
+def test_topic_policies_let_the_publishing_services_of_this_account_publish(any_stack: StackRun) -> None:
     for severity, arn in _topic_arns(any_stack).items():
         policy_resource = any_stack.one(TOPIC_POLICY, f"alerts-topic-policy-{severity}")
         assert policy_resource.inputs["arn"] == arn

@@ -32,6 +32,7 @@ REQUIRED_BY_COMPONENT = {
     "shipyard:aws:Frontend": {"frontend-5xx-rate"},
     "shipyard:aws:Cache": {"cache-memory-high", "cache-cpu-high"},
     "shipyard:aws:AutoConfirmJob": {"auto-confirm-failed", "auto-confirm-not-running", "auto-confirm-backlog"},
+    "shipyard:aws:Alerts": {"alert-delivery-failing"},
     "shipyard:aws:LoadBalancer": {"api-5xx-rate", "api-latency-p95", "api-latency-p99", "api-healthy-hosts-low",
                                   "api-no-healthy-hosts", "slo-burn-fast", "slo-burn-slow", "slo-burn-fast-long",
                                   "slo-burn-fast-short", "slo-burn-slow-long", "slo-burn-slow-short"},
@@ -370,6 +371,35 @@ def test_auto_confirm_alarms(full: StackRun) -> None:
     assert (silent.inputs["metricName"], silent.inputs["statistic"]) == ("RunFailed", "SampleCount")
     (backlog,) = _by_id(full, "auto-confirm-backlog")
     assert backlog.inputs["metricName"] == "OldestOverdueSeconds" and backlog.inputs["threshold"] == 7200
+
+
+def test_alert_delivery_failures_page_through_the_critical_topic(any_stack: StackRun) -> None:
+    """The forwarder giving up on a channel pages on-call by the critical topic, whose e-mail subscription does
+    not depend on the forwarder; three bad 5-minute periods in a row, so one provider blip does not page."""
+    (failing,) = _by_id(any_stack, "alert-delivery-failing")
+    assert (failing.inputs["namespace"], failing.inputs["metricName"], failing.inputs["statistic"]) == (
+        "Shipyard/AlertForwarder",
+        "DeliveryFailures",
+        "Sum",
+    )
+    assert failing.inputs["dimensions"] == {"Stack": any_stack.stack}
+    assert (failing.inputs["period"], failing.inputs["evaluationPeriods"], failing.inputs["datapointsToAlarm"]) == (
+        300,
+        3,
+        3,
+    )
+    assert failing.inputs["alarmActions"] == [_topics_by_severity(any_stack)["critical"]]
+
+
+def test_prod_critical_topic_reaches_people_without_the_forwarder(prod: StackRun) -> None:
+    """Prod's `alerts.oncallEmail` subscribes straight to the critical topic, so alert-delivery-failing still
+    reaches someone when the forwarder is what is broken (staging sets no on-call address)."""
+    email = [
+        s
+        for s in prod.of_type("aws:sns/topicSubscription:TopicSubscription")
+        if s.inputs["protocol"] == "email" and s.inputs["topic"] == _topics_by_severity(prod)["critical"]
+    ]
+    assert [s.inputs["endpoint"] for s in email] == ["oncall@example.com"]
 
 
 def test_log_metric_filters_on_the_app_and_job_events(full: StackRun) -> None:
