@@ -32,8 +32,11 @@ import datetime as dt
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script from anywhere
 
@@ -111,15 +114,25 @@ def fresh_copy(server: EmbeddedPostgres, template: str) -> str:
     return database_name(url)
 
 
+@contextmanager
+def on_fresh_copy(server: EmbeddedPostgres, template: str) -> Iterator[Any]:
+    """A connection to a new copy of the template, dropped afterwards: every measured run starts equal."""
+    database = fresh_copy(server, template)
+    connection = server.connect(database)
+    try:
+        yield connection
+    finally:
+        connection.close()
+        server.drop_database(database)
+
+
 def total_money(connection: object) -> Decimal:
     rows = connection.run("SELECT sum(available + blocked) FROM wallets")  # type: ignore[attr-defined]
     return Decimal(rows[0][0])
 
 
 def run_job(server: EmbeddedPostgres, template: str, orders: int, batch_size: int) -> tuple[float, float, int]:
-    database = fresh_copy(server, template)
-    connection = server.connect(database)
-    try:
+    with on_fresh_copy(server, template) as connection:
         before = total_money(connection)
         started = time.perf_counter()
         result = core.run(connection, lambda: NOW, batch_size=batch_size)
@@ -128,16 +141,11 @@ def run_job(server: EmbeddedPostgres, template: str, orders: int, batch_size: in
         if result.confirmed != orders or left != 0 or total_money(connection) != before or result.skipped:
             raise SystemExit(f"job result is wrong: {result.summary()} left={left}")
         return elapsed, result.max_batch_ms, len(result.batches)
-    finally:
-        connection.close()
-        server.drop_database(database)
 
 
 def run_loop(server: EmbeddedPostgres, template: str, sample: int) -> float:
     """The seed's way on the first `sample` due orders; returns seconds for the sample."""
-    database = fresh_copy(server, template)
-    connection = server.connect(database)
-    try:
+    with on_fresh_copy(server, template) as connection:
         fee_pct = Decimal(connection.run("SELECT value FROM system_config WHERE key = 'platform_fee_percentage'")[0][0])
         platform = connection.run("SELECT min(id) FROM users WHERE role = 'admin'")[0][0]
         ids = [
@@ -187,15 +195,10 @@ def run_loop(server: EmbeddedPostgres, template: str, sample: int) -> float:
             audit.run(id=order_id, details=f'{{"amount": "{amount}", "fee": "{fee}"}}', now=NOW)
             connection.run("COMMIT")
         return time.perf_counter() - started
-    finally:
-        connection.close()
-        server.drop_database(database)
 
 
 def run_bare_update(server: EmbeddedPostgres, template: str, orders: int) -> float:
-    database = fresh_copy(server, template)
-    connection = server.connect(database)
-    try:
+    with on_fresh_copy(server, template) as connection:
         started = time.perf_counter()
         connection.run("START TRANSACTION")
         connection.run(
@@ -210,9 +213,6 @@ def run_bare_update(server: EmbeddedPostgres, template: str, orders: int) -> flo
         if updated != orders:
             raise SystemExit(f"bare UPDATE touched {updated} rows, expected {orders}")
         return elapsed
-    finally:
-        connection.close()
-        server.drop_database(database)
 
 
 SAME_WRITES_SQL = f"""
@@ -259,9 +259,7 @@ SELECT (SELECT count(*) FROM completed), (SELECT count(*) FROM ledger), (SELECT 
 
 def run_same_writes(server: EmbeddedPostgres, template: str, orders: int) -> float:
     """Every row the job writes, as one unbatched, unchecked statement: the floor for this schema."""
-    database = fresh_copy(server, template)
-    connection = server.connect(database)
-    try:
+    with on_fresh_copy(server, template) as connection:
         fee_pct = Decimal(connection.run("SELECT value FROM system_config WHERE key = 'platform_fee_percentage'")[0][0])
         platform = connection.run("SELECT min(id) FROM users WHERE role = 'admin'")[0][0]
         started = time.perf_counter()
@@ -274,9 +272,6 @@ def run_same_writes(server: EmbeddedPostgres, template: str, orders: int) -> flo
         if completed != orders or audited != orders:
             raise SystemExit(f"same-writes statement completed {completed} orders, expected {orders}")
         return elapsed
-    finally:
-        connection.close()
-        server.drop_database(database)
 
 
 def main() -> int:
