@@ -659,29 +659,85 @@ class CacheConfig(_Model):
     )
 
 
+CONTINUOUS_BACKUP_MAX_DAYS = 35
+"""AWS Backup keeps continuous (point-in-time) recovery points of RDS and S3 at most 35 days."""
+
+
 class OffsiteCopyConfig(_Model):
-    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-    retention_days: int = Field(365, ge=1)
-    schedule: Schedule = Field("cron(0 3 1 * ? *)", description="Monthly copy by default.")
+    """Copies of the backups in a vault in a second region (disaster recovery when the stack's region is lost)."""
+
+    region: str = Field(
+        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$",
+        description="Region of the offsite vault; must differ from aws:region (the copy is for losing that region).",
+    )
+    retention_days: int = Field(365, ge=1, description="Days each offsite copy is kept (1 year: the issue's anchor).")
+    schedule: Schedule = Field(
+        "cron(0 3 1 * ? *)",
+        description="When the copied recovery point is taken (evaluated in backups.timezone). Monthly by default: "
+        "a copy a month kept a year is 12 points to pay for, while the daily local ones cover the last weeks.",
+    )
 
 
 class VaultLockConfig(_Model):
-    min_retention_days: int = Field(7, ge=1)
-    max_retention_days: int = Field(400, ge=1)
+    """AWS Backup Vault Lock on the vaults: recovery points cannot be deleted or kept outside [min, max] days."""
+
+    min_retention_days: int = Field(7, ge=1, description="Shortest retention a rule may ask for in a locked vault.")
+    max_retention_days: int = Field(400, ge=1, description="Longest retention a rule may ask for in a locked vault.")
     mode: Literal["governance", "compliance"] = Field(
-        "governance", description="compliance can never be undone, not even by root; governance can."
+        "governance",
+        description="governance: an IAM principal with backup:DeleteBackupVaultLockConfiguration can still lift the "
+        "lock (the way out of a mistaken min/max). compliance: after a 3-day grace period the lock can never be "
+        "removed or shortened, not even by the account root or AWS Support — choose it only when a regulator "
+        "demands WORM storage.",
     )
 
 
 class BackupsConfig(_Model):
-    enabled: bool = True
+    """AWS Backup: daily recovery points of the database and the uploads bucket, offsite copies, restore tests."""
+
+    enabled: bool = Field(True, description="false creates nothing backup-related (prod refuses it).")
     schedule: Schedule = Field("cron(0 2 * * ? *)", description="Daily at 02:00 in `timezone`.")
-    timezone: TimeZone = "America/Sao_Paulo"
-    retention_days: int = Field(30, ge=1)
-    continuous: bool = Field(True, description="Point-in-time restore for RDS (up to 35 days).")
-    offsite: OffsiteCopyConfig | None = None
-    vault_lock: VaultLockConfig | None = None
-    restore_testing: bool = Field(False, description="Monthly AWS Backup restore test with validation.")
+    timezone: TimeZone = Field(
+        "America/Sao_Paulo", description="Time zone of every backup and restore-test schedule (no UTC maths)."
+    )
+    retention_days: int = Field(
+        30,
+        ge=1,
+        description="Days the daily recovery points are kept. With `continuous` at most 35 (AWS Backup's cap for "
+        "point-in-time recovery points) and equal to database.backupRetentionDays (AWS Backup takes over the "
+        "RDS automated-backup retention, so a different number there would show as drift on every deploy).",
+    )
+    continuous: bool = Field(
+        True,
+        description="Point-in-time restore (continuous backup) for RDS and S3: RPO of minutes instead of a day.",
+    )
+    offsite: OffsiteCopyConfig | None = Field(None, description="Copies to a second region; none when absent.")
+    vault_lock: VaultLockConfig | None = Field(
+        None, description="Lock the vaults (prod). Retentions of every rule must fall inside [min, max]."
+    )
+    restore_testing: bool = Field(
+        False,
+        description="Monthly AWS Backup restore test of the database, validated by a Lambda "
+        "(lambdas/restore_validation) that reports back to AWS Backup. Needs network.nat (the validator calls "
+        "the AWS Backup and RDS APIs from the VPC).",
+    )
+    restore_testing_schedule: Schedule = Field(
+        "cron(0 9 ? * TUE#1 *)",
+        description="When the restore test starts (in `timezone`): the first Tuesday of the month at 09:00, so a "
+        "failure pages people at work, after the 1st's offsite copy.",
+    )
+    restore_validation_window_hours: int = Field(
+        6,
+        ge=1,
+        le=168,
+        description="Hours the restored copy lives for validation; AWS Backup deletes it when the validator "
+        "reports or when the window ends, whichever is first.",
+    )
+    restore_test_instance_class: str = Field(
+        "db.t4g.micro",
+        pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$",
+        description="Instance class of the restored copy: the smallest, it only answers a few catalogue queries.",
+    )
 
 
 class AwsStack(CommonStack):
@@ -1354,17 +1410,8 @@ def _aws_problems(config: AwsStack, source: str) -> list[str]:
     db = config.database
     if db.backup_window.split("-")[0] == db.maintenance_window.split("-")[0].split(":", 1)[-1]:
         problems.append(f"{source}: {PROJECT}:database.maintenanceWindow: must not start with the backup window")
-    if config.backups.vault_lock is not None:
-        lock = config.backups.vault_lock
-        if lock.min_retention_days > lock.max_retention_days:
-            problems.append(f"{source}: {PROJECT}:backups.vaultLock: minRetentionDays > maxRetentionDays")
-        elif not lock.min_retention_days <= config.backups.retention_days <= lock.max_retention_days:
-            problems.append(
-                f"{source}: {PROJECT}:backups.retentionDays: {config.backups.retention_days} is outside the vault "
-                f"lock range {lock.min_retention_days}..{lock.max_retention_days}"
-            )
-    if config.backups.offsite is not None and config.backups.offsite.region == config.region:
-        problems.append(f"{source}: {PROJECT}:backups.offsite.region: must differ from aws:region ({config.region})")
+    if config.backups.enabled:
+        problems.extend(_backup_problems(config, source))
     if "email" in config.alerts.channels_in_use() and config.alerts.email_from is None and config.domain is None:
         problems.append(
             f"{source}: {PROJECT}:alerts.emailFrom: required when alerts.routing uses email and no domain is set "
@@ -1372,6 +1419,51 @@ def _aws_problems(config: AwsStack, source: str) -> list[str]:
         )
     if config.alerts.routing.get("info") and "sms" in config.alerts.routing["info"]:
         problems.append(f"{source}: {PROJECT}:alerts.routing.info: SMS for info alerts would page people for noise")
+    return problems
+
+
+def _backup_problems(config: AwsStack, source: str) -> list[str]:
+    """Combinations AWS Backup would refuse half-way through `pulumi up` (or silently fight over)."""
+    backups = config.backups
+    key = f"{source}: {PROJECT}:backups"
+    problems: list[str] = []
+    retentions = {"retentionDays": backups.retention_days}
+    if backups.offsite is not None:
+        retentions["offsite.retentionDays"] = backups.offsite.retention_days
+        if backups.offsite.region == config.region:
+            problems.append(f"{key}.offsite.region: must differ from aws:region ({config.region})")
+    if backups.vault_lock is not None:
+        lock = backups.vault_lock
+        if lock.min_retention_days > lock.max_retention_days:
+            problems.append(
+                f"{key}.vaultLock: minRetentionDays ({lock.min_retention_days}) > maxRetentionDays "
+                f"({lock.max_retention_days})"
+            )
+        else:
+            for name, days in retentions.items():
+                if not lock.min_retention_days <= days <= lock.max_retention_days:
+                    problems.append(
+                        f"{key}.{name}: {days} is outside the vault lock range {lock.min_retention_days}.."
+                        f"{lock.max_retention_days} (a locked vault refuses recovery points kept shorter or longer)"
+                    )
+    if backups.continuous:
+        if backups.retention_days > CONTINUOUS_BACKUP_MAX_DAYS:
+            problems.append(
+                f"{key}.retentionDays: {backups.retention_days} days with continuous: true; AWS Backup keeps "
+                f"point-in-time recovery points at most {CONTINUOUS_BACKUP_MAX_DAYS} days (use offsite copies for "
+                "longer, or continuous: false)"
+            )
+        elif backups.retention_days != config.database.backup_retention_days:
+            problems.append(
+                f"{key}.retentionDays: {backups.retention_days} differs from database.backupRetentionDays "
+                f"({config.database.backup_retention_days}); with continuous: true AWS Backup sets the RDS "
+                "retention to the rule's, so make them equal"
+            )
+    if backups.restore_testing and config.network.nat == "none":
+        problems.append(
+            f"{key}.restoreTesting: the validator Lambda runs in the VPC and calls the AWS Backup and RDS APIs, "
+            "which needs network.nat 'single' or 'per_az' (no interface endpoints are created for them)"
+        )
     return problems
 
 

@@ -40,7 +40,11 @@ class CloudMocks(Mocks):
             raise NotImplementedError(
                 f"the offline cloud does not answer invoke {args.token!r}; add it to infra/mock_cloud.py"
             )
-        return handler(self, args.args)
+        arguments = dict(args.args)
+        if args.token == "aws:index/getRegion:getRegion" and not arguments.get("region"):
+            # An invoke through an explicit provider (e.g. the offsite one) answers with that provider's region.
+            arguments["region"] = self.provider_regions.get((args.provider or "").rpartition("::")[2], self.region)
+        return handler(self, arguments)
 
     # ---------------------------------------------------------------------------------------------- resources
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -122,6 +126,8 @@ def _uuid(*parts: str) -> str:
 
 # DigitalOcean identifies apps, database clusters, uptime checks... by UUID.
 _UUID_IDS = {
+    "aws:backup/plan:Plan",
+    "aws:backup/selection:Selection",
     "digitalocean:index/app:App",
     "digitalocean:index/databaseCluster:DatabaseCluster",
     "digitalocean:index/databaseFirewall:DatabaseFirewall",
@@ -319,7 +325,41 @@ def _kms_key(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, A
         f"{_hex(args.name, length=8)}-{_hex(args.name, 'a', length=4)}-{_hex(args.name, 'b', length=4)}-"
         f"{_hex(args.name, 'c', length=4)}-{_hex(args.name, 'd', length=12)}"
     )
-    return {"keyId": key_id, "arn": mocks.arn("kms", f"key/{key_id}")}
+    return {"keyId": key_id, "arn": mocks.arn("kms", f"key/{key_id}", mocks.region_of(args))}
+
+
+def _backup_vault(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    """A vault's id is its name; its ARN says `backup-vault:<name>` in the vault's (provider's) region."""
+    name = args.inputs.get("name") or args.name
+    return {
+        "name": name,
+        "id": name,
+        "arn": mocks.arn("backup", f"backup-vault:{name}", mocks.region_of(args)),
+        "recoveryPoints": 0,
+    }
+
+
+def _backup_plan(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    """Plans are identified by a UUID; `version` is an opaque string AWS Backup changes on every update."""
+    return {
+        "arn": mocks.arn("backup", f"backup-plan:{resource_id}", mocks.region_of(args)),
+        "version": base64.b64encode(_hex("plan-version", args.name, length=24).encode()).decode()[:32],
+    }
+
+
+def _restore_testing_plan(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    """AWS appends a 6-character suffix to a restore testing plan's name in its ARN."""
+    name = args.inputs.get("name") or args.name
+    return {
+        "name": name,
+        "id": name,
+        "arn": mocks.arn("backup", f"restore-testing-plan:{name}-{_hex(name, length=6)}", mocks.region_of(args)),
+    }
+
+
+def _event_rule(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    name = args.inputs.get("name") or args.name
+    return {"name": name, "arn": mocks.arn("events", f"rule/{name}", mocks.region_of(args))}
 
 
 def _ses_email_identity(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
@@ -682,6 +722,10 @@ _COMPUTED: dict[str, Computed] = {
     "aws:lambda/layerVersion:LayerVersion": _layer_version,
     "aws:dynamodb/table:Table": _dynamodb_table,
     "aws:kms/key:Key": _kms_key,
+    "aws:backup/vault:Vault": _backup_vault,
+    "aws:backup/plan:Plan": _backup_plan,
+    "aws:backup/restoreTestingPlan:RestoreTestingPlan": _restore_testing_plan,
+    "aws:cloudwatch/eventRule:EventRule": _event_rule,
     "aws:scheduler/schedule:Schedule": _schedule,
     "aws:ses/emailIdentity:EmailIdentity": _ses_email_identity,
     "aws:acm/certificate:Certificate": _acm_certificate,

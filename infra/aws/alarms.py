@@ -45,6 +45,7 @@ Subject = Literal[
     "health_checker",  # the health checker itself (Stack, checker_count)
     "backup",  # the AWS Backup vault (BackupVaultName)
     "alert_forwarder",  # the alert forwarder's own delivery metrics (Stack)
+    "restore_test",  # the monthly restore test's validator (Stack)
     "app_events",  # metrics from log metric filters on the app's JSON events (log_namespace)
     "slo",  # availability SLO burn rate over the ALB (LoadBalancer, burn thresholds)
     "composite",  # alarms over other alarms
@@ -875,6 +876,67 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         meaning="Last night's backup did not complete: the recovery point objective is at risk.",
         checks=("AWS Backup → Jobs → Failed: the status message (permissions, resource busy, KMS key access).",),
         fixes=("Fix the cause and start an on-demand backup job from the plan's rule; confirm it completes.",),
+    ),
+    AlarmSpec(
+        id="restore-validation-failed",
+        subject="restore_test",
+        resource="restore-test",
+        condition="validation-failed",
+        severity="critical",
+        title="Restore test: restored database failed validation",
+        description="The monthly restore test restored the database, but the validator found it unusable "
+        "(RestoreValidationSucceeded below {threshold}) {window}.",
+        threshold=1,
+        comparison="LessThanThreshold",
+        period=3600,
+        evaluation_periods=1,
+        datapoints_to_alarm=1,
+        missing_data="notBreaching",
+        metrics=(_m("m1", "Shipyard/Backup", "RestoreValidationSucceeded", "Minimum", STACK),),
+        meaning="A backup we would restore from in a disaster does not hold a working marketplace (tables missing "
+        "or empty, invariants broken), or the validator could not reach or log in to the restored copy. Until this "
+        "is understood, the recovery point objective is not proven.",
+        checks=(
+            "AWS Backup → Restore testing → jobs: the job's validation status message names the failed checks.",
+            "The restore validator's log group: `fields @timestamp, message | filter event = "
+            "'restore_validation_failed'` (which table, which invariant, or connect/IAM error).",
+            "Cannot connect: the restored instance's security group and IAM auth (restore metadata overrides in "
+            "infra/aws/backup.py), and that app/migrations/0003 (restore_validator role) has run on the live DB.",
+        ),
+        fixes=(
+            "Data problem: compare with the live database; restore the previous recovery point by hand and run "
+            "`python -m lambdas.restore_validation --database-url ...` against it (docs/runbooks/restore.md).",
+            "Access problem: fix the override or the role, then start an on-demand restore test job from the "
+            "restore testing plan and confirm the validation turns SUCCESSFUL.",
+        ),
+    ),
+    AlarmSpec(
+        id="restore-job-failed",
+        subject="restore_test",
+        resource="restore-test",
+        condition="job-failed",
+        severity="critical",
+        title="Restore test: restore job failed",
+        description="At least {threshold} restore job of the restore testing plan FAILED or was ABORTED {window}.",
+        threshold=1,
+        comparison="GreaterThanOrEqualToThreshold",
+        period=3600,
+        evaluation_periods=1,
+        datapoints_to_alarm=1,
+        missing_data="notBreaching",
+        metrics=(_m("m1", "Shipyard/Backup", "RestoreJobFailed", "Sum", STACK),),
+        meaning="AWS Backup could not restore the latest recovery point of the database: in a disaster the same "
+        "restore could fail too, so the recovery time objective is at risk.",
+        checks=(
+            "AWS Backup → Jobs → Restore jobs: the failed job's status message (subnet group, security group, "
+            "instance class not offered in the AZ, KMS key access, no recovery point within the selection window).",
+            "The restore validator's log group: `filter event = 'restore_job_failed'`.",
+            "backup-job-failed: no recent recovery point makes the test fail as well.",
+        ),
+        fixes=(
+            "Fix the cause (usually the restore metadata overrides in infra/aws/backup.py, then `pulumi up`), "
+            "then run the restore testing plan on demand and watch it complete and validate.",
+        ),
     ),
     # ---------------------------------------------------------------------------------------------- app events
     AlarmSpec(

@@ -89,6 +89,7 @@ class Database(Component):
     master_secret_arn: pulumi.Output[str]
     kms_key_arn: pulumi.Output[str] | None
     log_group_name: pulumi.Output[str]
+    subnet_group_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: DatabaseArgs, naming: Naming, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aws", "Database", name, naming, opts)
@@ -197,6 +198,9 @@ class Database(Component):
             storage_encrypted=True,
             kms_key_id=key_arn,
             publicly_accessible=False,
+            # IAM tokens instead of stored passwords for read-only roles such as the restore validator's
+            # (app/migrations/0003); restore-test copies get the same setting from infra/aws/backup.py.
+            iam_database_authentication_enabled=True,
             db_subnet_group_name=subnet_group.name,
             vpc_security_group_ids=[self.security_group.id],
             parameter_group_name=parameter_group.name,
@@ -229,6 +233,7 @@ class Database(Component):
         )
 
         self.db_name = DB_NAME
+        self.subnet_group_name = subnet_group.name
         self.address = self.instance.address
         self.port = self.instance.port
         self.identifier = self.instance.identifier

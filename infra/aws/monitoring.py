@@ -141,6 +141,8 @@ class AutoConfirmWatch:
 @dataclass(frozen=True)
 class BackupWatch:
     vault_name: pulumi.Input[str]
+    restore_testing: bool = False
+    """The restore validator publishes Shipyard/Backup metrics under `Stack` (restore-* alarms)."""
 
 
 @dataclass(frozen=True)
@@ -432,6 +434,8 @@ class Monitoring(Component):
         if subject == "backup" and args.backup is not None:
             return [_Instance("", {"vault": args.backup.vault_name})]
         if subject == "alert_forwarder" and args.alert_forwarder:
+            return [_Instance("", {"stack": stack})]
+        if subject == "restore_test" and args.backup is not None and args.backup.restore_testing:
             return [_Instance("", {"stack": stack})]
         if subject == "app_events" and self.metric_filters:
             return [_Instance("", {"log_namespace": self.log_namespace})]

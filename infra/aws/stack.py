@@ -12,6 +12,7 @@ import pulumi_aws as aws
 
 from infra.aws.alerts import Alerts, AlertsArgs
 from infra.aws.auto_confirm import AutoConfirmArgs, AutoConfirmJob
+from infra.aws.backup import Backup, BackupArgs, RestoreTestingArgs
 from infra.aws.cache import Cache, CacheArgs
 from infra.aws.certificate import Certificate, CertificateArgs
 from infra.aws.database import Database, DatabaseArgs
@@ -58,6 +59,21 @@ def edge_provider(config: AwsStack, naming: Naming, regional: aws.Provider) -> a
     return aws.Provider(
         f"aws-{EDGE_REGION}",
         region=EDGE_REGION,
+        default_tags=aws.ProviderDefaultTagsArgs(tags=default_tags(config, naming)),
+    )
+
+
+def offsite_provider(config: AwsStack, naming: Naming, edge: aws.Provider) -> aws.Provider | None:
+    """The provider of the offsite backup vault's region (same default tags), when backups are copied offsite.
+    The edge provider when that region is us-east-1 (one provider per region, and a second would clash by name)."""
+    offsite = config.backups.offsite
+    if not config.backups.enabled or offsite is None:
+        return None
+    if offsite.region == EDGE_REGION:
+        return edge
+    return aws.Provider(
+        f"aws-{offsite.region}",
+        region=offsite.region,
         default_tags=aws.ProviderDefaultTagsArgs(tags=default_tags(config, naming)),
     )
 
@@ -176,6 +192,23 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             with_provider,
         )
 
+    backup: Backup | None = None
+    if config.backups.enabled:
+        backup = Backup(
+            "backup",
+            BackupArgs(
+                settings=config.backups,
+                tier=config.tier,
+                region=config.region,
+                database=database,
+                alert_topic_arn=alerts.topic_arns["critical"],
+                offsite_provider=offsite_provider(config, naming, edge),
+                restore_testing=RestoreTestingArgs(network=network, layer_arn=lambda_deps.arn),
+            ),
+            naming,
+            with_provider,
+        )
+
     functions: list[FunctionWatch] = alerts.function_watches()
     queues: list[QueueWatch] = alerts.queue_watches()
     if auto_confirm is not None:
@@ -184,6 +217,9 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     if health is not None:
         functions += health.function_watches()
         queues += health.queue_watches()
+    if backup is not None:
+        functions += backup.function_watches()
+        queues += backup.queue_watches()
     if scheduled_tasks is not None:
         queues.append(QueueWatch(label="scheduled-tasks", queue_name=scheduled_tasks.dead_letter_queue_name))
     monitoring = Monitoring(
@@ -224,6 +260,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             queues=queues,
             health=health.watch() if health is not None else None,
             auto_confirm=auto_confirm.watch() if auto_confirm is not None else None,
+            backup=backup.watch() if backup is not None else None,
             alert_forwarder=True,
         ),
         naming,
@@ -294,6 +331,16 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     if auto_confirm is not None:
         outputs["autoConfirmFunction"] = auto_confirm.function_name
         outputs["autoConfirmLogGroup"] = auto_confirm.function.log_group_name
+    if backup is not None:
+        # Where recovery points are and what makes them: the restore runbook (docs/runbooks/restore.md) starts here.
+        outputs["backupVaultName"] = backup.vault_name
+        outputs["backupPlanId"] = backup.plan_id
+        if backup.offsite_vault_arn is not None:
+            outputs["backupOffsiteVaultArn"] = backup.offsite_vault_arn
+        if backup.restore_testing_plan_name is not None:
+            outputs["restoreTestingPlanName"] = backup.restore_testing_plan_name
+            assert backup.validator is not None
+            outputs["restoreValidatorFunction"] = backup.validator.function_name
     if regional_acl is not None and cloudfront_acl is not None:
         outputs["wafRegionalAclArn"] = regional_acl.arn
         outputs["wafCloudFrontAclArn"] = cloudfront_acl.arn

@@ -24,6 +24,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.database import backup_selection_tag
 from infra.component import Component
 from infra.config import UploadsConfig
 from infra.naming import Naming
@@ -95,6 +96,8 @@ class Uploads(Component):
             bucket=account_id.apply(lambda account: naming.physical("uploads", account)),
             # Users' files: `pulumi destroy` must fail on a non-empty bucket rather than delete them.
             force_destroy=False,
+            # Selected by the AWS Backup plan (infra/aws/backup.py), which needs the versioning below.
+            tags={backup_selection_tag[0]: backup_selection_tag[1]},
             opts=self.opts(),
         )
         bucket_id = self.bucket.id

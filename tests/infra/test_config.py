@@ -255,6 +255,8 @@ def test_tier_defaults_apply_under_the_stack_file() -> None:
             ),
             "shipyard:alertEmails": "o@example.com",
             "shipyard:database": json.dumps({"backupRetentionDays": 14}),
+            # Continuous AWS Backup manages the RDS retention, so the two must agree (see _backup_problems).
+            "shipyard:backups": json.dumps({"retentionDays": 14}),
         },
         source="Pulumi.p.yaml",
         secret_keys={"shipyard:alertEmails"},

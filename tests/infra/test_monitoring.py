@@ -283,7 +283,7 @@ monitoring = Monitoring("monitoring", MonitoringArgs(
                         HealthEndpointWatch("api-ready", "api", True, 2000),
                         HealthEndpointWatch("api-live", "api", True, 1000)], checker_count=2),
     auto_confirm=AutoConfirmWatch("/aws/lambda/shipyard-auto-confirm"),
-    backup=BackupWatch("shipyard-vault"),
+    backup=BackupWatch("shipyard-vault", restore_testing=True),
     alert_forwarder=True,
 ), naming, with_provider)
 pulumi.export("alarmCount", monitoring.alarm_count)

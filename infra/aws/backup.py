@@ -1,0 +1,585 @@
+"""Backups and disaster recovery with AWS Backup: the database and the uploads bucket, copied offsite, restore-tested.
+
+What this component creates (each piece is driven by `shipyard:backups`, infra/config.py):
+- a vault encrypted with its own customer KMS key, and in prod a Vault Lock (see `BackupArgs.settings`);
+- a plan: a daily rule at `schedule` in `timezone` kept `retentionDays`, with continuous backup
+  (point-in-time restore, RPO of minutes) for RDS and S3 when `continuous`; and, with `offsite`, a monthly
+  rule whose recovery point is copied to a vault in the second region (own key there) and kept a year;
+- a selection by the `backup=daily` tag (`infra.aws.database.backup_selection_tag`) that the database and the
+  uploads bucket carry, narrowed to this stack's resources by the `stack` tag the provider puts on everything
+  (two stacks in one account must not back up each other's resources into their vaults);
+- the IAM role AWS Backup works with: AWS's managed policies for backup, restore, and S3 backup/restore;
+- failure notifications to the critical alert topic: vault notifications for the events AWS Backup still
+  sends (copy job failed, S3 object backup/restore failed, continuous backup interrupted) and an EventBridge
+  rule for failed/aborted/expired backup jobs of our vaults. BACKUP_JOB_FAILED and RESTORE_JOB_FAILED are
+  accepted by PutBackupVaultNotifications but deprecated — AWS no longer sends them (API reference, "The list
+  below includes ... deprecated events") — so they are not relied on;
+- with `restoreTesting`: a monthly restore testing plan + a selection for the database whose restored copy lands
+  in the isolated DB subnets behind a security group that admits only the validator Lambda
+  (lambdas/restore_validation, written against the contract in the repository's BACKUP.md notes), an
+  EventBridge rule on that plan's restore-job events invoking it, and what it needs (IAM auth to the copy,
+  `backup:PutRestoreValidationResult`, `rds:DescribeDBInstances`).
+
+Nothing here when `backups.enabled` is false (the stack does not create this component).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.aws.database import PORT, Database, backup_selection_tag
+from infra.aws.function import PythonFunction, PythonFunctionArgs, VpcPlacement
+from infra.aws.kms import DELETION_WINDOW_DAYS, customer_key, key_policy
+from infra.aws.monitoring import BackupWatch, FunctionWatch, QueueWatch
+from infra.aws.network import Network
+from infra.component import Component
+from infra.config import BackupsConfig, Tier
+from infra.naming import Naming
+
+MANAGED_POLICY_ARNS: tuple[str, ...] = (
+    "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup",
+    "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForRestores",
+    "arn:aws:iam::aws:policy/AWSBackupServiceRolePolicyForS3Backup",
+    "arn:aws:iam::aws:policy/AWSBackupServiceRolePolicyForS3Restore",
+)
+"""What AWS Backup needs to back up and restore RDS and S3 (AWS maintains these as services change)."""
+
+VAULT_NOTIFICATION_EVENTS: tuple[str, ...] = (
+    "COPY_JOB_FAILED",
+    "S3_BACKUP_OBJECT_FAILED",
+    "S3_RESTORE_OBJECT_FAILED",
+    "CONTINUOUS_BACKUP_INTERRUPTED",
+)
+"""Failure events AWS Backup still delivers to a vault's SNS topic. Backup-job failures come through
+EventBridge instead (`FAILED_JOB_STATES`): the BACKUP_JOB_FAILED/RESTORE_JOB_FAILED vault events are deprecated
+and never sent, and BACKUP_JOB_COMPLETED would page the on-call for every successful backup as well."""
+
+FAILED_JOB_STATES: tuple[str, ...] = ("FAILED", "ABORTED", "EXPIRED")
+"""`detail.state` of a `Backup Job State Change` event that means no recovery point was made."""
+
+RESTORE_EVENT_STATUSES: tuple[str, ...] = ("COMPLETED", "FAILED", "ABORTED")
+"""`detail.status` of the restore-test jobs the validator acts on (contract: validate COMPLETED, count the rest)."""
+
+COMPLIANCE_GRACE_DAYS = 3
+"""Compliance-mode lock: days the lock can still be removed after it is set (AWS's minimum)."""
+
+VALIDATION_DB_USER = "restore_validator"
+"""The read-only LOGIN role app/migrations/0003_restore_validator_role.sql creates (IAM auth via rds_iam)."""
+
+RESTORE_TEST_SELECTION_WINDOW_DAYS = 7
+"""The restore test takes the latest recovery point of the last week: older means backups stopped, which the
+test should then fail on rather than quietly restore a stale one."""
+
+
+@dataclass(frozen=True)
+class RestoreTestingArgs:
+    network: Network
+    """VPC and private subnets of the validator Lambda (it reaches the AWS Backup and RDS APIs through NAT)."""
+    layer_arn: pulumi.Input[str]
+    """`LambdaDependencies.arn` (pg8000, Powertools)."""
+
+
+@dataclass(frozen=True)
+class BackupArgs:
+    settings: BackupsConfig
+    """The `shipyard:backups` block. Its `vaultLock` is applied in governance mode unless it says compliance:
+    governance still lets an IAM principal with backup:DeleteBackupVaultLockConfiguration lift the lock, which is
+    the only way out of a wrong min/max or of a legal obligation to erase data; compliance mode becomes
+    irrevocable after 3 days (not even the account root or AWS Support can shorten it), so a typo would pin
+    every recovery point, and its bill, for up to `maxRetentionDays`. Governance already stops what we guard
+    against — a compromised app or CI role deleting recovery points — as long as that permission is not
+    granted to them."""
+    tier: Tier
+    """prod keeps the vaults on `pulumi destroy` (force_destroy off); staging may drop its recovery points."""
+    region: str
+    """The stack's region (the offsite vault must be elsewhere: infra/config.py checks it)."""
+    database: Database
+    """Its instance carries the selection tag; restore tests restore it; IAM auth is what the validator uses."""
+    alert_topic_arn: pulumi.Input[str]
+    """The critical alert topic (`alerts.topic_arns["critical"]`); its policy admits backup and events."""
+    offsite_provider: aws.Provider | None = None
+    """Provider in `settings.offsite.region` (required when `offsite` is set), like the edge provider."""
+    restore_testing: RestoreTestingArgs | None = None
+    """Required when `settings.restore_testing`; ignored otherwise."""
+
+
+class Backup(Component):
+    key: aws.kms.Key
+    vault: aws.backup.Vault
+    vault_name: pulumi.Output[str]
+    vault_arn: pulumi.Output[str]
+    plan: aws.backup.Plan
+    plan_id: pulumi.Output[str]
+    role: aws.iam.Role
+    offsite_vault: aws.backup.Vault | None
+    offsite_vault_arn: pulumi.Output[str] | None
+    restore_testing_plan: aws.backup.RestoreTestingPlan | None
+    restore_testing_plan_name: pulumi.Output[str] | None
+    validator: PythonFunction | None
+
+    def __init__(self, name: str, args: BackupArgs, naming: Naming, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aws", "Backup", name, naming, opts)
+        settings = args.settings
+        self.settings = settings
+        self.tier = args.tier
+        vault_name = naming.physical("backup", max_length=50)
+
+        self.key = customer_key(
+            self,
+            "key",
+            description=f"{vault_name}: AWS Backup recovery points",
+            alias=naming.physical("backup"),
+            via_services=("backup",),
+        )
+        self.vault = aws.backup.Vault(
+            self.child_name("vault"),
+            name=vault_name,
+            kms_key_arn=self.key.arn,
+            force_destroy=args.tier != "prod",
+            opts=self.opts(),
+        )
+        self.vault_name = self.vault.name
+        self.vault_arn = self.vault.arn
+        self._lock(self.vault, "vault-lock", self.opts())
+
+        self.offsite_vault = None
+        self.offsite_vault_arn = None
+        if settings.offsite is not None:
+            if args.offsite_provider is None:
+                raise ValueError("backups.offsite is set but no offsite provider was given")
+            self.offsite_vault = self._offsite_vault(settings.offsite.region, args.offsite_provider)
+            self.offsite_vault_arn = self.offsite_vault.arn
+
+        self.role = aws.iam.Role(
+            self.child_name("role"),
+            name=naming.physical("backup"),
+            description="AWS Backup: backs up and restores (also for restore tests) the stack's tagged resources",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "backup.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            opts=self.opts(),
+        )
+        attachments = [
+            aws.iam.RolePolicyAttachment(
+                self.child_name("role", arn.rsplit("/", 1)[-1].removeprefix("AWSBackupServiceRolePolicyFor").lower()),
+                role=self.role.name,
+                policy_arn=arn,
+                opts=self.opts(),
+            )
+            for arn in MANAGED_POLICY_ARNS
+        ]
+
+        self.plan = aws.backup.Plan(
+            self.child_name("plan"),
+            name=naming.physical("backup-plan"),
+            rules=self._rules(),
+            opts=self.opts(),
+        )
+        self.plan_id = self.plan.id
+        tag_key, tag_value = backup_selection_tag
+        aws.backup.Selection(
+            self.child_name("selection"),
+            name=naming.physical("tagged", max_length=50),
+            plan_id=self.plan.id,
+            iam_role_arn=self.role.arn,
+            selection_tags=[aws.backup.SelectionSelectionTagArgs(type="STRINGEQUALS", key=tag_key, value=tag_value)],
+            # The stack tag comes from the provider's default tags (infra/aws/stack.py), so every resource of this
+            # stack has it and no resource of another stack in the same account does.
+            conditions=[
+                aws.backup.SelectionConditionArgs(
+                    string_equals=[
+                        aws.backup.SelectionConditionStringEqualArgs(key="aws:ResourceTag/stack", value=naming.stack)
+                    ]
+                )
+            ],
+            # The role must be able to act before the first scheduled job looks for it.
+            opts=self.opts(depends_on=attachments),
+        )
+
+        aws.backup.VaultNotifications(
+            self.child_name("notifications"),
+            backup_vault_name=self.vault.name,
+            sns_topic_arn=args.alert_topic_arn,
+            backup_vault_events=list(VAULT_NOTIFICATION_EVENTS),
+            opts=self.opts(),
+        )
+        failed_jobs = aws.cloudwatch.EventRule(
+            self.child_name("job-failed"),
+            name=naming.physical("backup-job-failed"),
+            description=f"AWS Backup jobs of {vault_name} that made no recovery point → critical alert topic",
+            event_pattern=self.vault.name.apply(
+                lambda vault: json.dumps(
+                    {
+                        "source": ["aws.backup"],
+                        "detail-type": ["Backup Job State Change"],
+                        "detail": {"state": list(FAILED_JOB_STATES), "backupVaultName": [vault]},
+                    }
+                )
+            ),
+            opts=self.opts(),
+        )
+        aws.cloudwatch.EventTarget(
+            self.child_name("job-failed-target"),
+            rule=failed_jobs.name,
+            arn=args.alert_topic_arn,
+            opts=self.opts(),
+        )
+
+        self.restore_testing_plan = None
+        self.restore_testing_plan_name = None
+        self.validator = None
+        if settings.restore_testing:
+            if args.restore_testing is None:
+                raise ValueError("backups.restoreTesting is on but no RestoreTestingArgs were given")
+            self._restore_testing(args.database, args.restore_testing, attachments)
+
+        self.register_outputs(
+            {
+                "vaultName": self.vault_name,
+                "vaultArn": self.vault_arn,
+                "planId": self.plan_id,
+                "offsiteVaultArn": self.offsite_vault_arn,
+                "restoreTestingPlanName": self.restore_testing_plan_name,
+            }
+        )
+
+    # ------------------------------------------------------------------------------------------ vaults
+    def _lock(self, vault: aws.backup.Vault, part: str, opts: pulumi.ResourceOptions) -> None:
+        lock = self.settings.vault_lock
+        if lock is None:
+            return
+        aws.backup.VaultLockConfiguration(
+            self.child_name(part),
+            backup_vault_name=vault.name,
+            min_retention_days=lock.min_retention_days,
+            max_retention_days=lock.max_retention_days,
+            # Without changeable_for_days the lock is in governance mode; with it, compliance mode.
+            changeable_for_days=COMPLIANCE_GRACE_DAYS if lock.mode == "compliance" else None,
+            opts=opts,
+        )
+
+    def _offsite_vault(self, region: str, provider: aws.Provider) -> aws.backup.Vault:
+        """The copy vault in the second region, with a key of its own there (KMS keys never leave their region)."""
+        offsite = self.opts(provider=provider)
+        account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        name = self.naming.physical("backup-offsite", max_length=50)
+        key = aws.kms.Key(
+            self.child_name("offsite-key"),
+            description=f"{name}: AWS Backup offsite copies in {region}",
+            enable_key_rotation=True,
+            deletion_window_in_days=DELETION_WINDOW_DAYS,
+            # The offsite region is explicit: copies are decrypted there through AWS Backup only.
+            policy=account_id.apply(lambda account: key_policy(account, region, ("backup",))),
+            opts=offsite,
+        )
+        aws.kms.Alias(
+            self.child_name("offsite-key-alias"),
+            name=f"alias/{self.naming.physical('backup-offsite')}",
+            target_key_id=key.key_id,
+            opts=offsite,
+        )
+        vault = aws.backup.Vault(
+            self.child_name("offsite-vault"),
+            name=name,
+            kms_key_arn=key.arn,
+            force_destroy=self.tier != "prod",
+            opts=offsite,
+        )
+        # Locked like the local vault: the offsite copy is what survives a compromised account's clean-up too.
+        self._lock(vault, "offsite-vault-lock", offsite)
+        return vault
+
+    # ------------------------------------------------------------------------------------------ plan
+    def _rules(self) -> list[aws.backup.PlanRuleArgs]:
+        settings = self.settings
+        daily = aws.backup.PlanRuleArgs(
+            rule_name="daily",
+            target_vault_name=self.vault.name,
+            schedule=settings.schedule,
+            schedule_expression_timezone=settings.timezone,
+            # Start within an hour, finish within a day: a job that cannot start by 03:00 is reported failed
+            # (EXPIRED) instead of silently running into business hours.
+            start_window=60,
+            completion_window=24 * 60,
+            enable_continuous_backup=settings.continuous,
+            lifecycle=aws.backup.PlanRuleLifecycleArgs(delete_after=settings.retention_days),
+            recovery_point_tags={"rule": "daily"},
+        )
+        rules = [daily]
+        if settings.offsite is not None and self.offsite_vault is not None:
+            offsite = settings.offsite
+            rules.append(
+                aws.backup.PlanRuleArgs(
+                    rule_name="monthly-offsite",
+                    target_vault_name=self.vault.name,
+                    schedule=offsite.schedule,
+                    schedule_expression_timezone=settings.timezone,
+                    start_window=60,
+                    completion_window=24 * 60,
+                    # A snapshot recovery point: a continuous one could not be kept beyond 35 days offsite.
+                    enable_continuous_backup=False,
+                    lifecycle=aws.backup.PlanRuleLifecycleArgs(delete_after=settings.retention_days),
+                    copy_actions=[
+                        aws.backup.PlanRuleCopyActionArgs(
+                            destination_vault_arn=self.offsite_vault.arn,
+                            lifecycle=aws.backup.PlanRuleCopyActionLifecycleArgs(delete_after=offsite.retention_days),
+                        )
+                    ],
+                    recovery_point_tags={"rule": "monthly-offsite"},
+                )
+            )
+        return rules
+
+    # ------------------------------------------------------------------------------------------ restore testing
+    def _restore_testing(
+        self, database: Database, args: RestoreTestingArgs, attachments: list[aws.iam.RolePolicyAttachment]
+    ) -> None:
+        settings = self.settings
+        naming = self.naming
+        network = args.network
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        region = aws.get_region_output(opts=invoke).region
+
+        # Two groups of our own: the restored copy admits only the validator, and the validator reaches only the
+        # restored copy (plus HTTPS for the AWS APIs). The live database's group is not touched.
+        restored_sg = aws.ec2.SecurityGroup(
+            self.child_name("restored-db-sg"),
+            vpc_id=network.vpc.id,
+            description="Restore-test copies of the database: PostgreSQL from the restore validator only",
+            tags={"Name": naming.physical("restored-db")},
+            opts=self.opts(),
+        )
+        validator_sg = aws.ec2.SecurityGroup(
+            self.child_name("validator-sg"),
+            vpc_id=network.vpc.id,
+            description="Restore validator Lambda: PostgreSQL to the restored copy, HTTPS to AWS APIs via NAT",
+            tags={"Name": naming.physical("restore-validator")},
+            opts=self.opts(),
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            self.child_name("restored-db-from-validator"),
+            security_group_id=restored_sg.id,
+            referenced_security_group_id=validator_sg.id,
+            ip_protocol="tcp",
+            from_port=PORT,
+            to_port=PORT,
+            description="Restore validator Lambda",
+            opts=self.opts(),
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            self.child_name("validator-to-restored-db"),
+            security_group_id=validator_sg.id,
+            referenced_security_group_id=restored_sg.id,
+            ip_protocol="tcp",
+            from_port=PORT,
+            to_port=PORT,
+            description="PostgreSQL on the restored copy",
+            opts=self.opts(),
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            self.child_name("validator-to-aws-apis"),
+            security_group_id=validator_sg.id,
+            cidr_ipv4="0.0.0.0/0",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            description="AWS Backup, RDS and CloudWatch Logs APIs through the NAT gateway",
+            opts=self.opts(),
+        )
+
+        plan_name = naming.physical("restore-test").replace("-", "_")  # names: letters, digits, underscores
+        self.restore_testing_plan = aws.backup.RestoreTestingPlan(
+            self.child_name("restore-testing-plan"),
+            name=plan_name,
+            schedule_expression=settings.restore_testing_schedule,
+            schedule_expression_timezone=settings.timezone,
+            start_window_hours=4,
+            recovery_point_selection=aws.backup.RestoreTestingPlanRecoveryPointSelectionArgs(
+                algorithm="LATEST_WITHIN_WINDOW",
+                include_vaults=[self.vault.arn],
+                recovery_point_types=["SNAPSHOT", "CONTINUOUS"] if settings.continuous else ["SNAPSHOT"],
+                selection_window_days=min(RESTORE_TEST_SELECTION_WINDOW_DAYS, settings.retention_days),
+            ),
+            opts=self.opts(),
+        )
+        self.restore_testing_plan_name = self.restore_testing_plan.name
+        self.restore_metadata_overrides = pulumi.Output.all(database.subnet_group_name, restored_sg.id).apply(
+            lambda values: restore_metadata_overrides(
+                instance_class=settings.restore_test_instance_class,
+                subnet_group_name=values[0],
+                security_group_id=values[1],
+            )
+        )
+        aws.backup.RestoreTestingSelection(
+            self.child_name("restore-testing-selection"),
+            name=naming.physical("database").replace("-", "_"),
+            restore_testing_plan_name=self.restore_testing_plan.name,
+            protected_resource_type="RDS",
+            protected_resource_arns=[database.arn],
+            iam_role_arn=self.role.arn,
+            restore_metadata_overrides=self.restore_metadata_overrides,
+            validation_window_hours=settings.restore_validation_window_hours,
+            opts=self.opts(depends_on=attachments),
+        )
+
+        self.validator = PythonFunction(
+            self.child_name("validator"),
+            PythonFunctionArgs(
+                package="restore_validation",
+                layer_arn=args.layer_arn,
+                description="Validates AWS Backup restore-test copies of the database and reports the result",
+                timeout_seconds=120,
+                environment={"DB_NAME": database.db_name, "DB_USER": VALIDATION_DB_USER},
+                policy_statements=pulumi.Output.all(account_id, region).apply(
+                    lambda values: validator_statements(account_id=values[0], region=values[1])
+                ),
+                vpc=VpcPlacement(subnet_ids=network.private_subnet_ids, security_group_ids=[validator_sg.id]),
+                metrics_namespace="Shipyard/Backup",
+            ),
+            self.naming,
+            self.opts(),
+        )
+        rule = aws.cloudwatch.EventRule(
+            self.child_name("restore-test-events"),
+            name=naming.physical("restore-test-events"),
+            description=f"Restore jobs of the restore testing plan {plan_name} → restore validator Lambda",
+            event_pattern=self.restore_testing_plan.arn.apply(restore_event_pattern),
+            opts=self.opts(),
+        )
+        dlq = self.validator.dead_letter_queue
+        # EventBridge's own delivery failures land in the function's DLQ too; SQS must admit the rule.
+        aws.sqs.QueuePolicy(
+            self.child_name("validator-dlq-policy"),
+            queue_url=dlq.url,
+            policy=pulumi.Output.all(dlq.arn, rule.arn).apply(
+                lambda arns: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "RestoreTestRuleDeadLetters",
+                                "Effect": "Allow",
+                                "Principal": {"Service": "events.amazonaws.com"},
+                                "Action": "sqs:SendMessage",
+                                "Resource": arns[0],
+                                "Condition": {"ArnEquals": {"aws:SourceArn": arns[1]}},
+                            }
+                        ],
+                    }
+                )
+            ),
+            opts=self.opts(),
+        )
+        aws.lambda_.Permission(
+            self.child_name("validator-invoke"),
+            action="lambda:InvokeFunction",
+            function=self.validator.function.name,
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+            opts=self.opts(),
+        )
+        aws.cloudwatch.EventTarget(
+            self.child_name("restore-test-target"),
+            rule=rule.name,
+            arn=self.validator.arn,
+            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
+                maximum_event_age_in_seconds=6 * 3600, maximum_retry_attempts=10
+            ),
+            dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(arn=dlq.arn),
+            opts=self.opts(),
+        )
+
+    # ------------------------------------------------------------------------------------------ monitoring
+    def watch(self) -> BackupWatch:
+        return BackupWatch(vault_name=self.vault_name, restore_testing=self.validator is not None)
+
+    def function_watches(self) -> list[FunctionWatch]:
+        if self.validator is None:
+            return []
+        return [
+            FunctionWatch(
+                label="restore-validation",
+                function_name=self.validator.function_name,
+                timeout_seconds=self.validator.timeout_seconds,
+            )
+        ]
+
+    def queue_watches(self) -> list[QueueWatch]:
+        if self.validator is None:
+            return []
+        return [QueueWatch(label="restore-validation", queue_name=self.validator.dead_letter_queue.name)]
+
+
+def restore_metadata_overrides(*, instance_class: str, subnet_group_name: str, security_group_id: str) -> dict[str, str]:
+    """How AWS Backup restores the test copy (keys are case-insensitive; values are strings, lists as JSON).
+
+    Into the database's own subnet group (isolated subnets: no route out), behind the restore-only security
+    group, small and single-AZ, never public, and with IAM database authentication on: the validator logs in
+    with an IAM token as `restore_validator`, so no password is stored anywhere. It is set here rather than
+    trusted to be inferred from the snapshot, because RDS restores default it to off.
+    """
+    return {
+        "dbInstanceClass": instance_class,
+        "dbSubnetGroupName": subnet_group_name,
+        "vpcSecurityGroupIds": json.dumps([security_group_id]),
+        "multiAZ": "false",
+        "publiclyAccessible": "false",
+        "enableIAMDatabaseAuthentication": "true",
+    }
+
+
+def restore_event_pattern(restore_testing_plan_arn: str) -> str:
+    """Restore jobs of our restore testing plan only (manual restores and other stacks' tests are not ours)."""
+    return json.dumps(
+        {
+            "source": ["aws.backup"],
+            "detail-type": ["Restore Job State Change"],
+            "detail": {
+                "status": list(RESTORE_EVENT_STATUSES),
+                "restoreTestingPlanArn": [restore_testing_plan_arn],
+            },
+        }
+    )
+
+
+def validator_statements(*, account_id: str, region: str) -> list[dict[str, Any]]:
+    """Least privilege of the validator: describe the restored instance, log in to it, report the verdict."""
+    return [
+        {
+            # The restored instance's identifier is chosen by AWS Backup at restore time.
+            "Sid": "FindRestoredInstance",
+            "Effect": "Allow",
+            "Action": ["rds:DescribeDBInstances"],
+            "Resource": [f"arn:aws:rds:{region}:{account_id}:db:*"],
+        },
+        {
+            # Any instance's resource id, one database user: the read-only validation role. Its security group
+            # reaches only restore-test copies, so the live database stays out of reach.
+            "Sid": "IamAuthAsValidationRole",
+            "Effect": "Allow",
+            "Action": ["rds-db:connect"],
+            "Resource": [f"arn:aws:rds-db:{region}:{account_id}:dbuser:*/{VALIDATION_DB_USER}"],
+        },
+        {
+            # Restore jobs have no ARN of their own to scope this action to.
+            "Sid": "ReportValidationResult",
+            "Effect": "Allow",
+            "Action": ["backup:PutRestoreValidationResult"],
+            "Resource": ["*"],
+        },
+    ]
