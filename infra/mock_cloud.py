@@ -41,7 +41,7 @@ class CloudMocks(Mocks):
                 f"the offline cloud does not answer invoke {args.token!r}; add it to infra/mock_cloud.py"
             )
         arguments = dict(args.args)
-        if args.token == "aws:index/getRegion:getRegion" and not arguments.get("region"):
+        if handler is _region and not arguments.get("region"):
             # An invoke through an explicit provider (e.g. the offsite one) answers with that provider's region.
             arguments["region"] = self.provider_regions.get((args.provider or "").rpartition("::")[2], self.region)
         return handler(self, arguments)

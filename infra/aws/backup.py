@@ -525,7 +525,9 @@ class Backup(Component):
         return [QueueWatch(label="restore-validation", queue_name=self.validator.dead_letter_queue.name)]
 
 
-def restore_metadata_overrides(*, instance_class: str, subnet_group_name: str, security_group_id: str) -> dict[str, str]:
+def restore_metadata_overrides(
+    *, instance_class: str, subnet_group_name: str, security_group_id: str
+) -> dict[str, str]:
     """How AWS Backup restores the test copy (keys are case-insensitive; values are strings, lists as JSON).
 
     Into the database's own subnet group (isolated subnets: no route out), behind the restore-only security

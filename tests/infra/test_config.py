@@ -134,6 +134,53 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("staging", {"shipyard:backups": {"timezone": "Sao Paulo"}}, "shipyard:backups.timezone", "unknown IANA"),
     (
+        "prod",
+        {"shipyard:backups": {"vaultLock": {"minRetentionDays": 60, "maxRetentionDays": 30}}},
+        "shipyard:backups.vaultLock",
+        "minRetentionDays (60) > maxRetentionDays (30)",
+    ),
+    (
+        "prod",
+        {"shipyard:backups": {"retentionDays": 30, "vaultLock": {"minRetentionDays": 35, "maxRetentionDays": 400}}},
+        "shipyard:backups.retentionDays",
+        "30 is outside the vault lock range 35..400",
+    ),
+    (
+        "prod",
+        {
+            "shipyard:backups": {
+                "offsite": {"region": "us-west-2", "retentionDays": 730},
+                "vaultLock": {"minRetentionDays": 7, "maxRetentionDays": 400},
+            }
+        },
+        "shipyard:backups.offsite.retentionDays",
+        "730 is outside the vault lock range 7..400",
+    ),
+    (
+        "staging",
+        {"shipyard:backups": {"retentionDays": 60}, "shipyard:database": {"backupRetentionDays": 35}},
+        "shipyard:backups.retentionDays",
+        "at most 35 days",
+    ),
+    (
+        "staging",
+        {"shipyard:backups": {"retentionDays": 14}},
+        "shipyard:backups.retentionDays",
+        "differs from database.backupRetentionDays (7)",
+    ),
+    (
+        "staging",
+        {"shipyard:backups": {"retentionDays": 7, "restoreTesting": True}},
+        "shipyard:backups.restoreTesting",
+        "needs network.nat 'single' or 'per_az'",
+    ),
+    (
+        "staging",
+        {"shipyard:backups": {"restoreValidationWindowHours": 200}},
+        "shipyard:backups.restoreValidationWindowHours",
+        "less than or equal to 168",
+    ),
+    (
         "staging",
         {"shipyard:cache": {"enabled": True, "maxmemoryPolicy": "lru"}},
         "shipyard:cache.maxmemoryPolicy",
