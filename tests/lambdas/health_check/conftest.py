@@ -7,7 +7,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .support import LOOPBACK, IssuedCert, LocalHttpServer, Pki, PostgresTlsFront
+from tests.tls import LOOPBACK, IssuedCert, Pki
+
+from .support import LocalHttpServer, PostgresTlsFront
 
 MakeServer = Callable[..., LocalHttpServer]
 

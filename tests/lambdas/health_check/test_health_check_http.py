@@ -13,9 +13,10 @@ import pytest
 from lambdas.health_check.checks import CERT_EXPIRING, CheckDeps, CheckResult, run_check
 from lambdas.health_check.config import parse_targets
 from lambdas.health_check.runner import RunReport, run_checks
+from tests.tls import Pki
 
 from .conftest import MakeServer
-from .support import Pki, closed_port, dripping_server, hanging_port
+from .support import closed_port, dripping_server, hanging_port
 
 HEALTH_JSON = json.dumps({"status": "ok", "checks": {"database": "up", "queue": [{"lag": 0}]}, "ready": True})
 

@@ -11,9 +11,10 @@ from lambdas.health_check.checks import CheckDeps, CheckFailure, CheckResult, Db
 from lambdas.health_check.config import parse_targets
 from lambdas.health_check.credentials import OncePerRun
 from lambdas.health_check.runner import RunReport, run_checks
+from tests.tls import Pki
 
 from .conftest import TlsPostgres
-from .support import Pki, closed_port, one_reply_server
+from .support import closed_port, one_reply_server
 
 pytestmark = pytest.mark.postgres
 
