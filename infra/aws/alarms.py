@@ -911,6 +911,42 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         ),
     ),
     AlarmSpec(
+        id="restore-test-overdue",
+        subject="restore_test",
+        resource="restore-test",
+        condition="overdue",
+        severity="critical",
+        title="Restore test overdue: no validated restore in 35 days",
+        description="The last restore test whose restored copy passed validation is more than {threshold} days "
+        "old, on each of 2 daily checks (no data from the daily check counts too).",
+        threshold=35,
+        comparison="GreaterThanThreshold",
+        period=86_400,
+        evaluation_periods=2,
+        datapoints_to_alarm=2,
+        missing_data="breaching",
+        metrics=(_m("m1", "Shipyard/Backup", "DaysSinceLastRestoreTest", "Maximum", STACK),),
+        unit=" days",
+        meaning="The monthly restore test has not proven a backup restorable for over a month: it did not run "
+        "(plan deleted or disabled, schedule skipped), kept failing, or its validator never reported. The RPO and "
+        "RTO on paper are unverified until a test passes again.",
+        checks=(
+            "AWS Backup → Restore testing → the plan: last execution time, and its restore jobs with their "
+            "validation status.",
+            "restore-job-failed and restore-validation-failed in the alert history for the cause.",
+            "No data: the restore-test-age function's log group (`filter event = 'restore_test_age_failed'`) and "
+            "its lambda-errors / dlq-depth alarms; its daily EventBridge schedule is ENABLED.",
+        ),
+        fixes=(
+            "Fix the cause, then start a restore test job on demand from the plan and confirm it completes and "
+            "validates SUCCESSFUL; the next daily check clears the alarm.",
+        ),
+        notes="Why a daily gauge: a CloudWatch alarm looks at most 7 days back (period × evaluation periods <= "
+        "604 800 s), so missing data of the monthly test's own metrics cannot express 35 days. The "
+        "restore_test_age Lambda asks AWS Backup every day for the plan's newest validated restore "
+        "(ListRestoreJobs) and publishes its age.",
+    ),
+    AlarmSpec(
         id="restore-job-failed",
         subject="restore_test",
         resource="restore-test",
@@ -1191,11 +1227,18 @@ def override_problems(alarm_id: str, override: OverrideLike) -> list[str]:
     datapoints = override.datapoints_to_alarm or spec.datapoints_to_alarm
     if not spec.is_composite and datapoints > evaluation:
         problems.append(f"datapointsToAlarm ({datapoints}) must be <= evaluationPeriods ({evaluation})")
-    if not spec.is_composite and spec.period * evaluation > 86_400:
+    limit = max_evaluation_seconds(spec.period)
+    if not spec.is_composite and spec.period * evaluation > limit:
         problems.append(
-            f"evaluationPeriods × period must be <= 1 day (period {spec.period} s × {evaluation} > 86400 s)"
+            f"evaluationPeriods × period must be <= {limit // 86_400} day(s) for a {spec.period} s period "
+            f"({spec.period} s × {evaluation} > {limit} s)"
         )
     return problems
+
+
+def max_evaluation_seconds(period: int) -> int:
+    """CloudWatch's longest evaluation range (PutMetricAlarm): 1 day for periods under an hour, else 7 days."""
+    return 86_400 if period < 3600 else 7 * 86_400
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ What this component creates (each piece is driven by `shipyard:backups`, infra/c
   in the isolated DB subnets behind a security group that admits only the validator Lambda
   (lambdas/restore_validation, written against the contract in the repository's BACKUP.md notes), an
   EventBridge rule on that plan's restore-job events invoking it, and what it needs (IAM auth to the copy,
-  `backup:PutRestoreValidationResult`, `rds:DescribeDBInstances`).
+  `backup:PutRestoreValidationResult`, `rds:DescribeDBInstances`); plus a small daily Lambda
+  (lambdas/restore_test_age) publishing the age of the newest validated restore, because a CloudWatch alarm
+  cannot look back the 35 days that "no restore test this month" needs.
 
 Nothing here when `backups.enabled` is false (the stack does not create this component).
 """
@@ -71,6 +73,9 @@ COMPLIANCE_GRACE_DAYS = 3
 VALIDATION_DB_USER = "restore_validator"
 """The read-only LOGIN role app/migrations/0003_restore_validator_role.sql creates (IAM auth via rds_iam)."""
 
+AGE_CHECK_SCHEDULE = "cron(0 10 * * ? *)"
+"""The restore-test age is measured daily at 10:00 (backups.timezone), after the restore test's morning start."""
+
 RESTORE_TEST_SELECTION_WINDOW_DAYS = 7
 """The restore test takes the latest recovery point of the last week: older means backups stopped, which the
 test should then fail on rather than quietly restore a stale one."""
@@ -121,6 +126,7 @@ class Backup(Component):
     restore_testing_plan: aws.backup.RestoreTestingPlan | None
     restore_testing_plan_name: pulumi.Output[str] | None
     validator: PythonFunction | None
+    age_check: PythonFunction | None
 
     def __init__(self, name: str, args: BackupArgs, naming: Naming, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aws", "Backup", name, naming, opts)
@@ -242,6 +248,7 @@ class Backup(Component):
         self.restore_testing_plan = None
         self.restore_testing_plan_name = None
         self.validator = None
+        self.age_check = None
         if settings.restore_testing:
             if args.restore_testing is None:
                 raise ValueError("backups.restoreTesting is on but no RestoreTestingArgs were given")
@@ -504,25 +511,54 @@ class Backup(Component):
             opts=self.opts(),
         )
 
+        # Daily age of the newest validated restore: the alarm for "no restore test in 35 days" (alarms.py
+        # restore-test-overdue says why it cannot watch the monthly metrics directly). Outside the VPC: it only
+        # calls the AWS Backup API.
+        self.age_check = PythonFunction(
+            self.child_name("test-age"),
+            PythonFunctionArgs(
+                package="restore_test_age",
+                layer_arn=args.layer_arn,
+                description="Publishes the days since the last validated restore test (Shipyard/Backup)",
+                memory_mb=128,
+                timeout_seconds=30,
+                environment={"RESTORE_TESTING_PLAN_NAME": self.restore_testing_plan.name},
+                policy_statements=self.restore_testing_plan.arn.apply(age_check_statements),
+                metrics_namespace="Shipyard/Backup",
+                # The next day's run measures again; retrying today's adds nothing.
+                maximum_retry_attempts=0,
+            ),
+            self.naming,
+            self.opts(),
+        )
+        self.age_check.add_schedule(
+            "daily",
+            AGE_CHECK_SCHEDULE,
+            settings.timezone,
+            payload={"source": "shipyard.scheduler", "job": "restore-test-age"},
+            maximum_event_age_seconds=6 * 3600,
+        )
+
     # ------------------------------------------------------------------------------------------ monitoring
     def watch(self) -> BackupWatch:
         return BackupWatch(vault_name=self.vault_name, restore_testing=self.validator is not None)
 
+    def _functions(self) -> dict[str, PythonFunction]:
+        if self.validator is None or self.age_check is None:
+            return {}
+        return {"restore-validation": self.validator, "restore-test-age": self.age_check}
+
     def function_watches(self) -> list[FunctionWatch]:
-        if self.validator is None:
-            return []
         return [
-            FunctionWatch(
-                label="restore-validation",
-                function_name=self.validator.function_name,
-                timeout_seconds=self.validator.timeout_seconds,
-            )
+            FunctionWatch(label=label, function_name=function.function_name, timeout_seconds=function.timeout_seconds)
+            for label, function in self._functions().items()
         ]
 
     def queue_watches(self) -> list[QueueWatch]:
-        if self.validator is None:
-            return []
-        return [QueueWatch(label="restore-validation", queue_name=self.validator.dead_letter_queue.name)]
+        return [
+            QueueWatch(label=label, queue_name=function.dead_letter_queue.name)
+            for label, function in self._functions().items()
+        ]
 
 
 def restore_metadata_overrides(
@@ -557,6 +593,19 @@ def restore_event_pattern(restore_testing_plan_arn: str) -> str:
             },
         }
     )
+
+
+def age_check_statements(restore_testing_plan_arn: str) -> list[dict[str, Any]]:
+    """Read the plan (its ARN and creation time) and list restore jobs (a list call takes no resource scope)."""
+    return [
+        {
+            "Sid": "ReadRestoreTestingPlan",
+            "Effect": "Allow",
+            "Action": ["backup:GetRestoreTestingPlan"],
+            "Resource": [restore_testing_plan_arn],
+        },
+        {"Sid": "ListRestoreJobs", "Effect": "Allow", "Action": ["backup:ListRestoreJobs"], "Resource": ["*"]},
+    ]
 
 
 def validator_statements(*, account_id: str, region: str) -> list[dict[str, Any]]:

@@ -336,6 +336,30 @@ def test_restore_job_events_of_the_plan_invoke_the_validator(prod: StackRun) -> 
     assert permission.inputs["function"] == function.outputs["name"]
 
 
+def test_daily_age_check_feeds_the_overdue_alarm(prod: StackRun) -> None:
+    plan = prod.one(RESTORE_PLAN)
+    function = prod.one(FUNCTION, "backup-test-age-function")
+    assert function.inputs["handler"] == "lambdas.restore_test_age.handler.handler"
+    assert function.inputs["environment"]["variables"]["RESTORE_TESTING_PLAN_NAME"] == plan.outputs["name"]
+    assert "vpcConfig" not in function.inputs  # it only calls the AWS Backup API
+    schedule = prod.one("aws:scheduler/schedule:Schedule", "backup-test-age-daily-schedule")
+    assert schedule.inputs["scheduleExpression"] == "cron(0 10 * * ? *)"
+    assert schedule.inputs["scheduleExpressionTimezone"] == "America/Sao_Paulo"
+    assert schedule.inputs["target"]["arn"] == function.outputs["arn"]
+    policy = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy", "backup-test-age-policy").inputs["policy"])
+    granted = {action: s["Resource"] for s in policy["Statement"] for action in s["Action"]}
+    assert granted["backup:GetRestoreTestingPlan"] == [plan.outputs["arn"]]
+    assert granted["backup:ListRestoreJobs"] == ["*"]
+    (alarm,) = _alarms(prod, "restore-test-overdue")
+    assert (alarm.inputs["namespace"], alarm.inputs["metricName"]) == ("Shipyard/Backup", "DaysSinceLastRestoreTest")
+    assert alarm.inputs["dimensions"] == {"Stack": "prod"}
+    assert alarm.inputs["threshold"] == 35 and alarm.inputs["comparisonOperator"] == "GreaterThanThreshold"
+    # Two daily periods: inside CloudWatch's 7-day evaluation limit; a silent check counts as overdue.
+    assert alarm.inputs["period"] * alarm.inputs["evaluationPeriods"] == 2 * 86_400
+    assert alarm.inputs["treatMissingData"] == "breaching"
+    assert alarm.inputs["alarmActions"] == [prod.outputs["alertTopicArns"]["critical"]]
+
+
 def test_restore_alarms_page_critical_with_the_stack_dimension(prod: StackRun) -> None:
     critical = prod.outputs["alertTopicArns"]["critical"]
     for alarm_id, metric, statistic in (
@@ -355,8 +379,8 @@ def test_restore_alarms_page_critical_with_the_stack_dimension(prod: StackRun) -
 def test_staging_has_no_restore_test(staging: StackRun) -> None:
     # restoreTesting is a prod tier default: staging runs without NAT, which the validator would need.
     assert staging.of_type(RESTORE_PLAN) == [] and staging.of_type(RESTORE_SELECTION) == []
-    assert [f for f in staging.of_type(FUNCTION) if "restore" in f.name] == []
-    assert _alarms(staging, "restore-validation-failed") == []
+    assert [f for f in staging.of_type(FUNCTION) if f.name.startswith("backup-")] == []
+    assert _alarms(staging, "restore-validation-failed") == [] and _alarms(staging, "restore-test-overdue") == []
     assert "restoreTestingPlanName" not in staging.outputs
 
 
