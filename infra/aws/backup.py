@@ -127,6 +127,7 @@ class Backup(Component):
     restore_testing_plan_name: pulumi.Output[str] | None
     validator: PythonFunction | None
     age_check: PythonFunction | None
+    restored_db_security_group: aws.ec2.SecurityGroup | None
 
     def __init__(self, name: str, args: BackupArgs, naming: Naming, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aws", "Backup", name, naming, opts)
@@ -249,6 +250,7 @@ class Backup(Component):
         self.restore_testing_plan_name = None
         self.validator = None
         self.age_check = None
+        self.restored_db_security_group = None
         if settings.restore_testing:
             if args.restore_testing is None:
                 raise ValueError("backups.restoreTesting is on but no RestoreTestingArgs were given")
@@ -371,6 +373,7 @@ class Backup(Component):
             tags={"Name": naming.physical("restored-db")},
             opts=self.opts(),
         )
+        self.restored_db_security_group = restored_sg
         validator_sg = aws.ec2.SecurityGroup(
             self.child_name("validator-sg"),
             vpc_id=network.vpc.id,

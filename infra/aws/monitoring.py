@@ -860,6 +860,38 @@ class Monitoring(Component):
                 period=3600,
             )
 
+        backup = self.args.backup
+        if backup is not None:
+            vault = ["BackupVaultName", backup.vault_name]
+            section("Backups", "AWS Backup jobs of the vault (daily); with restore testing, the monthly restore test.")
+            graph(
+                "Backup jobs completed / failed",
+                [
+                    ["AWS/Backup", "NumberOfBackupJobsCompleted", *vault],
+                    ["AWS/Backup", "NumberOfBackupJobsFailed", *vault, {"yAxis": "right"}],
+                ],
+                self._annotation("backup-job-failed"),
+                period=3600,
+            )
+            if backup.restore_testing:
+                rt = ["Shipyard/Backup"]
+                st = ["Stack", stack]
+                graph(
+                    "Days since last validated restore test",
+                    [[*rt, "DaysSinceLastRestoreTest", *st]],
+                    self._annotation("restore-test-overdue"),
+                    stat="Maximum",
+                    period=86_400,
+                )
+                graph(
+                    "Restore time (s, the measured RTO part) and validation (1 = passed)",
+                    [
+                        [*rt, "RestoreTimeSeconds", *st, {"stat": "Maximum"}],
+                        [*rt, "RestoreValidationSucceeded", *st, {"stat": "Minimum", "yAxis": "right"}],
+                    ],
+                    period=86_400,
+                )
+
         health = self.args.health
         if health is not None:
             hc = ["Shipyard/HealthCheck"]

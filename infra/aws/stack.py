@@ -335,12 +335,19 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         # Where recovery points are and what makes them: the restore runbook (docs/runbooks/restore.md) starts here.
         outputs["backupVaultName"] = backup.vault_name
         outputs["backupPlanId"] = backup.plan_id
-        if backup.offsite_vault_arn is not None:
+        outputs["backupRoleArn"] = backup.role.arn  # `start-restore-job --iam-role-arn` in a manual restore
+        if backup.offsite_vault is not None and backup.offsite_vault_arn is not None:
             outputs["backupOffsiteVaultArn"] = backup.offsite_vault_arn
-        if backup.restore_testing_plan_name is not None:
+            outputs["backupOffsiteVaultName"] = backup.offsite_vault.name
+        if (
+            backup.restore_testing_plan_name is not None
+            and backup.validator is not None
+            and backup.restored_db_security_group is not None
+        ):
             outputs["restoreTestingPlanName"] = backup.restore_testing_plan_name
-            assert backup.validator is not None
             outputs["restoreValidatorFunction"] = backup.validator.function_name
+            # Attach to a manually restored copy so the validator can check it (docs/runbooks/restore.md).
+            outputs["restoredDbSecurityGroupId"] = backup.restored_db_security_group.id
     if regional_acl is not None and cloudfront_acl is not None:
         outputs["wafRegionalAclArn"] = regional_acl.arn
         outputs["wafCloudFrontAclArn"] = cloudfront_acl.arn

@@ -390,6 +390,20 @@ def test_staging_has_no_restore_test(staging: StackRun) -> None:
 def test_outputs_name_vault_and_plan(any_stack: StackRun) -> None:
     assert any_stack.outputs["backupVaultName"] == f"shipyard-{any_stack.stack}-backup"
     assert any_stack.outputs["backupPlanId"] == any_stack.one(PLAN).id
+    assert any_stack.outputs["backupRoleArn"] == any_stack.one("aws:iam/role:Role", "backup-role").outputs["arn"]
+
+
+def test_prod_outputs_what_a_manual_restore_needs(prod: StackRun) -> None:
+    assert prod.outputs["backupOffsiteVaultName"] == "shipyard-prod-backup-offsite"
+    assert prod.outputs["restoredDbSecurityGroupId"] == prod.one(SG, "backup-restored-db-sg").id
+    assert prod.outputs["restoreValidatorFunction"] == "shipyard-prod-restore-validation"
+
+
+def test_dashboard_has_a_backups_section(any_stack: StackRun) -> None:
+    body = json.loads(any_stack.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
+    titles = [w["properties"].get("title") for w in body["widgets"] if w["type"] == "metric"]
+    assert "Backup jobs completed / failed" in titles
+    assert ("Days since last validated restore test" in titles) is (any_stack.stack == "prod")
 
 
 def test_backups_disabled_creates_nothing_backup_related() -> None:

@@ -476,6 +476,7 @@ def test_full_dashboard_has_every_section_with_thresholds(full: StackRun) -> Non
         "Cache",
         "Frontend",
         "Jobs",
+        "Backups",
         "Health checks",
         "Lambdas",
         "Alerts",
@@ -486,6 +487,8 @@ def test_full_dashboard_has_every_section_with_thresholds(full: StackRun) -> Non
     assert latency == [2, 5]
     assert by_title["Error rates %"]["region"] == "us-east-1"
     assert [a["value"] for a in by_title["Oldest overdue order (s)"]["annotations"]["horizontal"]] == [7200]
+    overdue = by_title["Days since last validated restore test"]["annotations"]["horizontal"]
+    assert [a["value"] for a in overdue] == [35]
     assert [a["value"] for a in by_title["api-live latency (ms)"]["annotations"]["horizontal"]] == [1000]
     assert [a["value"] for a in by_title["Healthy targets vs desired tasks"]["annotations"]["horizontal"]] == [1]
 
