@@ -6,8 +6,8 @@ What this component creates (each piece is driven by `shipyard:backups`, infra/c
   (point-in-time restore, RPO of minutes) for RDS and S3 when `continuous`; and, with `offsite`, a monthly
   rule whose recovery point is copied to a vault in the second region (own key there) and kept a year;
 - a selection by the `backup=daily` tag (`infra.aws.database.backup_selection_tag`) that the database and the
-  uploads bucket carry, narrowed to this stack's resources by the `stack` tag the provider puts on everything
-  (two stacks in one account must not back up each other's resources into their vaults);
+  uploads bucket carry, narrowed to RDS instances and S3 buckets of this stack (the `stack` tag the provider
+  puts on everything: two stacks in one account must not back up each other's resources into their vaults);
 - the IAM role AWS Backup works with: AWS's managed policies for backup, restore, and S3 backup/restore;
 - failure notifications to the critical alert topic: vault notifications for the events AWS Backup still
   sends (copy job failed, S3 object backup/restore failed, continuous backup interrupted) and an EventBridge
@@ -60,6 +60,9 @@ VAULT_NOTIFICATION_EVENTS: tuple[str, ...] = (
 """Failure events AWS Backup still delivers to a vault's SNS topic. Backup-job failures come through
 EventBridge instead (`FAILED_JOB_STATES`): the BACKUP_JOB_FAILED/RESTORE_JOB_FAILED vault events are deprecated
 and never sent, and BACKUP_JOB_COMPLETED would page the on-call for every successful backup as well."""
+
+SELECTED_RESOURCE_TYPES: tuple[str, ...] = ("arn:aws:rds:*:*:db:*", "arn:aws:s3:::*")
+"""What the plan may back up at all: RDS instances and S3 buckets (then only those with both tags)."""
 
 FAILED_JOB_STATES: tuple[str, ...] = ("FAILED", "ABORTED", "EXPIRED")
 """`detail.state` of a `Backup Job State Change` event that means no recovery point was made."""
@@ -203,13 +206,16 @@ class Backup(Component):
             name=naming.physical("tagged", max_length=50),
             plan_id=self.plan.id,
             iam_role_arn=self.role.arn,
-            selection_tags=[aws.backup.SelectionSelectionTagArgs(type="STRINGEQUALS", key=tag_key, value=tag_value)],
-            # The stack tag comes from the provider's default tags (infra/aws/stack.py), so every resource of this
-            # stack has it and no resource of another stack in the same account does.
+            # Resource types AND every condition (AWS documents both as AND; ListOfTags would be OR-ed, and how it
+            # combines with conditions is not documented). The stack tag comes from the provider's default tags
+            # (infra/aws/stack.py): every resource of this stack has it, no resource of another stack in the same
+            # account does.
+            resources=list(SELECTED_RESOURCE_TYPES),
             conditions=[
                 aws.backup.SelectionConditionArgs(
                     string_equals=[
-                        aws.backup.SelectionConditionStringEqualArgs(key="aws:ResourceTag/stack", value=naming.stack)
+                        aws.backup.SelectionConditionStringEqualArgs(key=f"aws:ResourceTag/{tag_key}", value=tag_value),
+                        aws.backup.SelectionConditionStringEqualArgs(key="aws:ResourceTag/stack", value=naming.stack),
                     ]
                 )
             ],

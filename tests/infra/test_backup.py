@@ -164,10 +164,16 @@ def test_staging_has_no_offsite_copy(staging: StackRun) -> None:
 def test_selection_by_tag_covers_the_database_and_the_versioned_uploads_bucket(any_stack: StackRun) -> None:
     key, value = backup_selection_tag
     selection = any_stack.one(SELECTION)
-    assert selection.inputs["selectionTags"] == [{"type": "STRINGEQUALS", "key": key, "value": value}]
+    assert selection.inputs["resources"] == ["arn:aws:rds:*:*:db:*", "arn:aws:s3:::*"]
     assert selection.inputs["conditions"] == [
-        {"stringEquals": [{"key": "aws:ResourceTag/stack", "value": any_stack.stack}]}
+        {
+            "stringEquals": [
+                {"key": f"aws:ResourceTag/{key}", "value": value},
+                {"key": "aws:ResourceTag/stack", "value": any_stack.stack},
+            ]
+        }
     ]
+    assert "selectionTags" not in selection.inputs  # OR-ed, and its combination with conditions is undocumented
     assert selection.inputs["planId"] == any_stack.one(PLAN).id
     assert selection.inputs["iamRoleArn"] == any_stack.one("aws:iam/role:Role", "backup-role").outputs["arn"]
 
