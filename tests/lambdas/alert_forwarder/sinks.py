@@ -37,7 +37,7 @@ class Fault:
 class Sink:
     """kind: slack_webhook | slack_api | telegram | webhook."""
 
-    def __init__(self, kind: str, *, slow_seconds: float = 1.5, port: int = 0):
+    def __init__(self, kind: str, *, slow_seconds: float = 3.0, port: int = 0):
         self.kind = kind
         self.slow_seconds = slow_seconds
         self.requests: list[Received] = []

@@ -30,7 +30,7 @@ ROUTING = {
     "critical": ["slack", "telegram", "webhook", "email"],
     "warning": ["slack", "telegram"],
     "info": [],
-    "channel_timeout_seconds": 0.5,
+    "channel_timeout_seconds": 2.0,  # see ROUTING_ALL in conftest.py
     "retry_max_attempts": 3,
     "retry_base_delay_seconds": 0.05,
 }

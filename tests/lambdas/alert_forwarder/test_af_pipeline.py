@@ -24,7 +24,7 @@ ROUTING_WARN = {
     "info": [],
     "cooldown_seconds": 600,
     "storm_threshold": 100,
-    "channel_timeout_seconds": 0.5,
+    "channel_timeout_seconds": 2.0,  # see ROUTING_ALL in conftest.py
 }
 
 
