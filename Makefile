@@ -7,7 +7,7 @@ STACK  ?= staging
 REQS   := requirements.txt requirements-dev.txt lambdas/requirements.txt app/requirements.txt policy/requirements.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: plan test lint typecheck pytest schema runbooks bench clean deploy-frontend
+.PHONY: plan test lint typecheck pytest schema runbooks bench clean deploy-frontend rds-ca
 
 $(STAMP): $(REQS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ schema: $(STAMP)
 ## make runbooks: regenerate docs/runbooks/*.md from the alarm catalogue (infra/aws/alarms.py)
 runbooks: $(STAMP)
 	$(PY) -m infra.aws.alarms --write-runbooks
+
+## make rds-ca: fetch AWS's RDS CA bundle into lambdas/shared/ (checked; needs the internet; run before pulumi up)
+rds-ca: $(STAMP)
+	$(PY) -m infra.rds_ca $(ARGS)
 
 ## make bench: every benchmark under bench/ (prints ratios; not part of make test)
 bench: $(STAMP)

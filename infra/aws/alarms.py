@@ -784,10 +784,10 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         ),
         fixes=("Fix what the reason points to; the alarm clears after the next passing minutes (OK is sent).",),
         notes="The `database` endpoint verifies the RDS server certificate with AWS's RDS CA bundle, shipped as "
-        "`lambdas/health_check/rds-global-bundle.pem` (from https://truststore.pki.rds.amazonaws.com/global/"
-        "global-bundle.pem). If that file is not in the repository the check falls back to the system trust "
-        "store, which lacks the RDS CAs, and reports reason `tls` on every run (`pulumi up` warns about it): add "
-        "the bundle and deploy.",
+        "`lambdas/shared/rds-ca-bundle.pem` (`make rds-ca` fetches it from https://truststore.pki.rds.amazonaws.com/"
+        "global/global-bundle.pem; the deploy workflow runs it before `pulumi up`). If the file was missing at "
+        "deploy time the check falls back to the system trust store, which lacks the RDS CAs, and reports reason "
+        "`tls` on every run (`pulumi up` warns about it): run `make rds-ca` and deploy.",
     ),
     AlarmSpec(
         id="health-checker-not-running",

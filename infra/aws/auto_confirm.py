@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra import rds_ca
 from infra.aws.database import Database
 from infra.aws.function import PythonFunction, PythonFunctionArgs, VpcPlacement
 from infra.aws.monitoring import AutoConfirmWatch, FunctionWatch, QueueWatch
@@ -48,6 +49,10 @@ class AutoConfirmJob(Component):
         self.security_group = args.database.client_security_group(
             self, args.network, "auto-confirm", "Auto-confirm Lambda: out to the database and Secrets Manager only"
         )
+        # With the RDS CA bundle the job verifies the server's certificate and name; without it the
+        # connection is still TLS-only (force_ssl), just not authenticated.
+        ca_file = rds_ca.archive_path_or_warn("the auto-confirm job")
+        ca_environment = {"DATABASE_CA_FILE": ca_file} if ca_file is not None else {}
         self.function = PythonFunction(
             self.child_name("function"),
             PythonFunctionArgs(
@@ -61,6 +66,7 @@ class AutoConfirmJob(Component):
                     "DATABASE_HOST": args.database.address,
                     "DATABASE_PORT": args.database.port.apply(str),
                     "DATABASE_NAME": args.database.db_name,
+                    **ca_environment,
                 },
                 policy_statements=args.database.secret_read_statements(),
                 # Private subnets: the database is in the isolated tier, Secrets Manager via NAT or endpoint.

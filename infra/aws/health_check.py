@@ -19,12 +19,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from infra import rds_ca
 from infra.aws.database import Database
 from infra.aws.function import PythonFunction, PythonFunctionArgs, VpcPlacement
 from infra.aws.monitoring import FunctionWatch, HealthEndpointWatch, HealthWatch, QueueWatch
@@ -41,11 +41,6 @@ TIMEOUT_S = RUN_DEADLINE_S + 5
 DATABASE_ENDPOINT = "database"
 DATABASE_TIMEOUT_S = 5.0
 DATABASE_LATENCY_BUDGET_MS = 1000
-
-RDS_CA_BUNDLE = Path(__file__).resolve().parents[2] / "lambdas" / "health_check" / "rds-global-bundle.pem"
-"""AWS's RDS CA bundle, if the repository ships it (it is packaged with the function when present)."""
-RDS_CA_FILE = "lambdas/health_check/rds-global-bundle.pem"
-"""The same file relative to the archive root (the checker resolves it against LAMBDA_TASK_ROOT)."""
 
 
 @dataclass(frozen=True)
@@ -199,15 +194,7 @@ class HealthCheck(Component):
             self, args.network, "health-check", "Health checker Lambda (SELECT 1 over TLS)"
         )
 
-        ca_file: str | None = None
-        if RDS_CA_BUNDLE.exists():
-            ca_file = RDS_CA_FILE
-        else:
-            pulumi.log.warn(
-                f"{RDS_CA_FILE} is missing: the database health check verifies the RDS certificate against the "
-                "system trust store, which does not hold the RDS CAs, so it will report reason 'tls'. Add AWS's "
-                "RDS CA bundle there (see docs/runbooks/health-endpoint-down.md)."
-            )
+        ca_file = rds_ca.archive_path_or_warn("the database health check (it will report reason 'tls')")
 
         def database_target(host: str) -> str:
             target: dict[str, Any] = {

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from infra.aws.health_check import RDS_CA_BUNDLE, RDS_CA_FILE, RUN_DEADLINE_S
+from infra import rds_ca
+from infra.aws.health_check import RUN_DEADLINE_S
 from infra.harness import PROJECT_ROOT, Resource, StackRun
 from lambdas.health_check.config import HttpTarget, PostgresTarget, parse_deadline, parse_targets
 from tests.infra.component_program import run_program
@@ -85,10 +86,10 @@ def test_vpc_function_checks_only_the_database_from_private_subnets(checker: Sta
     assert (target["host"], target["port"], target["dbname"]) == (instance.outputs["address"], 5432, "app")
     (parsed,) = parse_targets(_env(vpc)["TARGETS"], base_dir=str(PROJECT_ROOT))
     assert isinstance(parsed, PostgresTarget)
-    if RDS_CA_BUNDLE.exists():
-        assert target["ca_file"] == RDS_CA_FILE
+    if rds_ca.BUNDLE_PATH.exists():
+        assert target["ca_file"] == rds_ca.ARCHIVE_PATH
     else:
-        assert "ca_file" not in target  # system trust store; the gap is documented (health-endpoint-down runbook)
+        assert "ca_file" not in target  # the plan warned: `make rds-ca` was not run (health-endpoint-down runbook)
     secret = instance.outputs["masterUserSecrets"][0]["secretArn"]
     assert _env(vpc)["DATABASE_SECRET_ARN"] == secret
     private = sorted(_id(s) for s in checker.of_type("aws:ec2/subnet:Subnet") if "private" in s.name)
