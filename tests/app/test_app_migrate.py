@@ -258,7 +258,8 @@ def test_a_failing_migration_is_rolled_back_and_not_recorded(pg_server: Any, dat
     conn = pg_server.connect(db_name(database_url))
     try:
         assert conn.run("SELECT to_regclass('public.half_done')") == [[None]]
-        assert [row[0] for row in conn.run("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2]
+        recorded = [row[0] for row in conn.run("SELECT version FROM schema_migrations ORDER BY 1")]
+        assert recorded == [migration.version for migration in migrations.discover()]  # all but 0090
     finally:
         conn.close()
 
