@@ -1,1 +1,1 @@
-"""Placeholder until the restore-validation helper's package lands (see BACKUP.md); replaced on rebase."""
+"""Restore validation: checks that a restored database holds the marketplace (see core.py)."""
