@@ -1,0 +1,415 @@
+"""The handler end to end: restore-job event -> moto (RDS, Secrets Manager) -> real PostgreSQL over verified TLS ->
+PutRestoreValidationResult on a real HTTP server speaking the Backup API -> EMF metrics on stdout.
+
+The one substitution is the restored instance's address: moto invents a DNS name under rds.amazonaws.com,
+so the test's ``connect`` asserts that the handler asked for exactly that host (and port, database, user,
+TLS), then dials the TLS front end of the embedded server on 127.0.0.1 instead. PostgreSQL here cannot
+check IAM tokens either: in the IAM case the test asserts the token's shape and logs in with the
+role's password; the DB_SECRET_ARN case passes the credentials through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from lambdas.restore_validation import handler as handler_module
+from lambdas.restore_validation.core import NAMESPACE, VALIDATION_ROLE, EventError
+from lambdas.shared import db
+from tests.conftest import EmbeddedPostgres, PgTlsFrontend
+
+from .backup_api import BackupApi
+from .events import REGION, RESTORE_SECONDS, completed, failed
+
+pytestmark = pytest.mark.postgres
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+def emf_documents(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{") and '"_aws"' in line]
+
+
+def log_lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{") and '"_aws"' not in line]
+
+
+def metric_values(document: dict[str, Any]) -> dict[str, float]:
+    [directive] = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == NAMESPACE == "Shipyard/Backup"
+    assert directive["Dimensions"] == [["Stack"]]
+    assert document["Stack"] == "prod"
+    values = {}
+    for metric in directive["Metrics"]:
+        raw = document[metric["Name"]]
+        values[metric["Name"]] = float(raw[0] if isinstance(raw, list) else raw)
+    return values
+
+
+class Clients:
+    """The handler's client factory, pointed at moto (RDS, Secrets Manager) and the Backup API server."""
+
+    def __init__(self, moto_endpoint: str, backup_url: str) -> None:
+        self.endpoints = {"backup": backup_url}
+        self.moto_endpoint = moto_endpoint
+        self.made: dict[str, Any] = {}
+
+    def __call__(self, service: str) -> Any:
+        if service not in self.made:
+            self.made[service] = boto3.client(
+                service,
+                region_name=REGION,
+                endpoint_url=self.endpoints.get(service, self.moto_endpoint),
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
+            )
+        return self.made[service]
+
+
+class Loopback:
+    """``connect`` for the handler: checks what it was asked to reach, then reaches the local TLS front end."""
+
+    def __init__(self, tls_port: int, role_password: str, *, replace_iam_token: bool) -> None:
+        self.tls_port = tls_port
+        self.role_password = role_password
+        self.replace_iam_token = replace_iam_token
+        self.calls: list[tuple[db.DatabaseEndpoint, db.Credentials, dict[str, Any]]] = []
+
+    def __call__(self, endpoint: db.DatabaseEndpoint, credentials: db.Credentials, **options: Any) -> Any:
+        self.calls.append((endpoint, credentials, options))
+        local = db.DatabaseEndpoint("127.0.0.1", self.tls_port, endpoint.database, endpoint.ca_file)
+        if self.replace_iam_token:
+            credentials = db.Credentials(credentials.username, self.role_password)
+        return db.connect(local, credentials, **options)
+
+
+# -- fixtures ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def backup_api() -> Iterator[BackupApi]:
+    api = BackupApi()
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def clients(moto_endpoint: str, backup_api: BackupApi) -> Clients:
+    return Clients(moto_endpoint, backup_api.url)
+
+
+@pytest.fixture
+def restored_instance(clients: Clients) -> Callable[..., tuple[str, str]]:
+    """Creates 'the restored instance' in moto RDS; returns (identifier, endpoint address)."""
+
+    def create(*, iam_auth: bool = True) -> tuple[str, str]:
+        identifier = f"awsbackup-restore-test-{uuid.uuid4().hex[:12]}"
+        clients("rds").create_db_instance(
+            DBInstanceIdentifier=identifier,
+            DBInstanceClass="db.t4g.micro",
+            Engine="postgres",
+            DBName="app",
+            MasterUsername="app_admin",
+            MasterUserPassword="not-used-by-the-test",
+            EnableIAMDatabaseAuthentication=iam_auth,
+            PubliclyAccessible=False,
+        )
+        described = clients("rds").describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+        return identifier, described["Endpoint"]["Address"]
+
+    return create
+
+
+@pytest.fixture
+def lambda_env(seeded_database: str, pg_tls_frontend: PgTlsFrontend, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    return {
+        "STACK": "prod",
+        "DB_NAME": seeded_database,
+        "DB_USER": VALIDATION_ROLE,
+        "DB_CA_FILE": str(pg_tls_frontend.ca_file),  # verify the server certificate and host name
+        "POWERTOOLS_SERVICE_NAME": "restore-validation",  # must not become a dimension
+    }
+
+
+@pytest.fixture
+def loopback(pg_tls_frontend: PgTlsFrontend, validator_password: str) -> Loopback:
+    return Loopback(pg_tls_frontend.port, validator_password, replace_iam_token=True)
+
+
+# -- COMPLETED restore jobs --------------------------------------------------------------------------------
+
+
+def test_a_completed_restore_is_validated_with_an_iam_token_and_reported(
+    lambda_env: dict[str, str],
+    clients: Clients,
+    restored_instance: Callable[..., tuple[str, str]],
+    loopback: Loopback,
+    backup_api: BackupApi,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    identifier, address = restored_instance()
+    event = completed(identifier)
+
+    summary = handler_module.handle(event, lambda_env, client=clients, connect=loopback)
+
+    [(endpoint, credentials, options)] = loopback.calls
+    assert (endpoint.host, endpoint.port, endpoint.database) == (address, 5432, lambda_env["DB_NAME"])
+    assert endpoint.ca_file == lambda_env["DB_CA_FILE"] and options["tls"] is True
+    assert credentials.username == VALIDATION_ROLE
+    assert credentials.password.startswith(f"{address}:5432/?Action=connect&DBUser={VALIDATION_ROLE}&")
+    assert "X-Amz-Signature=" in credentials.password and "%2Frds-db%2Faws4_request" in credentials.password
+
+    [request] = backup_api.requests
+    assert request.path == f"/restore-jobs/{event['detail']['restoreJobId']}/validations"
+    assert request.body["ValidationStatus"] == "SUCCESSFUL"
+    assert request.body["ValidationStatusMessage"].startswith("6 checks passed (tables, rows, config,")
+    assert "/backup/aws4_request" in request.headers["authorization"]  # a signed Backup API call
+    assert summary["validation"]["status"] == "SUCCESSFUL"
+    assert summary["restore_seconds"] == pytest.approx(RESTORE_SECONDS)
+
+    stdout = capsys.readouterr().out
+    [document] = emf_documents(stdout)
+    values = metric_values(document)
+    assert values.pop("RestoreTimeSeconds") == pytest.approx(RESTORE_SECONDS)
+    assert 0 < values.pop("ValidationDurationSeconds") < 30
+    assert values == {"RestoreJobFailed": 0.0, "RestoreValidationSucceeded": 1.0}
+    [line] = [line for line in log_lines(stdout) if line.get("event") == "restore_validated"]
+    assert line["level"] == "INFO" and line["summary"]["db_instance"] == identifier
+    assert credentials.password not in stdout  # the token never reaches the logs
+
+
+def test_with_db_secret_arn_the_secret_is_used_unchanged(
+    lambda_env: dict[str, str],
+    clients: Clients,
+    restored_instance: Callable[..., tuple[str, str]],
+    pg_tls_frontend: PgTlsFrontend,
+    validator_password: str,
+    backup_api: BackupApi,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    identifier, _ = restored_instance(iam_auth=False)  # the fallback needs no IAM auth on the instance
+    secret = clients("secretsmanager").create_secret(
+        Name=f"rds-validator-{uuid.uuid4().hex[:8]}",
+        SecretString=json.dumps({"username": VALIDATION_ROLE, "password": validator_password}),
+    )
+    env = {**lambda_env, "DB_SECRET_ARN": secret["ARN"]}
+    loopback = Loopback(pg_tls_frontend.port, validator_password, replace_iam_token=False)
+
+    handler_module.handle(completed(identifier), env, client=clients, connect=loopback)
+
+    [(_, credentials, _)] = loopback.calls
+    assert credentials.username == VALIDATION_ROLE
+    [request] = backup_api.requests
+    assert request.body["ValidationStatus"] == "SUCCESSFUL"
+    assert validator_password not in capsys.readouterr().out
+
+
+def test_an_empty_restored_database_is_reported_failed_with_the_reason(
+    lambda_env: dict[str, str],
+    database_url: str,
+    clients: Clients,
+    restored_instance: Callable[..., tuple[str, str]],
+    loopback: Loopback,
+    backup_api: BackupApi,
+    pg_server: EmbeddedPostgres,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    empty = database_url.rsplit("/", 1)[1].split("?", 1)[0]
+    admin = pg_server.connect()
+    try:
+        admin.run(f"GRANT CONNECT ON DATABASE {empty} TO {VALIDATION_ROLE}")
+    finally:
+        admin.close()
+    identifier, _ = restored_instance()
+
+    summary = handler_module.handle(
+        completed(identifier), {**lambda_env, "DB_NAME": empty}, client=clients, connect=loopback
+    )
+
+    [request] = backup_api.requests
+    assert request.body == {
+        "ValidationStatus": "FAILED",
+        "ValidationStatusMessage": (
+            "missing table(s) in schema public: audit_log, orders, system_config, transactions, users, wallets"
+        ),
+    }
+    assert summary["validation"]["status"] == "FAILED"
+    stdout = capsys.readouterr().out
+    values = metric_values(emf_documents(stdout)[0])
+    assert values["RestoreValidationSucceeded"] == 0.0 and values["RestoreJobFailed"] == 0.0
+    [line] = [line for line in log_lines(stdout) if line.get("event") == "restore_validation_failed"]
+    assert line["level"] == "ERROR"
+
+
+def test_an_unreachable_restored_database_is_reported_failed(
+    lambda_env: dict[str, str],
+    clients: Clients,
+    restored_instance: Callable[..., tuple[str, str]],
+    validator_password: str,
+    backup_api: BackupApi,
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    identifier, _ = restored_instance()
+
+    handler_module.handle(
+        completed(identifier),
+        lambda_env,
+        client=clients,
+        connect=Loopback(closed_port, validator_password, replace_iam_token=True),
+    )
+
+    [request] = backup_api.requests
+    assert request.body["ValidationStatus"] == "FAILED"
+    assert request.body["ValidationStatusMessage"].startswith(f"cannot reach PostgreSQL at 127.0.0.1:{closed_port}/")
+
+
+def test_iam_auth_off_on_the_restored_instance_is_reported_without_connecting(
+    lambda_env: dict[str, str],
+    clients: Clients,
+    restored_instance: Callable[..., tuple[str, str]],
+    loopback: Loopback,
+    backup_api: BackupApi,
+) -> None:
+    identifier, _ = restored_instance(iam_auth=False)
+
+    handler_module.handle(completed(identifier), lambda_env, client=clients, connect=loopback)
+
+    assert loopback.calls == []
+    [request] = backup_api.requests
+    assert request.body["ValidationStatus"] == "FAILED"
+    assert request.body["ValidationStatusMessage"].startswith(
+        f"IAM database authentication is off on restored instance {identifier}: set the restore testing "
+        "selection's override enableIamDatabaseAuthentication=true"
+    )
+
+
+def test_a_restored_instance_rds_does_not_know_is_reported_failed(
+    lambda_env: dict[str, str], clients: Clients, loopback: Loopback, backup_api: BackupApi
+) -> None:
+    handler_module.handle(completed("awsbackup-restore-test-gone"), lambda_env, client=clients, connect=loopback)
+
+    [request] = backup_api.requests
+    assert request.body["ValidationStatus"] == "FAILED"
+    assert request.body["ValidationStatusMessage"].startswith(
+        "cannot describe restored instance awsbackup-restore-test-gone: DBInstanceNotFound"
+    )
+
+
+def test_a_misconfigured_validator_reports_which_setting(
+    lambda_env: dict[str, str],
+    clients: Clients,
+    restored_instance: Callable[..., tuple[str, str]],
+    loopback: Loopback,
+    backup_api: BackupApi,
+) -> None:
+    identifier, _ = restored_instance()
+    env = {key: value for key, value in lambda_env.items() if key != "DB_NAME"} | {"MIN_ROWS_JSON": "{"}
+
+    handler_module.handle(completed(identifier), env, client=clients, connect=loopback)
+
+    [request] = backup_api.requests
+    assert request.body["ValidationStatus"] == "FAILED"
+    assert request.body["ValidationStatusMessage"] == (
+        "validator misconfigured: missing environment variable(s): DB_NAME"
+    )
+
+
+def test_when_the_result_cannot_be_reported_the_invocation_fails_for_a_retry(
+    lambda_env: dict[str, str],
+    clients: Clients,
+    restored_instance: Callable[..., tuple[str, str]],
+    loopback: Loopback,
+    backup_api: BackupApi,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    backup_api.fail_with = (400, "ResourceNotFoundException", "Restore job not found")
+    identifier, _ = restored_instance()
+    event = completed(identifier)
+
+    with pytest.raises(handler_module.ReportError, match=r"PutRestoreValidationResult for restore job AB123456-.*"):
+        handler_module.handle(event, lambda_env, client=clients, connect=loopback)
+
+    assert len(backup_api.requests) == 1  # one attempt: Lambda's async retries and the DLQ take it from here
+    stdout = capsys.readouterr().out
+    assert metric_values(emf_documents(stdout)[0])["RestoreValidationSucceeded"] == 1.0  # it was validated
+    [line] = [line for line in log_lines(stdout) if line.get("event") == "validation_report_failed"]
+    assert "ResourceNotFoundException" in line["message"]
+
+
+# -- FAILED jobs and bad events ----------------------------------------------------------------------------
+
+
+def test_a_failed_restore_job_publishes_the_metric_and_validates_nothing(
+    lambda_env: dict[str, str], clients: Clients, backup_api: BackupApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = handler_module.handle(failed(), lambda_env, client=clients)
+
+    assert summary == {"restore_job_id": "1B234A56-789B-01CD-2A34-4567A08901FD", "restore_status": "FAILED",
+                       "validated": False}  # fmt: skip
+    assert clients.made == {} and backup_api.requests == []  # no AWS call at all
+    stdout = capsys.readouterr().out
+    [document] = emf_documents(stdout)
+    assert metric_values(document) == {"RestoreJobFailed": 1.0}
+    [line] = [line for line in log_lines(stdout) if line.get("event") == "restore_job_failed"]
+    assert "subnet group" in line["message"] and line["level"] == "ERROR"
+
+
+def test_a_malformed_event_is_a_clear_error_and_nothing_is_published(
+    lambda_env: dict[str, str], clients: Clients, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = completed()
+    del event["detail"]["restoreJobId"]
+
+    with pytest.raises(EventError, match=r"event field detail\.restoreJobId is missing"):
+        handler_module.handle(event, lambda_env, client=clients)
+
+    stdout = capsys.readouterr().out
+    assert emf_documents(stdout) == [] and clients.made == {}
+    [line] = log_lines(stdout)
+    assert line["event"] == "invalid_event" and "detail.restoreJobId" in line["message"]
+
+
+# -- the Lambda entry point --------------------------------------------------------------------------------
+
+
+def test_the_entry_point_builds_its_clients_lazily_from_the_environment(
+    lambda_env: dict[str, str],
+    restored_instance: Callable[..., tuple[str, str]],
+    moto_endpoint: str,
+    backup_api: BackupApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handler_module, "_clients", {})
+    for name, value in {
+        **lambda_env,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL_RDS": moto_endpoint,
+        "AWS_ENDPOINT_URL_BACKUP": backup_api.url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+    handler_module.handler(failed(), None)
+    assert handler_module._clients == {}  # a failed restore job needs no client
+
+    identifier, _ = restored_instance(iam_auth=False)  # reported FAILED before any connection is tried
+    handler_module.handler(completed(identifier), None)
+
+    assert sorted(handler_module._clients) == ["backup", "rds"]
+    [request] = backup_api.requests
+    assert request.body["ValidationStatus"] == "FAILED" and identifier in request.body["ValidationStatusMessage"]
