@@ -8,6 +8,8 @@ the restore testing plan with ``detail.status`` COMPLETED, FAILED or ABORTED.
   :func:`lambdas.restore_validation.core.validate`, report ``backup:PutRestoreValidationResult``
   (SUCCESSFUL/FAILED with the reasons) and publish the metrics.
 - FAILED / ABORTED: publish ``RestoreJobFailed = 1`` and log the job's status message; nothing to validate.
+- ``{"validate_db_instance": "<identifier>"}`` (``aws lambda invoke`` from the restore runbook): the same
+  checks on a manually restored instance, returned as the response; no report, no metric.
 
 A validation that fails — including a database that cannot be reached, an instance without IAM auth, or a
 setting of this function that is wrong — is a *result*: reported to AWS Backup, ``RestoreValidationSucceeded
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +37,9 @@ from lambdas.shared import logs
 CONNECT_TIMEOUT_S = 5.0
 STATEMENT_TIMEOUT_MS = 20_000
 """Every check is a catalogue lookup or a bounded aggregate; 20 s means the restored copy is unwell."""
+
+MANUAL_FIELD = "validate_db_instance"
+"""Event field of a manual check (see :func:`validate_on_request`)."""
 
 ClientFactory = Callable[[str], Any]
 Connect = Callable[..., Any]
@@ -121,6 +127,8 @@ def handle(
 
     log = logs.get_logger("lambdas.restore_validation")
     stack = metrics.stack_from_env(env)  # without it no metric can be published: fail loudly first
+    if isinstance(event, Mapping) and MANUAL_FIELD in event:
+        return validate_on_request(event, env, client=client, connect=connect)
     try:
         job = core.parse_restore_event(event)
     except core.EventError as error:
@@ -142,7 +150,7 @@ def handle(
         )
         return {"restore_job_id": job.restore_job_id, "restore_status": job.status, "validated": False}
 
-    result = validate_restored(job, env, client=client, connect=connect)
+    result = validate_restored(job.db_instance_identifier, env, client=client, connect=connect)
     message = result.message()
     metrics.publish(core.NAMESPACE, stack, job.metrics() + core.validation_metrics(result))
     summary = {
@@ -178,8 +186,34 @@ def handle(
     return summary
 
 
+def validate_on_request(
+    event: Mapping[str, Any], env: Mapping[str, str], *, client: ClientFactory, connect: Connect | None = None
+) -> dict[str, Any]:
+    """``{"validate_db_instance": "<identifier>"}``: the restore runbook's check of a manually restored instance.
+
+    Same checks, from inside the VPC where the instance is reachable; nothing is reported to AWS Backup and no
+    metric is published (a manual restore is not a restore test). The result is the invocation's response.
+    """
+    identifier = event.get(MANUAL_FIELD)
+    if not isinstance(identifier, str) or not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]{0,62}", identifier):
+        raise core.EventError(f"event field {MANUAL_FIELD} must be a DB instance identifier, got {identifier!r}")
+    unknown = sorted(set(event) - {MANUAL_FIELD})
+    if unknown:
+        raise core.EventError(f"unknown event field(s) {unknown} next to {MANUAL_FIELD}")
+    result = validate_restored(identifier, env, client=client, connect=connect)
+    summary = {"db_instance": identifier, "validation": result.summary(), "message": result.message()}
+    logs.log_fields(
+        logs.get_logger("lambdas.restore_validation"),
+        f"manual validation of {identifier}: {result.status}: {summary['message']}",
+        level=logging.INFO if result.ok else logging.WARNING,
+        event="manual_validation",
+        summary=summary,
+    )
+    return summary
+
+
 def validate_restored(
-    job: core.RestoreJob, env: Mapping[str, str], *, client: ClientFactory, connect: Connect | None = None
+    identifier: str, env: Mapping[str, str], *, client: ClientFactory, connect: Connect | None = None
 ) -> core.ValidationResult:
     """Locate, authenticate, connect, validate. Every problem on the way is a failed result with its reason."""
     from lambdas.shared import db
@@ -197,7 +231,7 @@ def validate_restored(
     except SettingsError as error:
         return failed("settings", f"validator misconfigured: {error}")
     try:
-        instance = describe_instance(client("rds"), job.db_instance_identifier)
+        instance = describe_instance(client("rds"), identifier)
     except LookupError as error:
         return failed("instance", str(error))
 

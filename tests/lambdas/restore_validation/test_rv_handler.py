@@ -413,3 +413,44 @@ def test_the_entry_point_builds_its_clients_lazily_from_the_environment(
     assert sorted(handler_module._clients) == ["backup", "rds"]
     [request] = backup_api.requests
     assert request.body["ValidationStatus"] == "FAILED" and identifier in request.body["ValidationStatusMessage"]
+
+
+# -- manual checks (the restore runbook) -------------------------------------------------------------------
+
+
+def test_a_manual_check_returns_the_result_and_reports_nothing(
+    lambda_env: dict[str, str],
+    clients: Clients,
+    restored_instance: Callable[..., tuple[str, str]],
+    loopback: Loopback,
+    backup_api: BackupApi,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    identifier, address = restored_instance()
+
+    summary = handler_module.handle({"validate_db_instance": identifier}, lambda_env, client=clients, connect=loopback)
+
+    assert summary["db_instance"] == identifier
+    assert summary["validation"]["status"] == "SUCCESSFUL" and summary["message"].startswith("6 checks passed")
+    [(endpoint, _, _)] = loopback.calls
+    assert endpoint.host == address
+    assert backup_api.requests == [] and "backup" not in clients.made
+    stdout = capsys.readouterr().out
+    assert emf_documents(stdout) == []  # a manual restore is not a restore test
+    [line] = log_lines(stdout)
+    assert line["event"] == "manual_validation"
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        ({"validate_db_instance": "no such; id"}, r"event field validate_db_instance must be a DB instance identifier"),
+        (
+            {"validate_db_instance": "db-1", "db": "x"},
+            r"unknown event field\(s\) \['db'\] next to validate_db_instance",
+        ),
+    ],
+)
+def test_a_bad_manual_request_names_the_field(lambda_env: dict[str, str], event: dict[str, Any], error: str) -> None:
+    with pytest.raises(EventError, match=error):
+        handler_module.handle(event, lambda_env, client=lambda service: pytest.fail(f"no {service} client expected"))
