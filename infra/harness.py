@@ -299,12 +299,19 @@ def _cli_like_interpreter(root: Path, program_dir: Path) -> Iterator[None]:
     # program's modules, and unloading them (grpc, protobuf: C extensions) and importing them again crashes.
     environments = {Path(p).resolve() for p in (sys.prefix, sys.exec_prefix, *site.getsitepackages())}
 
+    # Names the program imports from its own root. A module of the same name loaded from elsewhere (this
+    # checkout, when `root` is a copy of the project) would otherwise be reused instead of the program's own.
+    own_names = {p.name for p in root.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    own_names |= {p.stem for p in root.glob("*.py")}
+
     def is_project_module(name: str) -> bool:
         module_file = getattr(sys.modules.get(name), "__file__", None)
         if name == "__main__" or module_file is None:
             return False
         path = Path(module_file).resolve()
-        return path.is_relative_to(root) and not any(path.is_relative_to(env) for env in environments)
+        if any(path.is_relative_to(env) for env in environments):
+            return False
+        return path.is_relative_to(root) or name.split(".")[0] in own_names
 
     saved_modules = {name: module for name, module in sys.modules.items() if is_project_module(name)}
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != root]

@@ -34,6 +34,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra import rds_ca
 from infra.aws.database import PORT, Database, backup_selection_tag
 from infra.aws.function import PythonFunction, PythonFunctionArgs, VpcPlacement
 from infra.aws.kms import DELETION_WINDOW_DAYS, customer_key, key_policy
@@ -453,6 +454,9 @@ class Backup(Component):
             opts=self.opts(depends_on=attachments),
         )
 
+        # With the RDS CA bundle the validator knows it talks to the restored copy, not whatever answers there.
+        ca_file = rds_ca.archive_path_or_warn("the restore validator")
+        ca_environment = {"DB_CA_FILE": ca_file} if ca_file is not None else {}
         self.validator = PythonFunction(
             self.child_name("validator"),
             PythonFunctionArgs(
@@ -460,7 +464,7 @@ class Backup(Component):
                 layer_arn=args.layer_arn,
                 description="Validates AWS Backup restore-test copies of the database and reports the result",
                 timeout_seconds=120,
-                environment={"DB_NAME": database.db_name, "DB_USER": VALIDATION_DB_USER},
+                environment={"DB_NAME": database.db_name, "DB_USER": VALIDATION_DB_USER, **ca_environment},
                 policy_statements=pulumi.Output.all(account_id, region).apply(
                     lambda values: validator_statements(account_id=values[0], region=values[1])
                 ),

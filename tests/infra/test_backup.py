@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from infra import rds_ca
 from infra.aws.backup import MANAGED_POLICY_ARNS, VALIDATION_DB_USER
 from infra.aws.database import backup_selection_tag
 from infra.harness import Resource, StackRun
@@ -305,6 +306,8 @@ def test_validator_lambda_runs_in_the_vpc_with_least_privilege(prod: StackRun) -
     assert environment["DB_NAME"] == "app" and environment["DB_USER"] == VALIDATION_DB_USER
     assert environment["STACK"] == "prod"
     assert not any("PASSWORD" in k or "SECRET" in k for k in environment)
+    # The CA bundle is set exactly when `make rds-ca` has fetched it (the plan warns otherwise).
+    assert environment.get("DB_CA_FILE") == (rds_ca.ARCHIVE_PATH if rds_ca.BUNDLE_PATH.exists() else None)
     vpc = function.inputs["vpcConfig"]
     private = [s.id for s in prod.of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"]["tier"] == "private"]
     assert sorted(vpc["subnetIds"]) == sorted(private)
