@@ -1,14 +1,13 @@
 """Benchmark for the alert forwarder (plain script; everything on 127.0.0.1, nothing leaves the machine).
 
-1. Alarm storm: 1 000 SNS records from 50 flapping alarms (ALARM/OK alternating), routed to Slack,
+Alarm storm: 1 000 SNS records from 50 flapping alarms (ALARM/OK alternating), routed to Slack,
    Telegram and a webhook (local HTTP sinks), state in DynamoDB (moto server). Targets: <= 50 outbound
    messages, all 1 000 alerts in history, <= 2 s processing. Measured twice: as one SQS batch (the
    handler also accepts an SQS event source; SQS batching is what absorbs a storm), and as 1 000
    single-record invocations running 8 at a time, which is how SNS invokes Lambda directly — that mode
    exercises the optimistic locking between concurrent invocations; its time is reported, not targeted,
    because moto answers one request at a time where DynamoDB would serve them in parallel.
-2. Cold import of the handler vs a bare `import boto3`, fresh interpreters, median of several runs,
-   interleaved so machine noise hits both sides alike. Target: <= 1.3x.
+(The handler's cold import is measured with the others in bench/bench_cold_start.py.)
 
 Run: .venv/bin/python bench/bench_alert_forwarder.py   (exit status 1 if a target is missed)
 """
@@ -18,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -43,7 +41,7 @@ from lambdas.alert_forwarder.render import RenderContext  # noqa: E402
 from lambdas.alert_forwarder.state import StateStore, table_definition  # noqa: E402
 
 ALARMS, FLAPS = 50, 20
-MAX_MESSAGES, MAX_SECONDS, MAX_IMPORT_RATIO = 50, 2.0, 1.3
+MAX_MESSAGES, MAX_SECONDS = 50, 2.0
 ROUTING = {
     "critical": ["slack", "telegram", "webhook"],
     "warning": ["slack", "telegram", "webhook"],
@@ -194,32 +192,6 @@ def run_storm(endpoint: str, sinks: CountingSinks, *, batch: int, workers: int, 
     }
 
 
-def median_import_seconds(statement: str, runs: int) -> list[float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", statement], cwd=ROOT, env=env, check=True)
-        times.append(time.perf_counter() - started)
-    return times
-
-
-def cold_imports(runs: int = 9) -> dict[str, float]:
-    statements = {
-        "interpreter only": "pass",
-        "import boto3": "import boto3",
-        "import handler": "import lambdas.alert_forwarder.handler",
-        "import handler + boto3 (first call)": (
-            "import lambdas.alert_forwarder.handler, boto3, lambdas.alert_forwarder.forward"
-        ),
-    }
-    samples: dict[str, list[float]] = {name: [] for name in statements}
-    for _ in range(runs):  # interleaved: each round measures every statement once
-        for name, statement in statements.items():
-            samples[name] += median_import_seconds(statement, 1)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     """moto's server in its own process, as DynamoDB would be: it does not share our interpreter's GIL."""
     import socket
@@ -282,15 +254,7 @@ def main() -> int:
         server.wait(timeout=10)
 
     print(f"  (load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print("Cold import, fresh interpreters, median of 9 (interleaved):")
-    medians = cold_imports()
-    base = medians["import boto3"]
-    for name, seconds in medians.items():
-        print(f"  {name:38s} {seconds * 1000:7.1f} ms  {seconds / base:5.2f}x boto3")
-    ratio = medians["import handler"] / base
-    good = ratio <= MAX_IMPORT_RATIO
-    print(f"  handler import / boto3 import = {ratio:.2f} (target <= {MAX_IMPORT_RATIO}) {'PASS' if good else 'FAIL'}")
-    ok = ok and good
+    print("  (cold import of the handler: bench/bench_cold_start.py)")
     return 0 if ok else 1
 
 

@@ -1,18 +1,16 @@
-"""Benchmark of lambdas/health_check: concurrency of a run, and cold import against a bare `import boto3`.
+"""Benchmark of lambdas/health_check: the checks of a run happen concurrently.
 
-    .venv/bin/python bench/bench_health_check.py [--rounds 5] [--imports 15]
+    .venv/bin/python bench/bench_health_check.py [--rounds 5]
 
-1. Twenty HTTP endpoints on 127.0.0.1, each answering after 200 ms. One run checks all twenty; the goal
-   is a run that takes at most 1.5× its slowest single check (one after another it would be about 20×).
-2. Cold import of `lambdas.health_check.handler` in fresh interpreters against `import boto3`, measured
-   alternately in the same loop so machine noise hits both; whole-process medians. Goal: ≤ 1.3×.
+Twenty HTTP endpoints on 127.0.0.1, each answering after 200 ms. One run checks all twenty; the goal is a
+run that takes at most 1.5× its slowest single check (one after another it would be about 20×). The
+handler's cold import is measured with the others in bench/bench_cold_start.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -30,7 +28,6 @@ from lambdas.health_check.runner import run_checks  # noqa: E402
 ENDPOINTS = 20
 ANSWER_DELAY_S = 0.2
 RUN_GOAL = 1.5
-IMPORT_GOAL = 1.3
 
 
 class _SlowHandler(BaseHTTPRequestHandler):
@@ -106,50 +103,13 @@ def bench_run(rounds: int) -> float:
     return ratio
 
 
-def _process_ms(code: str) -> float:
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
-    return (time.perf_counter() - started) * 1000
-
-
-def bench_import(count: int) -> float:
-    handler = "import lambdas.health_check.handler"
-    baseline = "import boto3"
-    # What a run with a database target adds later, lazily: shown for information, not the goal.
-    with_database = "import lambdas.health_check.handler, boto3, pg8000.native"
-    # Warm the file-system cache and the bytecode caches so the first sample is not an outlier.
-    _process_ms(handler)
-    _process_ms(baseline)
-    samples: dict[str, list[float]] = {"pass": [], baseline: [], handler: [], with_database: []}
-    for _ in range(count):
-        for code in samples:
-            samples[code].append(_process_ms(code))
-    bare = statistics.median(samples["pass"])
-    boto3_ms = statistics.median(samples[baseline])
-    handler_ms = statistics.median(samples[handler])
-    ratio = handler_ms / boto3_ms
-    print(f"cold import in fresh interpreters, {count} each, alternating, whole-process medians")
-    print(f"  python -c pass:                     {bare:8.1f} ms")
-    print(f"  import boto3:                       {boto3_ms:8.1f} ms")
-    print(f"  import lambdas.health_check.handler:{handler_ms:8.1f} ms")
-    print(f"  handler / boto3:                    {ratio:8.2f}x   (goal <= {IMPORT_GOAL}x)")
-    database_ms = statistics.median(samples[with_database])
-    database_ratio = database_ms / boto3_ms
-    print(f"  + boto3 and pg8000 (first DB run):  {database_ms:8.1f} ms = {database_ratio:.2f}x boto3 (info)")
-    return ratio
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--imports", type=int, default=15)
     args = parser.parse_args()
     run_ratio = bench_run(args.rounds)
-    print()
-    import_ratio = bench_import(args.imports)
-    print()
-    ok = run_ratio <= RUN_GOAL and import_ratio <= IMPORT_GOAL
-    print(f"RATIOS run/slowest={run_ratio:.2f}x import/boto3={import_ratio:.2f}x -> {'PASS' if ok else 'FAIL'}")
+    ok = run_ratio <= RUN_GOAL
+    print(f"RATIOS run/slowest={run_ratio:.2f}x -> {'PASS' if ok else 'FAIL'} (cold import: bench/bench_cold_start.py)")
     return 0 if ok else 1
 
 
