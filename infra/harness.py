@@ -82,6 +82,8 @@ class StackRun:
     """Secret keys given placeholder values (the plan says so; a real `pulumi up` needs the real ones)."""
     config: dict[str, str] = field(default_factory=dict)
     """The engine config the program ran with, secret keys left out (policy levels and cost goals read it)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the program logged with `pulumi.log.warn`, in order; the CLI would print these under Diagnostics."""
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -275,13 +277,19 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return super().RegisterResourceOutputs(request)
 
 
-class _ErrorCollector(logging.Handler):
+class _LogCollector(logging.Handler):
+    """What the program said through `pulumi.log`: errors fail the run, warnings go into the plan."""
+
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
+        super().__init__(logging.WARNING)
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        target = self.errors if record.levelno >= logging.ERROR else self.warnings
+        message = record.getMessage()
+        if message not in target:  # a component built once per stack can still warn from several places
+            target.append(message)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -363,10 +371,10 @@ def run_stack(
             placeholders.remove(key)
     region = config.get("aws:region", "us-east-1")
     monitor = RecordingMonitor(CloudMocks(region=region))
-    errors = _ErrorCollector()
+    said = _LogCollector()
     logger = logging.getLogger(f"pulumi.offline.{stack}")
     logger.propagate = False
-    logger.addHandler(errors)
+    logger.addHandler(said)
 
     program_dir = (root / str(project_doc.get("main", "."))).resolve()
     previous_loop = None
@@ -407,10 +415,10 @@ def run_stack(
         settings.ROOT.set(None)
         loop.close()
         asyncio.set_event_loop(previous_loop)
-        logger.removeHandler(errors)
+        logger.removeHandler(said)
 
-    if errors.messages:
-        raise HarnessError(f"the program for stack {stack!r} logged errors: " + "; ".join(errors.messages))
+    if said.errors:
+        raise HarnessError(f"the program for stack {stack!r} logged errors: " + "; ".join(said.errors))
     if monitor.stack_outputs is None:
         raise HarnessError(f"the program for stack {stack!r} never registered its outputs")
     # The SDK leaves out exports that resolved to None, so compare with what the program exported.
@@ -428,6 +436,7 @@ def run_stack(
         secret_outputs=monitor.stack_secret_outputs,
         placeholders=placeholders,
         config={k: v for k, v in sorted(config.items()) if k not in set(secret_keys)},
+        warnings=said.warnings,
     )
 
 

@@ -132,6 +132,7 @@ def plan_document(run: StackRun) -> dict[str, Any]:
         "resources": resources,
         "outputs": outputs,
         "placeholders": sorted(run.placeholders),
+        "warnings": list(run.warnings),
     }
     for report in REPORTS:
         document[report.key] = report.build(run)
@@ -182,6 +183,10 @@ def render_text(run: StackRun, document: dict[str, Any]) -> str:
         lines.extend(
             f"  - {key}   (pulumi config set --secret {key} <value> -s {run.stack})" for key in run.placeholders
         )
+        lines.append("")
+    if run.warnings:
+        lines.append("Warnings from the program (a real `pulumi preview` shows them too):")
+        lines.extend(f"  ! {warning}" for warning in run.warnings)
         lines.append("")
     by_parent: dict[str | None, list[Resource]] = {}
     for resource in run.resources:
@@ -272,6 +277,9 @@ def render_diff(diff: dict[str, Any], base: dict[str, Any], current: dict[str, A
         )
     for output in diff["outputs"]:
         lines.append(f"  output {output['key']}: {json.dumps(output['before'])} => {json.dumps(output['after'])}")
+    if current.get("warnings"):
+        lines.append("Warnings from the program:")
+        lines.extend(f"  ! {warning}" for warning in current["warnings"])
     for report in REPORTS:
         if report.diff is not None and report.key in current:
             section = report.diff(base.get(report.key), current[report.key])
@@ -338,6 +346,16 @@ def _report_markdown(report: PlanReport, section: dict[str, Any]) -> list[str]:
     return ["```text", *report.render(section), "```"]
 
 
+def _warnings_markdown(document: dict[str, Any]) -> list[str]:
+    """The program's warnings as a GitHub alert block, so a pull request shows them above the fold."""
+    warnings = document.get("warnings") or []
+    if not warnings:
+        return []
+    return ["", "> [!WARNING]", "> The program warned (a real `pulumi preview` shows this too):"] + [
+        f"> - {md_cell(warning)}" for warning in warnings
+    ]
+
+
 def render_markdown(run: StackRun, document: dict[str, Any], max_chars: int = GITHUB_COMMENT_LIMIT) -> str:
     resources = sum(r.custom for r in run.resources)
     summary = [f"**{resources} resources**"]
@@ -345,6 +363,7 @@ def render_markdown(run: StackRun, document: dict[str, Any], max_chars: int = GI
     head = [f"### Offline plan · `{run.stack}` ({run.project})", "", " · ".join(summary)]
     if run.placeholders:
         head += ["", "Secrets stood in by placeholders offline: " + ", ".join(f"`{k}`" for k in run.placeholders)]
+    head += _warnings_markdown(document)
     sections = [(report.title, _report_markdown(report, document[report.key])) for report in REPORTS]
     return fit_markdown(head, sections + _component_sections(run, document), max_chars)
 
@@ -370,6 +389,7 @@ def render_diff_markdown(
         if r.highlights is not None and r.key in current
         for line in r.highlights(base.get(r.key), current[r.key])
     ]
+    head += _warnings_markdown(current)
     if highlights:
         head += ["", *highlights[:8]]
         if len(highlights) > 8:

@@ -53,6 +53,30 @@ def test_an_unresolved_output_fails_the_run(tmp_path: Path) -> None:
         run_stack("dev", root=root)
 
 
+def test_warnings_are_kept_in_order_once_each_and_do_not_fail_the_run(tmp_path: Path) -> None:
+    root = _program(
+        tmp_path,
+        """
+        import pulumi, pulumi_aws as aws
+        pulumi.log.warn("bundle missing: run make rds-ca")
+        aws.cloudwatch.LogGroup("g", retention_in_days=7)
+        pulumi.log.warn("second thing")
+        pulumi.log.warn("bundle missing: run make rds-ca")
+        pulumi.log.info("not a warning")
+        pulumi.export("ok", 1)
+        """,
+    )
+    run = run_stack("dev", root=root)
+    assert run.warnings == ["bundle missing: run make rds-ca", "second thing"]
+    assert run.outputs == {"ok": 1}
+
+
+def test_a_logged_error_still_fails_the_run_beside_warnings(tmp_path: Path) -> None:
+    root = _program(tmp_path, "import pulumi\npulumi.log.warn('just a warning')\npulumi.log.error('bad config')\n")
+    with pytest.raises(HarnessError, match="logged errors: bad config"):
+        run_stack("dev", root=root)
+
+
 def test_an_import_that_breaks_under_the_cli_breaks_here(tmp_path: Path) -> None:
     # Under the CLI the project root is not on sys.path; a program that forgets to add it cannot import
     # its own package, even though the test process itself can.

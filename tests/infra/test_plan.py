@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import plan
+from infra import plan, rds_ca
 from infra.harness import PROJECT_ROOT
 
 
@@ -37,6 +37,9 @@ def test_json_contract_is_stable_and_marks_placeholders(capsys: pytest.CaptureFi
         assert set(resource) == {"urn", "type", "name", "parent", "custom", "inputs", "protect"}
     # The staging stack routes alerts to Slack, whose webhook is a secret nobody has offline.
     assert document["placeholders"] == ["shipyard:slackWebhookUrl"]
+    # The program warns when `make rds-ca` has not been run (a clean clone, CI); with the bundle it is quiet.
+    ca_warnings = [w for w in document["warnings"] if "make rds-ca" in w]
+    assert bool(ca_warnings) == (not rds_ca.BUNDLE_PATH.is_file()), document["warnings"]
 
 
 def test_text_plan_groups_by_component_and_names_placeholders(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra import plan
+from infra.harness import StackRun
 
 LIMIT = plan.GITHUB_COMMENT_LIMIT
 
@@ -96,3 +98,29 @@ def test_mermaid_diagram_of_components_and_connections(tmp_path: Path, capsys: p
 def test_json_and_markdown_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
     assert plan.main(["--stack", "staging", "--json", "--format", "markdown"]) == 2
     assert "exclusive" in capsys.readouterr().err
+
+
+WARNING = "lambdas/shared/rds-ca-bundle.pem is missing | run `make rds-ca`"
+
+
+def test_program_warnings_reach_json_text_and_both_markdown_heads(staging: StackRun) -> None:
+    warned = dataclasses.replace(staging, warnings=[WARNING])
+    document = plan.plan_document(warned)
+    assert document["warnings"] == [WARNING]
+    text = plan.render_text(warned, document)
+    assert f"  ! {WARNING}" in text.partition("Resources (")[0]  # above the tree, not lost at the bottom
+    for markdown in (
+        plan.render_markdown(warned, document),
+        plan.render_diff_markdown(warned, plan.diff_documents(document, document), document, document),
+    ):
+        head = markdown.partition("<details>")[0]
+        assert "> [!WARNING]" in head
+        assert "> - lambdas/shared/rds-ca-bundle.pem is missing \\| run `make rds-ca`" in head  # pipe escaped
+
+
+def test_no_warning_block_when_the_program_did_not_warn(staging: StackRun) -> None:
+    quiet = dataclasses.replace(staging, warnings=[])
+    document = plan.plan_document(quiet)
+    assert document["warnings"] == []
+    assert "Warnings from the program" not in plan.render_text(quiet, document)
+    assert "[!WARNING]" not in plan.render_markdown(quiet, document)

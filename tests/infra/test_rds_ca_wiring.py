@@ -49,6 +49,11 @@ def test_database_facing_functions_point_at_the_bundle(bundled: tuple[StackRun, 
     assert f'"ca_file":"{rds_ca.ARCHIVE_PATH}"' in _environment(run, "health-check-vpc-function")["TARGETS"]
 
 
+def test_with_the_bundle_the_program_does_not_warn_about_it(bundled: tuple[StackRun, Path]) -> None:
+    run, _ = bundled
+    assert not [w for w in run.warnings if "rds-ca" in w], run.warnings
+
+
 def test_their_archives_carry_the_bundle_at_that_path(bundled: tuple[StackRun, Path]) -> None:
     run, root = bundled
     for name in ("auto-confirm-function-function", "backup-validator-function", "health-check-vpc-function"):
