@@ -465,14 +465,7 @@ def parse_restore_event(event: Any) -> RestoreJob:
         raise EventError(f"event field detail must be an object, got {type(detail).__name__}")
 
     def text(name: str, *, required: bool = True) -> str | None:
-        value = detail.get(name)
-        if value is None or value == "":
-            if required:
-                raise EventError(f"event field detail.{name} is missing")
-            return None
-        if not isinstance(value, str):
-            raise EventError(f"event field detail.{name} must be a string, got {type(value).__name__}")
-        return value
+        return _string(detail, name, required=required, kind="a string")
 
     job_id = text("restoreJobId")
     assert job_id is not None
@@ -509,14 +502,22 @@ def parse_restore_event(event: Any) -> RestoreJob:
     return job
 
 
-def _timestamp(detail: Mapping[str, Any], name: str, *, required: bool) -> dt.datetime | None:
+def _string(detail: Mapping[str, Any], name: str, *, required: bool, kind: str) -> str | None:
+    """detail.<name> as a non-empty string; None when absent and optional; otherwise an error naming the field."""
     value = detail.get(name)
     if value is None or value == "":
         if required:
             raise EventError(f"event field detail.{name} is missing")
         return None
     if not isinstance(value, str):
-        raise EventError(f"event field detail.{name} must be an ISO 8601 string, got {type(value).__name__}")
+        raise EventError(f"event field detail.{name} must be {kind}, got {type(value).__name__}")
+    return value
+
+
+def _timestamp(detail: Mapping[str, Any], name: str, *, required: bool) -> dt.datetime | None:
+    value = _string(detail, name, required=required, kind="an ISO 8601 string")
+    if value is None:
+        return None
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

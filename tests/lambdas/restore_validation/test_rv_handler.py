@@ -54,6 +54,12 @@ def metric_values(document: dict[str, Any]) -> dict[str, float]:
     return values
 
 
+def the_report(api: BackupApi) -> tuple[str, str]:
+    """The one validation result the handler sent to the Backup API: (status, message)."""
+    [request] = api.requests
+    return request.body["ValidationStatus"], request.body["ValidationStatusMessage"]
+
+
 class Clients:
     """The handler's client factory, pointed at moto (RDS, Secrets Manager) and the Backup API server."""
 
@@ -270,9 +276,9 @@ def test_an_unreachable_restored_database_is_reported_failed(
         connect=Loopback(closed_port, validator_password, replace_iam_token=True),
     )
 
-    [request] = backup_api.requests
-    assert request.body["ValidationStatus"] == "FAILED"
-    assert request.body["ValidationStatusMessage"].startswith(f"cannot reach PostgreSQL at 127.0.0.1:{closed_port}/")
+    status, message = the_report(backup_api)
+    assert status == "FAILED"
+    assert message.startswith(f"cannot reach PostgreSQL at 127.0.0.1:{closed_port}/")
 
 
 def test_iam_auth_off_on_the_restored_instance_is_reported_without_connecting(
@@ -287,9 +293,9 @@ def test_iam_auth_off_on_the_restored_instance_is_reported_without_connecting(
     handler_module.handle(completed(identifier), lambda_env, client=clients, connect=loopback)
 
     assert loopback.calls == []
-    [request] = backup_api.requests
-    assert request.body["ValidationStatus"] == "FAILED"
-    assert request.body["ValidationStatusMessage"].startswith(
+    status, message = the_report(backup_api)
+    assert status == "FAILED"
+    assert message.startswith(
         f"IAM database authentication is off on restored instance {identifier}: set the restore testing "
         "selection's override enableIamDatabaseAuthentication=true"
     )
@@ -300,11 +306,9 @@ def test_a_restored_instance_rds_does_not_know_is_reported_failed(
 ) -> None:
     handler_module.handle(completed("awsbackup-restore-test-gone"), lambda_env, client=clients, connect=loopback)
 
-    [request] = backup_api.requests
-    assert request.body["ValidationStatus"] == "FAILED"
-    assert request.body["ValidationStatusMessage"].startswith(
-        "cannot describe restored instance awsbackup-restore-test-gone: DBInstanceNotFound"
-    )
+    status, message = the_report(backup_api)
+    assert status == "FAILED"
+    assert message.startswith("cannot describe restored instance awsbackup-restore-test-gone: DBInstanceNotFound")
 
 
 def test_a_misconfigured_validator_reports_which_setting(
@@ -319,11 +323,9 @@ def test_a_misconfigured_validator_reports_which_setting(
 
     handler_module.handle(completed(identifier), env, client=clients, connect=loopback)
 
-    [request] = backup_api.requests
-    assert request.body["ValidationStatus"] == "FAILED"
-    assert request.body["ValidationStatusMessage"] == (
-        "validator misconfigured: missing environment variable(s): DB_NAME"
-    )
+    status, message = the_report(backup_api)
+    assert status == "FAILED"
+    assert message == "validator misconfigured: missing environment variable(s): DB_NAME"
 
 
 def test_when_the_result_cannot_be_reported_the_invocation_fails_for_a_retry(
@@ -411,8 +413,8 @@ def test_the_entry_point_builds_its_clients_lazily_from_the_environment(
     handler_module.handler(completed(identifier), None)
 
     assert sorted(handler_module._clients) == ["backup", "rds"]
-    [request] = backup_api.requests
-    assert request.body["ValidationStatus"] == "FAILED" and identifier in request.body["ValidationStatusMessage"]
+    status, message = the_report(backup_api)
+    assert status == "FAILED" and identifier in message
 
 
 # -- manual checks (the restore runbook) -------------------------------------------------------------------
