@@ -718,8 +718,8 @@ class BackupsConfig(_Model):
     restore_testing: bool = Field(
         False,
         description="Monthly AWS Backup restore test of the database, validated by a Lambda "
-        "(lambdas/restore_validation) that reports back to AWS Backup. Needs network.nat (the validator calls "
-        "the AWS Backup and RDS APIs from the VPC).",
+        "(lambdas/restore_validation) that reports back to AWS Backup. Works without NAT: the validator runs "
+        "outside the VPC and only its probe, which calls no AWS API, runs inside.",
     )
     restore_testing_schedule: Schedule = Field(
         "cron(0 9 ? * TUE#1 *)",
@@ -1459,11 +1459,6 @@ def _backup_problems(config: AwsStack, source: str) -> list[str]:
                 f"({config.database.backup_retention_days}); with continuous: true AWS Backup sets the RDS "
                 "retention to the rule's, so make them equal"
             )
-    if backups.restore_testing and config.network.nat == "none":
-        problems.append(
-            f"{key}.restoreTesting: the validator Lambda runs in the VPC and calls the AWS Backup and RDS APIs, "
-            "which needs network.nat 'single' or 'per_az' (no interface endpoints are created for them)"
-        )
     return problems
 
 

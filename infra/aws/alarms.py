@@ -902,6 +902,8 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
             "'restore_validation_failed'` (which table, which invariant, or connect/IAM error).",
             "Cannot connect: the restored instance's security group and IAM auth (restore metadata overrides in "
             "infra/aws/backup.py), and that app/migrations/0003 (restore_validator role) has run on the live DB.",
+            "Message starts 'validator probe': the probe Lambda (`<stack>-restore-validation-probe`, in the VPC) "
+            "timed out, raised or is missing — its own log group says why.",
         ),
         fixes=(
             "Data problem: compare with the live database; restore the previous recovery point by hand and run "

@@ -15,10 +15,12 @@ What this component creates (each piece is driven by `shipyard:backups`, infra/c
   accepted by PutBackupVaultNotifications but deprecated — AWS no longer sends them (API reference, "The list
   below includes ... deprecated events") — so they are not relied on;
 - with `restoreTesting`: a monthly restore testing plan + a selection for the database whose restored copy lands
-  in the isolated DB subnets behind a security group that admits only the validator Lambda
-  (lambdas/restore_validation, written against the contract in the repository's BACKUP.md notes), an
-  EventBridge rule on that plan's restore-job events invoking it, and what it needs (IAM auth to the copy,
-  `backup:PutRestoreValidationResult`, `rds:DescribeDBInstances`); plus a small daily Lambda
+  in the isolated DB subnets behind a security group that admits only the validator's probe, and the validator
+  (lambdas/restore_validation) in two halves, so that neither needs NAT or interface endpoints: the validator
+  outside the VPC, invoked by an EventBridge rule on the plan's restore-job events (`rds:DescribeDBInstances`,
+  `lambda:InvokeFunction` on the probe, `backup:PutRestoreValidationResult`), and the probe in the VPC
+  (`rds-db:connect` as the read-only validation role, and a network path to restore-test copies only); plus a
+  small daily Lambda
   (lambdas/restore_test_age) publishing the age of the newest validated restore, because a CloudWatch alarm
   cannot look back the 35 days that "no restore test this month" needs.
 
@@ -74,6 +76,10 @@ RESTORE_EVENT_STATUSES: tuple[str, ...] = ("COMPLETED", "FAILED", "ABORTED")
 COMPLIANCE_GRACE_DAYS = 3
 """Compliance-mode lock: days the lock can still be removed after it is set (AWS's minimum)."""
 
+PROBE_TIMEOUT_SECONDS = 90
+"""Connect (5 s) plus six read-only checks with a 20 s statement timeout each, in practice well under a second."""
+VALIDATOR_TIMEOUT_SECONDS = 150
+"""Describe + the probe's whole timeout (the validator waits 100 s for its answer) + the report, with room."""
 VALIDATION_DB_USER = "restore_validator"
 """The read-only LOGIN role app/migrations/0003_restore_validator_role.sql creates (IAM auth via rds_iam)."""
 
@@ -88,7 +94,7 @@ test should then fail on rather than quietly restore a stale one."""
 @dataclass(frozen=True)
 class RestoreTestingArgs:
     network: Network
-    """VPC and private subnets of the validator Lambda (it reaches the AWS Backup and RDS APIs through NAT)."""
+    """VPC and private subnets of the validator's probe (it reaches the restored copy and nothing else)."""
     layer_arn: pulumi.Input[str]
     """`LambdaDependencies.arn` (pg8000, Powertools)."""
 
@@ -130,6 +136,7 @@ class Backup(Component):
     restore_testing_plan: aws.backup.RestoreTestingPlan | None
     restore_testing_plan_name: pulumi.Output[str] | None
     validator: PythonFunction | None
+    probe: PythonFunction | None
     age_check: PythonFunction | None
     restored_db_security_group: aws.ec2.SecurityGroup | None
 
@@ -256,6 +263,7 @@ class Backup(Component):
         self.restore_testing_plan = None
         self.restore_testing_plan_name = None
         self.validator = None
+        self.probe = None
         self.age_check = None
         self.restored_db_security_group = None
         if settings.restore_testing:
@@ -371,51 +379,41 @@ class Backup(Component):
         account_id = aws.get_caller_identity_output(opts=invoke).account_id
         region = aws.get_region_output(opts=invoke).region
 
-        # Two groups of our own: the restored copy admits only the validator, and the validator reaches only the
-        # restored copy (plus HTTPS for the AWS APIs). The live database's group is not touched.
+        # Two groups of our own: the restored copy admits only the probe, and the probe reaches only the restored
+        # copy (it calls no AWS API: its IAM token is signed locally). The live database's group is not touched.
         restored_sg = aws.ec2.SecurityGroup(
             self.child_name("restored-db-sg"),
             vpc_id=network.vpc.id,
-            description="Restore-test copies of the database: PostgreSQL from the restore validator only",
+            description="Restore-test copies of the database: PostgreSQL from the restore validator's probe only",
             tags={"Name": naming.physical("restored-db")},
             opts=self.opts(),
         )
         self.restored_db_security_group = restored_sg
-        validator_sg = aws.ec2.SecurityGroup(
-            self.child_name("validator-sg"),
+        probe_sg = aws.ec2.SecurityGroup(
+            self.child_name("probe-sg"),
             vpc_id=network.vpc.id,
-            description="Restore validator Lambda: PostgreSQL to the restored copy, HTTPS to AWS APIs via NAT",
-            tags={"Name": naming.physical("restore-validator")},
+            description="Restore validator probe Lambda: PostgreSQL to restore-test copies, nothing else",
+            tags={"Name": naming.physical("restore-probe")},
             opts=self.opts(),
         )
         aws.vpc.SecurityGroupIngressRule(
-            self.child_name("restored-db-from-validator"),
+            self.child_name("restored-db-from-probe"),
             security_group_id=restored_sg.id,
-            referenced_security_group_id=validator_sg.id,
+            referenced_security_group_id=probe_sg.id,
             ip_protocol="tcp",
             from_port=PORT,
             to_port=PORT,
-            description="Restore validator Lambda",
+            description="Restore validator probe Lambda",
             opts=self.opts(),
         )
         aws.vpc.SecurityGroupEgressRule(
-            self.child_name("validator-to-restored-db"),
-            security_group_id=validator_sg.id,
+            self.child_name("probe-to-restored-db"),
+            security_group_id=probe_sg.id,
             referenced_security_group_id=restored_sg.id,
             ip_protocol="tcp",
             from_port=PORT,
             to_port=PORT,
             description="PostgreSQL on the restored copy",
-            opts=self.opts(),
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            self.child_name("validator-to-aws-apis"),
-            security_group_id=validator_sg.id,
-            cidr_ipv4="0.0.0.0/0",
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            description="AWS Backup, RDS and CloudWatch Logs APIs through the NAT gateway",
             opts=self.opts(),
         )
 
@@ -454,21 +452,41 @@ class Backup(Component):
             opts=self.opts(depends_on=attachments),
         )
 
-        # With the RDS CA bundle the validator knows it talks to the restored copy, not whatever answers there.
+        # With the RDS CA bundle the probe knows it talks to the restored copy, not whatever answers there.
         ca_file = rds_ca.archive_path_or_warn("the restore validator")
         ca_environment = {"DB_CA_FILE": ca_file} if ca_file is not None else {}
+        self.probe = PythonFunction(
+            self.child_name("probe"),
+            PythonFunctionArgs(
+                package="restore_validation",
+                module="probe",
+                layer_arn=args.layer_arn,
+                description="Logs in to a restore-test copy of the database and checks it (for the restore validator)",
+                # lambdas/restore_validation/handler.py PROBE_READ_TIMEOUT_S waits longer than this.
+                timeout_seconds=PROBE_TIMEOUT_SECONDS,
+                environment={"DB_NAME": database.db_name, "DB_USER": VALIDATION_DB_USER, **ca_environment},
+                policy_statements=pulumi.Output.all(account_id, region).apply(
+                    lambda values: probe_statements(account_id=values[0], region=values[1])
+                ),
+                vpc=VpcPlacement(subnet_ids=network.private_subnet_ids, security_group_ids=[probe_sg.id]),
+                metrics_namespace="Shipyard/Backup",
+                # Invoked synchronously by the validator, which reports its failures; never asynchronously.
+                maximum_retry_attempts=0,
+            ),
+            self.naming,
+            self.opts(),
+        )
         self.validator = PythonFunction(
             self.child_name("validator"),
             PythonFunctionArgs(
                 package="restore_validation",
                 layer_arn=args.layer_arn,
-                description="Validates AWS Backup restore-test copies of the database and reports the result",
-                timeout_seconds=120,
-                environment={"DB_NAME": database.db_name, "DB_USER": VALIDATION_DB_USER, **ca_environment},
-                policy_statements=pulumi.Output.all(account_id, region).apply(
-                    lambda values: validator_statements(account_id=values[0], region=values[1])
+                description="Validates AWS Backup restore-test copies of the database (through its probe) and reports",
+                timeout_seconds=VALIDATOR_TIMEOUT_SECONDS,
+                environment={"PROBE_FUNCTION": self.probe.function_name},
+                policy_statements=pulumi.Output.all(account_id, region, self.probe.arn).apply(
+                    lambda values: validator_statements(account_id=values[0], region=values[1], probe_arn=values[2])
                 ),
-                vpc=VpcPlacement(subnet_ids=network.private_subnet_ids, security_group_ids=[validator_sg.id]),
                 metrics_namespace="Shipyard/Backup",
             ),
             self.naming,
@@ -557,9 +575,13 @@ class Backup(Component):
         return BackupWatch(vault_name=self.vault_name, restore_testing=self.validator is not None)
 
     def _functions(self) -> dict[str, PythonFunction]:
-        if self.validator is None or self.age_check is None:
+        if self.validator is None or self.probe is None or self.age_check is None:
             return {}
-        return {"restore-validation": self.validator, "restore-test-age": self.age_check}
+        return {
+            "restore-validation": self.validator,
+            "restore-validation-probe": self.probe,
+            "restore-test-age": self.age_check,
+        }
 
     def function_watches(self) -> list[FunctionWatch]:
         return [
@@ -621,8 +643,8 @@ def age_check_statements(restore_testing_plan_arn: str) -> list[dict[str, Any]]:
     ]
 
 
-def validator_statements(*, account_id: str, region: str) -> list[dict[str, Any]]:
-    """Least privilege of the validator: describe the restored instance, log in to it, report the verdict."""
+def validator_statements(*, account_id: str, region: str, probe_arn: str) -> list[dict[str, Any]]:
+    """Least privilege of the validator: describe the restored instance, run the probe, report the verdict."""
     return [
         {
             # The restored instance's identifier is chosen by AWS Backup at restore time.
@@ -631,19 +653,26 @@ def validator_statements(*, account_id: str, region: str) -> list[dict[str, Any]
             "Action": ["rds:DescribeDBInstances"],
             "Resource": [f"arn:aws:rds:{region}:{account_id}:db:*"],
         },
-        {
-            # Any instance's resource id, one database user: the read-only validation role. Its security group
-            # reaches only restore-test copies, so the live database stays out of reach.
-            "Sid": "IamAuthAsValidationRole",
-            "Effect": "Allow",
-            "Action": ["rds-db:connect"],
-            "Resource": [f"arn:aws:rds-db:{region}:{account_id}:dbuser:*/{VALIDATION_DB_USER}"],
-        },
+        {"Sid": "RunTheProbe", "Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": [probe_arn]},
         {
             # Restore jobs have no ARN of their own to scope this action to.
             "Sid": "ReportValidationResult",
             "Effect": "Allow",
             "Action": ["backup:PutRestoreValidationResult"],
             "Resource": ["*"],
+        },
+    ]
+
+
+def probe_statements(*, account_id: str, region: str) -> list[dict[str, Any]]:
+    """Least privilege of the probe: log in as the read-only validation role, and nothing else."""
+    return [
+        {
+            # Any instance's resource id, one database user: the read-only validation role. The probe's security
+            # group reaches only restore-test copies, so the live database stays out of reach.
+            "Sid": "IamAuthAsValidationRole",
+            "Effect": "Allow",
+            "Action": ["rds-db:connect"],
+            "Resource": [f"arn:aws:rds-db:{region}:{account_id}:dbuser:*/{VALIDATION_DB_USER}"],
         },
     ]

@@ -70,10 +70,13 @@ class VpcPlacement:
 @dataclass(frozen=True)
 class PythonFunctionArgs:
     package: str
-    """Directory under lambdas/ (e.g. "auto_confirm"); the handler is `lambdas.<package>.handler.handler`."""
+    """Directory under lambdas/ (e.g. "auto_confirm"); the handler is `lambdas.<package>.<module>.handler`."""
     layer_arn: pulumi.Input[str]
     """`LambdaDependencies.arn`."""
     description: str
+    module: str = "handler"
+    """Module of the entry point in `package`; another one when a package has two functions (restore_validation's
+    probe). The archive is the package's either way."""
     memory_mb: int = 256
     """256 MB: these handlers are I/O bound; more memory buys CPU only for cold start."""
     timeout_seconds: int = 60
@@ -90,6 +93,12 @@ class PythonFunctionArgs:
     maximum_retry_attempts: int = 2
     """Asynchronous invocations (SNS, Scheduler) retried this many times before the DLQ."""
 
+    @property
+    def label(self) -> str:
+        """The function's name within the stack: the package's, plus the module's when it is not `handler`."""
+        parts = [self.package] if self.module == "handler" else [self.package, self.module]
+        return "-".join(parts).replace("_", "-")
+
 
 class PythonFunction(Component):
     def __init__(
@@ -103,7 +112,7 @@ class PythonFunction(Component):
                 "pass a Secrets Manager ARN instead"
             )
         self.timeout_seconds = args.timeout_seconds
-        function_name = naming.physical(args.package.replace("_", "-"))
+        function_name = naming.physical(args.label)
         self.log_group = aws.cloudwatch.LogGroup(
             self.child_name("logs"),
             name=f"/aws/lambda/{function_name}",
@@ -113,12 +122,12 @@ class PythonFunction(Component):
         self.role = aws.iam.Role(
             self.child_name("role"),
             assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
-            description=f"Runs the {args.package} Lambda",
+            description=f"Runs the {args.label} Lambda",
             opts=self.opts(),
         )
         self.dead_letter_queue = aws.sqs.Queue(
             self.child_name("dlq"),
-            name=naming.physical(args.package.replace("_", "-"), "dlq"),
+            name=naming.physical(args.label, "dlq"),
             sqs_managed_sse_enabled=True,
             message_retention_seconds=14 * 24 * 3600,  # the maximum: time for a person to look
             opts=self.opts(),
@@ -154,7 +163,7 @@ class PythonFunction(Component):
             )
         environment = {
             "STACK": naming.stack,
-            "POWERTOOLS_SERVICE_NAME": args.package,
+            "POWERTOOLS_SERVICE_NAME": args.label.replace("-", "_"),
             "POWERTOOLS_METRICS_NAMESPACE": args.metrics_namespace,
             **args.environment,
         }
@@ -164,7 +173,7 @@ class PythonFunction(Component):
             description=args.description,
             runtime=RUNTIME,
             architectures=[ARCHITECTURE],
-            handler=f"lambdas.{args.package}.handler.handler",
+            handler=f"lambdas.{args.package}.{args.module}.handler",
             code=pulumi.FileArchive(str(build_function_archive(args.package))),
             layers=[args.layer_arn],
             role=self.role.arn,

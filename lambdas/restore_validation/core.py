@@ -176,6 +176,40 @@ class ValidationResult:
             "duration_s": round(self.duration_s, 3),
         }
 
+    @classmethod
+    def from_summary(cls, summary: Any) -> ValidationResult:
+        """The result :meth:`summary` described, as the probe Lambda returns it; ValueError names what is off.
+
+        Strict on purpose: the verdict reported to AWS Backup is rebuilt from this, so a payload that is not a
+        summary must become a failed validation, never a silent pass.
+        """
+        if not isinstance(summary, Mapping):
+            raise ValueError(f"expected a JSON object, got {type(summary).__name__}")
+        failures, passed, counts = summary.get("failures"), summary.get("checks_passed"), summary.get("row_counts")
+        duration = summary.get("duration_s", 0.0)
+        if not isinstance(failures, list) or not all(
+            isinstance(f, Mapping) and isinstance(f.get("check"), str) and isinstance(f.get("reason"), str)
+            for f in failures
+        ):
+            raise ValueError("field failures must be a list of {check, reason} strings")
+        if not isinstance(passed, list) or not all(isinstance(name, str) for name in passed):
+            raise ValueError("field checks_passed must be a list of strings")
+        if not isinstance(counts, Mapping) or not all(
+            isinstance(table, str) and isinstance(n, int) and not isinstance(n, bool) for table, n in counts.items()
+        ):
+            raise ValueError("field row_counts must map table names to integers")
+        if not isinstance(duration, (int, float)) or isinstance(duration, bool):
+            raise ValueError("field duration_s must be a number")
+        result = cls(
+            failures=[CheckFailure(f["check"], f["reason"]) for f in failures],
+            checks_passed=list(passed),
+            row_counts=dict(counts),
+            duration_s=float(duration),
+        )
+        if summary.get("status") != result.status:
+            raise ValueError(f"field status {summary.get('status')!r} contradicts the checks ({result.status})")
+        return result
+
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"

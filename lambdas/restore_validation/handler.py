@@ -1,48 +1,48 @@
 """Lambda entry point ``lambdas.restore_validation.handler.handler``: AWS Backup restore tests, validated.
 
 Triggered (asynchronously, by an EventBridge rule) by ``aws.backup`` / ``Restore Job State Change`` events of
-the restore testing plan with ``detail.status`` COMPLETED, FAILED or ABORTED.
+the restore testing plan with ``detail.status`` COMPLETED, FAILED or ABORTED. Runs outside the VPC (it only
+calls AWS APIs); the database work is the probe's (:mod:`lambdas.restore_validation.probe`, in the VPC), so
+neither half needs a NAT gateway or interface endpoints.
 
 - COMPLETED: find the restored DB instance (``detail.createdResourceArn`` -> ``rds:DescribeDBInstances``),
-  connect with TLS as ``DB_USER`` using an IAM auth token (or the secret in ``DB_SECRET_ARN``), run
-  :func:`lambdas.restore_validation.core.validate`, report ``backup:PutRestoreValidationResult``
-  (SUCCESSFUL/FAILED with the reasons) and publish the metrics.
+  invoke the probe (``PROBE_FUNCTION``, synchronously) with its address, port and IAM-auth flag, report
+  ``backup:PutRestoreValidationResult`` (SUCCESSFUL/FAILED with the reasons) and publish the metrics.
 - FAILED / ABORTED: publish ``RestoreJobFailed = 1`` and log the job's status message; nothing to validate.
 - ``{"validate_db_instance": "<identifier>"}`` (``aws lambda invoke`` from the restore runbook): the same
   checks on a manually restored instance, returned as the response; no report, no metric.
 
-A validation that fails — including a database that cannot be reached, an instance without IAM auth, or a
-setting of this function that is wrong — is a *result*: reported to AWS Backup, ``RestoreValidationSucceeded
-= 0``, and the invocation succeeds. The invocation fails (so Lambda retries, then the DLQ keeps the event)
-only when it could not report: a malformed event (no restore job to report on) or a failed
-PutRestoreValidationResult call.
+A validation that fails — including a database that cannot be reached, an instance without IAM auth, a
+probe that errors or cannot be invoked, or a setting that is wrong — is a *result*: reported to AWS Backup,
+``RestoreValidationSucceeded = 0``, and the invocation succeeds. The invocation fails (so Lambda retries,
+then the DLQ keeps the event) only when it could not report: a malformed event (no restore job to report
+on) or a failed PutRestoreValidationResult call.
 
-Module load imports only the standard library and our own light modules; boto3, pg8000 and Powertools load
-on first use, and each AWS client is built once per container on first use (a FAILED job never builds one).
+Module load imports only the standard library and our own light modules; boto3 and Powertools load on
+first use, and each AWS client is built once per container on first use (a FAILED job never builds one).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from lambdas.restore_validation import core
+from lambdas.restore_validation import core, probe
 from lambdas.shared import logs
 
-CONNECT_TIMEOUT_S = 5.0
-STATEMENT_TIMEOUT_MS = 20_000
-"""Every check is a catalogue lookup or a bounded aggregate; 20 s means the restored copy is unwell."""
+PROBE_READ_TIMEOUT_S = 100
+"""How long to wait for the probe's answer: longer than its 90 s timeout (infra/aws/backup.py), so a probe
+that runs out of time comes back as Lambda's "Task timed out" error, not as our own read timeout."""
 
 MANUAL_FIELD = "validate_db_instance"
 """Event field of a manual check (see :func:`validate_on_request`)."""
 
 ClientFactory = Callable[[str], Any]
-Connect = Callable[..., Any]
 
 _clients: dict[str, Any] = {}
 
@@ -50,60 +50,19 @@ _clients: dict[str, Any] = {}
 def aws_client(service: str) -> Any:
     """A boto3 client per service, built on first use and reused while the container is warm.
 
-    Short timeouts and a few standard retries: the API calls here are small, and a missing VPC endpoint
-    should cost seconds, not the function's whole timeout.
+    Short timeouts and a few standard retries for the small API calls; the probe's invocation waits as long
+    as the probe may run and is not retried (a second probe would only repeat the verdict on its way).
     """
     if service not in _clients:
         import boto3
         from botocore.config import Config
 
-        config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
+        if service == "lambda":
+            config = Config(connect_timeout=3, read_timeout=PROBE_READ_TIMEOUT_S, retries={"total_max_attempts": 1})
+        else:
+            config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
         _clients[service] = boto3.client(service, config=config)
     return _clients[service]
-
-
-class SettingsError(ValueError):
-    """An environment variable of this function is missing or malformed; the message names it."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    db_name: str
-    db_user: str
-    secret_arn: str | None = None
-    ca_file: str | None = None
-    expectations: core.Expectations = field(default_factory=core.Expectations)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        missing = [name for name in ("DB_NAME", "DB_USER") if not env.get(name, "").strip()]
-        secret_arn = env.get("DB_SECRET_ARN", "").strip() or None
-        if secret_arn:
-            missing = [name for name in missing if name != "DB_USER"]  # the secret names its user
-        if missing:
-            raise SettingsError(f"missing environment variable(s): {', '.join(missing)}")
-        if secret_arn and not secret_arn.startswith("arn:"):
-            raise SettingsError(f"DB_SECRET_ARN must be a Secrets Manager ARN, got {secret_arn[:40]!r}")
-        try:
-            expectations = core.Expectations.from_json(env.get("MIN_ROWS_JSON"))
-        except core.ExpectationsError as error:
-            raise SettingsError(str(error)) from None
-        return cls(
-            db_name=env["DB_NAME"].strip(),
-            db_user=env.get("DB_USER", "").strip(),
-            secret_arn=secret_arn,
-            ca_file=env.get("DB_CA_FILE", "").strip() or None,
-            expectations=expectations,
-        )
-
-
-@dataclass(frozen=True)
-class RestoredInstance:
-    identifier: str
-    address: str
-    port: int
-    status: str
-    iam_auth: bool
 
 
 class ReportError(RuntimeError):
@@ -119,16 +78,14 @@ def handle(
     env: Mapping[str, str],
     *,
     client: ClientFactory = aws_client,
-    connect: Connect | None = None,
 ) -> dict[str, Any]:
-    """The whole invocation. ``client(service)`` gives boto3 clients; ``connect`` is ``lambdas.shared.db.connect``
-    unless a caller passes another (same signature)."""
+    """The whole invocation. ``client(service)`` gives boto3 clients (rds, lambda, backup)."""
     from lambdas.shared import metrics
 
     log = logs.get_logger("lambdas.restore_validation")
     stack = metrics.stack_from_env(env)  # without it no metric can be published: fail loudly first
     if isinstance(event, Mapping) and MANUAL_FIELD in event:
-        return validate_on_request(event, env, client=client, connect=connect)
+        return validate_on_request(event, env, client=client)
     try:
         job = core.parse_restore_event(event)
     except core.EventError as error:
@@ -150,7 +107,7 @@ def handle(
         )
         return {"restore_job_id": job.restore_job_id, "restore_status": job.status, "validated": False}
 
-    result = validate_restored(job.db_instance_identifier, env, client=client, connect=connect)
+    result = validate_restored(job.db_instance_identifier, env, client=client)
     message = result.message()
     metrics.publish(core.NAMESPACE, stack, job.metrics() + core.validation_metrics(result))
     summary = {
@@ -186,12 +143,10 @@ def handle(
     return summary
 
 
-def validate_on_request(
-    event: Mapping[str, Any], env: Mapping[str, str], *, client: ClientFactory, connect: Connect | None = None
-) -> dict[str, Any]:
+def validate_on_request(event: Mapping[str, Any], env: Mapping[str, str], *, client: ClientFactory) -> dict[str, Any]:
     """``{"validate_db_instance": "<identifier>"}``: the restore runbook's check of a manually restored instance.
 
-    Same checks, from inside the VPC where the instance is reachable; nothing is reported to AWS Backup and no
+    Same checks, by the probe inside the VPC where the instance is reachable; nothing is reported to AWS Backup and no
     metric is published (a manual restore is not a restore test). The result is the invocation's response.
     """
     identifier = event.get(MANUAL_FIELD)
@@ -200,7 +155,7 @@ def validate_on_request(
     unknown = sorted(set(event) - {MANUAL_FIELD})
     if unknown:
         raise core.EventError(f"unknown event field(s) {unknown} next to {MANUAL_FIELD}")
-    result = validate_restored(identifier, env, client=client, connect=connect)
+    result = validate_restored(identifier, env, client=client)
     summary = {"db_instance": identifier, "validation": result.summary(), "message": result.message()}
     logs.log_fields(
         logs.get_logger("lambdas.restore_validation"),
@@ -212,12 +167,8 @@ def validate_on_request(
     return summary
 
 
-def validate_restored(
-    identifier: str, env: Mapping[str, str], *, client: ClientFactory, connect: Connect | None = None
-) -> core.ValidationResult:
-    """Locate, authenticate, connect, validate. Every problem on the way is a failed result with its reason."""
-    from lambdas.shared import db
-
+def validate_restored(identifier: str, env: Mapping[str, str], *, client: ClientFactory) -> core.ValidationResult:
+    """Locate the copy, have the probe validate it. Every problem on the way is a failed result with its reason."""
     started = time.monotonic()
 
     def failed(check: str, reason: str) -> core.ValidationResult:
@@ -226,48 +177,54 @@ def validate_restored(
         result.duration_s = time.monotonic() - started
         return result
 
+    probe_function = env.get("PROBE_FUNCTION", "").strip()
+    if not probe_function:
+        return failed("settings", "validator misconfigured: missing environment variable(s): PROBE_FUNCTION")
     try:
-        settings = Settings.from_env(env)
-    except SettingsError as error:
-        return failed("settings", f"validator misconfigured: {error}")
-    try:
-        instance = describe_instance(client("rds"), identifier)
+        target = describe_instance(client("rds"), identifier)
     except LookupError as error:
         return failed("instance", str(error))
-
     try:
-        if settings.secret_arn:
-            credentials = db.fetch_credentials(settings.secret_arn, client("secretsmanager"))
-        else:
-            if not instance.iam_auth:
-                return failed(
-                    "iam_auth",
-                    f"IAM database authentication is off on restored instance {instance.identifier}: set the "
-                    "restore testing selection's override enableIamDatabaseAuthentication=true, or DB_SECRET_ARN",
-                )
-            credentials = iam_credentials(client("rds"), instance, settings.db_user)
-    except (db.DatabaseUnavailable, db.DatabaseConfigError) as error:
-        return failed("credentials", str(error))
-
-    endpoint = db.DatabaseEndpoint(instance.address, instance.port, settings.db_name, settings.ca_file)
-    open_connection = connect or db.connect
-
-    def connect_to_restored() -> Any:
-        return open_connection(
-            endpoint,
-            credentials,
-            tls=True,
-            connect_timeout_s=CONNECT_TIMEOUT_S,
-            statement_timeout_ms=STATEMENT_TIMEOUT_MS,
-            application_name="shipyard-restore-validation",
-        )
-
-    result = core.validate_database(connect_to_restored, settings.expectations)
+        result = invoke_probe(client("lambda"), probe_function, target)
+    except ProbeError as error:
+        return failed("probe", str(error))
     result.duration_s = time.monotonic() - started
     return result
 
 
-def describe_instance(rds: Any, identifier: str) -> RestoredInstance:
+class ProbeError(RuntimeError):
+    """The probe could not be invoked, failed, or answered with something that is not a result."""
+
+
+def invoke_probe(lambda_client: Any, function: str, target: probe.Target) -> core.ValidationResult:
+    """Invoke the probe synchronously and rebuild its result; ProbeError says what went wrong."""
+    try:
+        response = lambda_client.invoke(
+            FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(target.request()).encode()
+        )
+        raw = response["Payload"].read()
+    except Exception as error:
+        # botocore's errors, matched broadly on purpose: any of them means no verdict, which is a failed test
+        code = getattr(error, "response", {}).get("Error", {}).get("Code")
+        reason = f"{code or type(error).__name__}: {error}"
+        raise ProbeError(f"cannot invoke validator probe {function}: {reason}") from error
+    try:
+        answer = json.loads(raw or b"null")
+    except ValueError:
+        answer = None
+    if response.get("FunctionError"):
+        details = answer if isinstance(answer, Mapping) else {}
+        raise ProbeError(
+            f"validator probe {function} failed: {details.get('errorType', response['FunctionError'])}: "
+            f"{details.get('errorMessage', raw[:200].decode(errors='replace'))}"
+        )
+    try:
+        return core.ValidationResult.from_summary(answer)
+    except ValueError as error:
+        raise ProbeError(f"validator probe {function} answered with no usable result: {error}") from None
+
+
+def describe_instance(rds: Any, identifier: str) -> probe.Target:
     """The restored instance's endpoint and IAM-auth flag; LookupError (with the cause) when RDS cannot say."""
     try:
         described = rds.describe_db_instances(DBInstanceIdentifier=identifier)
@@ -285,20 +242,9 @@ def describe_instance(rds: Any, identifier: str) -> RestoredInstance:
         raise LookupError(
             f"restored instance {identifier} has no endpoint yet (status {found.get('DBInstanceStatus', '?')})"
         )
-    return RestoredInstance(
+    return probe.Target(
         identifier=identifier,
         address=str(endpoint["Address"]),
         port=int(endpoint.get("Port") or 5432),
-        status=str(found.get("DBInstanceStatus", "")),
         iam_auth=bool(found.get("IAMDatabaseAuthenticationEnabled")),
     )
-
-
-def iam_credentials(rds: Any, instance: RestoredInstance, user: str) -> Any:
-    """A 15-minute IAM auth token as the password (signed locally by the SDK; no API call, no stored secret)."""
-    from lambdas.shared import db
-
-    token = rds.generate_db_auth_token(
-        DBHostname=instance.address, Port=instance.port, DBUsername=user, Region=rds.meta.region_name
-    )
-    return db.Credentials(username=user, password=token)

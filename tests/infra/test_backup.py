@@ -11,6 +11,7 @@ from infra import rds_ca
 from infra.aws.backup import MANAGED_POLICY_ARNS, VALIDATION_DB_USER
 from infra.aws.database import backup_selection_tag
 from infra.harness import Resource, StackRun
+from lambdas.restore_validation.handler import PROBE_READ_TIMEOUT_S
 from tests.infra.conftest import evaluate
 
 VAULT = "aws:backup/vault:Vault"
@@ -32,6 +33,8 @@ PROVIDER = "pulumi:providers:aws"
 
 RETENTION = {"staging": 7, "prod": 30}
 """backups.retentionDays of the shipped stack files."""
+OFFSITE_RETENTION = {"staging": 35, "prod": 365}
+"""backups.offsite.retentionDays of the shipped stack files (staging keeps each monthly copy until the next)."""
 
 
 def _id_of(reference: str | None) -> str:
@@ -133,30 +136,32 @@ def test_rules_follow_the_config() -> None:
     assert daily["enableContinuousBackup"] is False
 
 
-def test_prod_copies_a_monthly_recovery_point_to_the_offsite_region_for_a_year(prod: StackRun) -> None:
-    offsite_vault = prod.one(VAULT, "backup-offsite-vault")
-    assert _provider(prod, offsite_vault).inputs["region"] == "us-west-2"
+def test_a_monthly_recovery_point_is_copied_to_the_offsite_region(any_stack: StackRun) -> None:
+    run = any_stack
+    offsite_vault = run.one(VAULT, "backup-offsite-vault")
+    assert _provider(run, offsite_vault).inputs["region"] == "us-west-2"
     arn = offsite_vault.outputs["arn"]
     assert arn.split(":")[3] == "us-west-2"
-    monthly = _rule(prod.one(PLAN), "monthly-offsite")
+    monthly = _rule(run.one(PLAN), "monthly-offsite")
     assert monthly["schedule"] == "cron(0 3 1 * ? *)"
     assert monthly["scheduleExpressionTimezone"] == "America/Sao_Paulo"
     (copy,) = monthly["copyActions"]
-    assert copy == {"destinationVaultArn": arn, "lifecycle": {"deleteAfter": 365}}
+    assert copy == {"destinationVaultArn": arn, "lifecycle": {"deleteAfter": OFFSITE_RETENTION[run.stack]}}
     # KMS keys are regional: the offsite vault has its own key, in its region, usable through AWS Backup there.
-    key = prod.one(KEY, "backup-offsite-key")
+    key = run.one(KEY, "backup-offsite-key")
     assert offsite_vault.inputs["kmsKeyArn"] == key.outputs["arn"]
     assert key.outputs["arn"].split(":")[3] == "us-west-2"
-    assert _provider(prod, key).inputs["region"] == "us-west-2"
+    assert _provider(run, key).inputs["region"] == "us-west-2"
     statements = json.loads(key.inputs["policy"])["Statement"]
     assert statements[1]["Condition"]["StringEquals"]["kms:ViaService"] == ["backup.us-west-2.amazonaws.com"]
-    assert prod.outputs["backupOffsiteVaultArn"] == arn
+    assert run.outputs["backupOffsiteVaultArn"] == arn
 
 
-def test_staging_has_no_offsite_copy(staging: StackRun) -> None:
-    assert [r["ruleName"] for r in staging.one(PLAN).inputs["rules"]] == ["daily"]
-    assert len(staging.of_type(VAULT)) == 1
-    assert [p.name for p in staging.of_type(PROVIDER) if p.inputs.get("region") == "us-west-2"] == []
+def test_without_offsite_there_is_no_copy_and_no_second_region() -> None:
+    run = evaluate("staging", config_overrides={"shipyard:backups": {"retentionDays": 7, "offsite": None}})
+    assert [r["ruleName"] for r in run.one(PLAN).inputs["rules"]] == ["daily"]
+    assert len(run.of_type(VAULT)) == 1
+    assert [p.name for p in run.of_type(PROVIDER) if p.inputs.get("region") == "us-west-2"] == []
 
 
 # ------------------------------------------------------------------------------------------------ selection
@@ -252,22 +257,23 @@ def test_backup_job_alarm_watches_the_vault(any_stack: StackRun) -> None:
 # ------------------------------------------------------------------------------------------------ restore testing
 
 
-def test_prod_restore_test_is_monthly_and_restores_the_database_into_a_closed_room(prod: StackRun) -> None:
-    plan = prod.one(RESTORE_PLAN)
-    assert plan.inputs["name"] == "shipyard_prod_restore_test"
+def test_restore_test_is_monthly_and_restores_the_database_into_a_closed_room(any_stack: StackRun) -> None:
+    run = any_stack
+    plan = run.one(RESTORE_PLAN)
+    assert plan.inputs["name"] == f"shipyard_{run.stack}_restore_test"
     assert plan.inputs["scheduleExpression"] == "cron(0 9 ? * TUE#1 *)"
     assert plan.inputs["scheduleExpressionTimezone"] == "America/Sao_Paulo"
     selection_of_points = plan.inputs["recoveryPointSelection"]
-    assert selection_of_points["includeVaults"] == [prod.one(VAULT, "backup-vault").outputs["arn"]]
+    assert selection_of_points["includeVaults"] == [run.one(VAULT, "backup-vault").outputs["arn"]]
     assert selection_of_points["algorithm"] == "LATEST_WITHIN_WINDOW"
 
-    selection = prod.one(RESTORE_SELECTION)
-    database = prod.one("aws:rds/instance:Instance", "database-instance")
+    selection = run.one(RESTORE_SELECTION)
+    database = run.one("aws:rds/instance:Instance", "database-instance")
     assert selection.inputs["restoreTestingPlanName"] == plan.outputs["name"]
     assert selection.inputs["protectedResourceType"] == "RDS"
     assert selection.inputs["protectedResourceArns"] == [database.outputs["arn"]]
     assert selection.inputs["validationWindowHours"] == 6
-    restored_sg = prod.one(SG, "backup-restored-db-sg")
+    restored_sg = run.one(SG, "backup-restored-db-sg")
     overrides = selection.inputs["restoreMetadataOverrides"]
     assert overrides == {
         "dbInstanceClass": "db.t4g.micro",
@@ -277,50 +283,83 @@ def test_prod_restore_test_is_monthly_and_restores_the_database_into_a_closed_ro
         "publiclyAccessible": "false",
         "enableIAMDatabaseAuthentication": "true",
     }
-    # The copy admits the validator only, on PostgreSQL; the live database's group does not admit the validator.
-    validator_sg = prod.one(SG, "backup-validator-sg")
-    (ingress,) = [r for r in prod.of_type(INGRESS) if r.inputs["securityGroupId"] == restored_sg.id]
-    assert ingress.inputs["referencedSecurityGroupId"] == validator_sg.id
+    # The copy admits the probe only, on PostgreSQL; the live database's group does not admit the probe, and the
+    # probe reaches the copy and nothing else (no route to the internet or an AWS API is needed).
+    probe_sg = run.one(SG, "backup-probe-sg")
+    (ingress,) = [r for r in run.of_type(INGRESS) if r.inputs["securityGroupId"] == restored_sg.id]
+    assert ingress.inputs["referencedSecurityGroupId"] == probe_sg.id
     assert (ingress.inputs["fromPort"], ingress.inputs["toPort"]) == (5432, 5432)
-    db_sg = prod.one(SG, "database-sg")
+    db_sg = run.one(SG, "database-sg")
     admitted = {
         r.inputs.get("referencedSecurityGroupId")
-        for r in prod.of_type(INGRESS)
+        for r in run.of_type(INGRESS)
         if r.inputs["securityGroupId"] == db_sg.id
     }
-    assert validator_sg.id not in admitted
+    assert probe_sg.id not in admitted
     egress = {
         (r.inputs.get("referencedSecurityGroupId") or r.inputs.get("cidrIpv4"), r.inputs["fromPort"])
-        for r in prod.of_type(EGRESS)
-        if r.inputs["securityGroupId"] == validator_sg.id
+        for r in run.of_type(EGRESS)
+        if r.inputs["securityGroupId"] == probe_sg.id
     }
-    assert egress == {(restored_sg.id, 5432), ("0.0.0.0/0", 443)}
+    assert egress == {(restored_sg.id, 5432)}
     assert database.inputs["iamDatabaseAuthenticationEnabled"] is True
-    assert prod.outputs["restoreTestingPlanName"] == "shipyard_prod_restore_test"
+    assert run.outputs["restoreTestingPlanName"] == f"shipyard_{run.stack}_restore_test"
 
 
-def test_validator_lambda_runs_in_the_vpc_with_least_privilege(prod: StackRun) -> None:
-    function = prod.one(FUNCTION, "backup-validator-function")
-    assert function.inputs["handler"] == "lambdas.restore_validation.handler.handler"
-    environment = function.inputs["environment"]["variables"]
+def _granted(run: StackRun, policy_name: str) -> dict[str, list[str]]:
+    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy", policy_name).inputs["policy"])
+    return {action: s["Resource"] for s in policy["Statement"] for action in s["Action"]}
+
+
+def test_the_validator_runs_outside_the_vpc_and_its_probe_inside_each_with_least_privilege(any_stack: StackRun) -> None:
+    run = any_stack
+    validator = run.one(FUNCTION, "backup-validator-function")
+    probe = run.one(FUNCTION, "backup-probe-function")
+    assert validator.inputs["handler"] == "lambdas.restore_validation.handler.handler"
+    assert probe.inputs["handler"] == "lambdas.restore_validation.probe.handler"
+    assert validator.inputs["code"].path == probe.inputs["code"].path  # one archive, two entry points
+    assert (validator.inputs["name"], probe.inputs["name"]) == (
+        f"shipyard-{run.stack}-restore-validation",
+        f"shipyard-{run.stack}-restore-validation-probe",
+    )
+
+    # The validator: AWS APIs only, so no VPC (and no NAT or endpoints) — it finds the copy and runs the probe.
+    assert "vpcConfig" not in validator.inputs
+    assert validator.inputs["environment"]["variables"]["PROBE_FUNCTION"] == probe.outputs["name"]
+    granted = _granted(run, "backup-validator-policy")
+    assert granted["backup:PutRestoreValidationResult"] == ["*"]
+    assert granted["rds:DescribeDBInstances"] == ["arn:aws:rds:us-east-1:123456789012:db:*"]
+    assert granted["lambda:InvokeFunction"] == [probe.outputs["arn"]]
+    assert "rds-db:connect" not in granted
+
+    # The probe: in the private subnets behind its own group, allowed to log in as the read-only role, no more.
+    environment = probe.inputs["environment"]["variables"]
     assert environment["DB_NAME"] == "app" and environment["DB_USER"] == VALIDATION_DB_USER
-    assert environment["STACK"] == "prod"
+    assert environment["STACK"] == run.stack
     assert not any("PASSWORD" in k or "SECRET" in k for k in environment)
     # The CA bundle is set exactly when `make rds-ca` has fetched it (the plan warns otherwise).
     assert environment.get("DB_CA_FILE") == (rds_ca.ARCHIVE_PATH if rds_ca.BUNDLE_PATH.exists() else None)
-    vpc = function.inputs["vpcConfig"]
-    private = [s.id for s in prod.of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"]["tier"] == "private"]
-    assert sorted(vpc["subnetIds"]) == sorted(private)
-    assert vpc["securityGroupIds"] == [prod.one(SG, "backup-validator-sg").id]
-    policy = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy", "backup-validator-policy").inputs["policy"])
-    granted = {action: s["Resource"] for s in policy["Statement"] for action in s["Action"]}
-    assert granted["backup:PutRestoreValidationResult"] == ["*"]
-    assert granted["rds:DescribeDBInstances"] == ["arn:aws:rds:us-east-1:123456789012:db:*"]
-    assert granted["rds-db:connect"] == [f"arn:aws:rds-db:us-east-1:123456789012:dbuser:*/{VALIDATION_DB_USER}"]
-    assert not any(action.endswith("*") for action in granted)
+    vpc = probe.inputs["vpcConfig"]
+    private = [s.id for s in run.of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"]["tier"] == "private"]
+    assert private and sorted(vpc["subnetIds"]) == sorted(private)
+    assert vpc["securityGroupIds"] == [run.one(SG, "backup-probe-sg").id]
+    probe_grants = _granted(run, "backup-probe-policy")
+    assert probe_grants.pop("rds-db:connect") == [
+        f"arn:aws:rds-db:us-east-1:123456789012:dbuser:*/{VALIDATION_DB_USER}"
+    ]
+    assert sorted(probe_grants) == ["logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"]  # every function's
 
 
-def test_restore_job_events_of_the_plan_invoke_the_validator(prod: StackRun) -> None:
+def test_the_validator_waits_for_the_probe_longer_than_the_probe_may_run(any_stack: StackRun) -> None:
+    # Otherwise a slow probe would read as "cannot invoke" instead of Lambda's own "Task timed out" verdict,
+    # and a validator that times out first would never report at all.
+    probe_timeout = any_stack.one(FUNCTION, "backup-probe-function").inputs["timeout"]
+    validator_timeout = any_stack.one(FUNCTION, "backup-validator-function").inputs["timeout"]
+    assert probe_timeout < PROBE_READ_TIMEOUT_S < validator_timeout - 10
+
+
+def test_restore_job_events_of_the_plan_invoke_the_validator(any_stack: StackRun) -> None:
+    prod = any_stack
     plan_arn = prod.one(RESTORE_PLAN).outputs["arn"]
     rule = prod.one(RULE, "backup-restore-test-events")
     assert json.loads(rule.inputs["eventPattern"]) == {
@@ -385,12 +424,20 @@ def test_restore_alarms_page_critical_with_the_stack_dimension(prod: StackRun) -
     assert [a.name for a in _alarms(prod, "dlq-depth") if "restore-validation" in a.name]
 
 
-def test_staging_has_no_restore_test(staging: StackRun) -> None:
-    # restoreTesting is a prod tier default: staging runs without NAT, which the validator would need.
-    assert staging.of_type(RESTORE_PLAN) == [] and staging.of_type(RESTORE_SELECTION) == []
-    assert [f for f in staging.of_type(FUNCTION) if f.name.startswith("backup-")] == []
-    assert _alarms(staging, "restore-validation-failed") == [] and _alarms(staging, "restore-test-overdue") == []
-    assert "restoreTestingPlanName" not in staging.outputs
+def test_staging_tests_its_restores_without_nat(staging: StackRun) -> None:
+    # The reason the validator is two functions: staging has no NAT gateway and no Backup/RDS/Lambda endpoints.
+    assert len(staging.of_type(RESTORE_PLAN)) == 1
+    assert staging.of_type("aws:ec2/natGateway:NatGateway") == []
+    endpoints = {r.inputs["serviceName"].rsplit(".", 1)[1] for r in staging.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
+    assert not endpoints & {"backup", "rds", "lambda"}
+
+
+def test_without_restore_testing_there_is_no_restore_test() -> None:
+    run = evaluate("staging", config_overrides={"shipyard:backups": {"retentionDays": 7, "restoreTesting": False}})
+    assert run.of_type(RESTORE_PLAN) == [] and run.of_type(RESTORE_SELECTION) == []
+    assert [f for f in run.of_type(FUNCTION) if f.name.startswith("backup-")] == []
+    assert _alarms(run, "restore-validation-failed") == [] and _alarms(run, "restore-test-overdue") == []
+    assert "restoreTestingPlanName" not in run.outputs
 
 
 # ------------------------------------------------------------------------------------------------ outputs, off
@@ -412,7 +459,7 @@ def test_dashboard_has_a_backups_section(any_stack: StackRun) -> None:
     body = json.loads(any_stack.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
     titles = [w["properties"].get("title") for w in body["widgets"] if w["type"] == "metric"]
     assert "Backup jobs completed / failed" in titles
-    assert ("Days since last validated restore test" in titles) is (any_stack.stack == "prod")
+    assert "Days since last validated restore test" in titles
 
 
 def test_backups_disabled_creates_nothing_backup_related() -> None:

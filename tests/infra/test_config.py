@@ -170,12 +170,6 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "staging",
-        {"shipyard:backups": {"retentionDays": 7, "restoreTesting": True}},
-        "shipyard:backups.restoreTesting",
-        "needs network.nat 'single' or 'per_az'",
-    ),
-    (
-        "staging",
         {"shipyard:backups": {"restoreValidationWindowHours": 200}},
         "shipyard:backups.restoreValidationWindowHours",
         "less than or equal to 168",

@@ -15,6 +15,13 @@ from infra.packaging import PackagingError, function_entries, layer_entries, pin
 HANDLER_PACKAGES = sorted(
     p.name for p in packaging.LAMBDAS_DIR.iterdir() if p.is_dir() and (p / "handler.py").is_file()
 )
+ENTRY_POINTS = sorted(
+    f"{package}.{module.stem}"
+    for package in HANDLER_PACKAGES
+    for module in (packaging.LAMBDAS_DIR / package).glob("*.py")
+    if "\ndef handler(event" in module.read_text()
+)
+"""Every `lambdas.<package>.<module>.handler` a function may name (restore_validation has two)."""
 
 
 def _scratch_lambdas(tmp_path: Path) -> Path:
@@ -98,10 +105,11 @@ def test_bad_pin_line_names_the_line(tmp_path: Path) -> None:
 RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six", "jmespath")
 
 
-@pytest.mark.parametrize("package", HANDLER_PACKAGES)
-def test_handler_imports_in_a_fresh_interpreter_with_only_lambda_parts(package: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+def test_handler_imports_in_a_fresh_interpreter_with_only_lambda_parts(entry_point: str, tmp_path: Path) -> None:
     """Unpack the function and layer archives and import the handler with nothing else from our venv."""
     function_dir, layer_dir, runtime_dir = tmp_path / "task", tmp_path / "opt", tmp_path / "runtime"
+    package = entry_point.split(".")[0]
     with zipfile.ZipFile(packaging.build_function_archive(package)) as archive:
         archive.extractall(function_dir)
     with zipfile.ZipFile(packaging.build_layer_archive()) as archive:
@@ -114,7 +122,7 @@ def test_handler_imports_in_a_fresh_interpreter_with_only_lambda_parts(package: 
     code = (
         "import sys; "
         f"sys.path[:0] = [{str(function_dir)!r}, {str(layer_dir / 'python')!r}, {str(runtime_dir)!r}]; "
-        f"import lambdas.{package}.handler as h; assert callable(h.handler)"
+        f"import lambdas.{entry_point} as h; assert callable(h.handler)"
     )
     # -S: no site-packages, -I: no user site or PYTHONPATH: the sys.path above is all there is.
     result = subprocess.run(

@@ -45,7 +45,7 @@ def _environment(run: StackRun, name: str) -> dict[str, str]:
 def test_database_facing_functions_point_at_the_bundle(bundled: tuple[StackRun, Path]) -> None:
     run, _ = bundled
     assert _environment(run, "auto-confirm-function-function")["DATABASE_CA_FILE"] == rds_ca.ARCHIVE_PATH
-    assert _environment(run, "backup-validator-function")["DB_CA_FILE"] == rds_ca.ARCHIVE_PATH
+    assert _environment(run, "backup-probe-function")["DB_CA_FILE"] == rds_ca.ARCHIVE_PATH
     assert f'"ca_file":"{rds_ca.ARCHIVE_PATH}"' in _environment(run, "health-check-vpc-function")["TARGETS"]
 
 
@@ -56,7 +56,7 @@ def test_with_the_bundle_the_program_does_not_warn_about_it(bundled: tuple[Stack
 
 def test_their_archives_carry_the_bundle_at_that_path(bundled: tuple[StackRun, Path]) -> None:
     run, root = bundled
-    for name in ("auto-confirm-function-function", "backup-validator-function", "health-check-vpc-function"):
+    for name in ("auto-confirm-function-function", "backup-probe-function", "health-check-vpc-function"):
         code = run.one(FUNCTION, name).inputs["code"]
         archive = Path(code.path)  # a FileArchive of the zip infra/packaging.py built
         assert archive.is_relative_to(root), archive  # built from the copy, not from the repository
