@@ -177,6 +177,14 @@ class ValidationResult:
         }
 
     @classmethod
+    def stopped(cls, check: str, reason: str, *, started: float) -> ValidationResult:
+        """The result of a validation that could not go on: one failure, timed from ``started`` (monotonic)."""
+        result = cls()
+        result.fail(check, reason)
+        result.duration_s = time.monotonic() - started
+        return result
+
+    @classmethod
     def from_summary(cls, summary: Any) -> ValidationResult:
         """The result :meth:`summary` described, as the probe Lambda returns it; ValueError names what is off.
 
@@ -251,10 +259,7 @@ def validate_database(
     try:
         connection = connect()
     except (db.DatabaseUnavailable, db.DatabaseConfigError) as error:
-        result = ValidationResult()
-        result.fail("connect", str(error))
-        result.duration_s = time.monotonic() - started
-        return result
+        return ValidationResult.stopped("connect", str(error), started=started)
     try:
         result = validate(connection, expectations)
     finally:

@@ -171,23 +171,19 @@ def validate_restored(identifier: str, env: Mapping[str, str], *, client: Client
     """Locate the copy, have the probe validate it. Every problem on the way is a failed result with its reason."""
     started = time.monotonic()
 
-    def failed(check: str, reason: str) -> core.ValidationResult:
-        result = core.ValidationResult()
-        result.fail(check, reason)
-        result.duration_s = time.monotonic() - started
-        return result
-
     probe_function = env.get("PROBE_FUNCTION", "").strip()
     if not probe_function:
-        return failed("settings", "validator misconfigured: missing environment variable(s): PROBE_FUNCTION")
+        return core.ValidationResult.stopped(
+            "settings", "validator misconfigured: missing environment variable(s): PROBE_FUNCTION", started=started
+        )
     try:
         target = describe_instance(client("rds"), identifier)
     except LookupError as error:
-        return failed("instance", str(error))
+        return core.ValidationResult.stopped("instance", str(error), started=started)
     try:
         result = invoke_probe(client("lambda"), probe_function, target)
     except ProbeError as error:
-        return failed("probe", str(error))
+        return core.ValidationResult.stopped("probe", str(error), started=started)
     result.duration_s = time.monotonic() - started
     return result
 

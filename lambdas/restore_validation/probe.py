@@ -134,29 +134,24 @@ def validate_target(
 
     started = time.monotonic()
 
-    def failed(check: str, reason: str) -> core.ValidationResult:
-        result = core.ValidationResult()
-        result.fail(check, reason)
-        result.duration_s = time.monotonic() - started
-        return result
-
     try:
         settings = Settings.from_env(env)
     except SettingsError as error:
-        return failed("settings", f"validator probe misconfigured: {error}")
+        return core.ValidationResult.stopped("settings", f"validator probe misconfigured: {error}", started=started)
     try:
         if settings.secret_arn:
             credentials = db.fetch_credentials(settings.secret_arn, client("secretsmanager"))
         else:
             if not target.iam_auth:
-                return failed(
+                return core.ValidationResult.stopped(
                     "iam_auth",
                     f"IAM database authentication is off on restored instance {target.identifier}: set the "
                     "restore testing selection's override enableIamDatabaseAuthentication=true, or DB_SECRET_ARN",
+                    started=started,
                 )
             credentials = iam_credentials(client("rds"), target, settings.db_user)
     except (db.DatabaseUnavailable, db.DatabaseConfigError) as error:
-        return failed("credentials", str(error))
+        return core.ValidationResult.stopped("credentials", str(error), started=started)
 
     endpoint = db.DatabaseEndpoint(target.address, target.port, settings.db_name, settings.ca_file)
     open_connection = connect or db.connect

@@ -9,11 +9,12 @@ request (method, path, headers, parsed body) for the test to assert on.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
+
+from .loopback_server import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class RecordedRequest:
         return unquote(parts[1]) if len(parts) == 3 and parts[0] == "restore-jobs" else ""
 
 
-class BackupApi:
+class BackupApi(LoopbackServer):
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
         self.fail_with: tuple[int, str, str] | None = None
@@ -67,13 +68,4 @@ class BackupApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(Handler)

@@ -12,12 +12,13 @@ run in-process: only the transport is the stand-in's.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
+
+from .loopback_server import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Invocation:
     payload: Any
 
 
-class LambdaApi:
+class LambdaApi(LoopbackServer):
     def __init__(self) -> None:
         self.functions: dict[str, Callable[[Any], Any]] = {}
         self.invocations: list[Invocation] = []
@@ -87,13 +88,4 @@ class LambdaApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(Handler)
