@@ -434,8 +434,11 @@ def _check_money(
 REPORTED_STATUSES = ("COMPLETED", "FAILED", "ABORTED")
 """What the EventBridge rule lets through (detail.status); other states are not final."""
 
+DB_INSTANCE_IDENTIFIER = r"[a-zA-Z][a-zA-Z0-9-]{0,62}"
+"""An RDS DB instance identifier: a letter, then letters, digits and hyphens, 63 at most."""
+
 _RDS_INSTANCE_ARN = re.compile(
-    r"^arn:aws[a-z-]*:rds:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):db:(?P<id>[a-zA-Z][a-zA-Z0-9-]{0,62})$"
+    rf"^arn:aws[a-z-]*:rds:(?P<region>[a-z0-9-]+):(?P<account>\d{{12}}):db:(?P<id>{DB_INSTANCE_IDENTIFIER})$"
 )
 
 

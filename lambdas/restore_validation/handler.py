@@ -150,7 +150,7 @@ def validate_on_request(event: Mapping[str, Any], env: Mapping[str, str], *, cli
     metric is published (a manual restore is not a restore test). The result is the invocation's response.
     """
     identifier = event.get(MANUAL_FIELD)
-    if not isinstance(identifier, str) or not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]{0,62}", identifier):
+    if not isinstance(identifier, str) or not re.fullmatch(core.DB_INSTANCE_IDENTIFIER, identifier):
         raise core.EventError(f"event field {MANUAL_FIELD} must be a DB instance identifier, got {identifier!r}")
     unknown = sorted(set(event) - {MANUAL_FIELD})
     if unknown:

@@ -98,7 +98,7 @@ class Target:
         if unknown:
             raise core.EventError(f"unknown probe request field(s) {unknown}")
         identifier, address, port, iam_auth = (request.get(k) for k in ("identifier", "address", "port", "iam_auth"))
-        if not isinstance(identifier, str) or not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]{0,62}", identifier):
+        if not isinstance(identifier, str) or not re.fullmatch(core.DB_INSTANCE_IDENTIFIER, identifier):
             raise core.EventError(
                 f"probe request field identifier must be a DB instance identifier, got {identifier!r}"
             )
