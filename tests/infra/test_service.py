@@ -10,7 +10,7 @@ import pytest
 
 from infra.aws.service import context_hash, secret_arn_of
 from infra.aws.task_definition import CONTAINER_USER, TaskSpec, container_definition
-from infra.config import _SECRETISH
+from infra.config import _SECRETISH, ConfigError, parse_stack_config
 from infra.harness import Resource, StackRun
 from tests.infra.conftest import evaluate
 
@@ -101,6 +101,34 @@ def test_x86_architecture_builds_amd64_and_runs_x86_tasks() -> None:
     assert run.one(IMAGE).inputs["build"]["platform"] == "linux/amd64"
     for task in run.of_type(TASK_DEFINITION):
         assert task.inputs["runtimePlatform"] == {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"}
+
+
+PREBUILT = "210987654321.dkr.ecr.us-east-1.amazonaws.com/shipyard-build-api@sha256:" + "ab" * 32
+
+
+def test_a_prebuilt_image_by_digest_is_deployed_as_is_and_nothing_is_built() -> None:
+    """`service.image` (scripts/deploy.py --image): prod runs the digest staging ran, no second build."""
+    run = evaluate("staging", config_overrides={"shipyard:service": {"image": PREBUILT}})
+    assert run.of_type(IMAGE) == []
+    for task in run.of_type(TASK_DEFINITION):
+        for container in _containers(task):
+            assert container["image"] == PREBUILT
+    # the execution role pulls from the image's repository (another stack's) as well as its own
+    pull = _statement(_policy(run, "api-execution-policy"), "EcrPull")
+    own = run.one("aws:ecr/repository:Repository").outputs["arn"]
+    assert sorted(pull["Resource"]) == sorted([own, "arn:aws:ecr:us-east-1:210987654321:repository/shipyard-build-api"])
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/shipyard-staging-api:latest",  # a tag can be re-pointed
+        "docker.io/library/python@sha256:" + "ab" * 32,  # not ECR: the execution role could not pull it
+    ],
+)
+def test_a_prebuilt_image_must_be_an_ecr_image_by_digest(image: str) -> None:
+    with pytest.raises(Exception, match=r"service\.image|service.*image"):
+        parse_stack_config({"shipyard:service": {"image": image}}, source="Pulumi.staging.yaml")
 
 
 def test_context_hash_changes_with_content_and_ignores_caches(tmp_path: Any) -> None:
