@@ -566,7 +566,7 @@ class ServiceConfig(_Model):
         None,
         pattern=ECR_IMAGE_BY_DIGEST,
         description=(
-            "Deploy this prebuilt image, by digest (`<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<64 hex>`), "
+            "Deploy this prebuilt image by digest (`<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<hex>`) "
             "instead of building app/: CI builds once per commit, deploys the digest to staging and promotes the same "
             "digest to prod (`scripts/deploy.py --image`, which sets this key for the update). None: pulumi-docker "
             "builds app/."
