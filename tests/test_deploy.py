@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import subprocess
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import boto3
 import pytest
 
 from scripts.deploy import (
@@ -27,6 +30,7 @@ from scripts.deploy import (
     premigration_snapshots,
     prune_main,
     pulumi_up_command,
+    run_command,
     run_task_command,
     snapshot_identifier,
     snapshot_tags,
@@ -52,7 +56,13 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/shipyard-staging-api@sha25
 PREFIX = "urn:pulumi:prod::shipyard::shipyard:aws:Service$"
 
 
-def export(*, database: bool = True, task_definition: str = NEW_TD, image_resource: bool = True) -> dict[str, Any]:
+def export(
+    *,
+    database: bool = True,
+    task_definition: str = NEW_TD,
+    image_resource: bool = True,
+    service_name: str = OUTPUTS["serviceName"],
+) -> dict[str, Any]:
     """`pulumi stack export` shaped like the real one (the resources the script reads)."""
     resources: list[dict[str, Any]] = [
         {"urn": f"{PREFIX}{kind}::{name}", "type": kind}
@@ -63,7 +73,7 @@ def export(*, database: bool = True, task_definition: str = NEW_TD, image_resour
         {
             "urn": f"{PREFIX}aws:ecs/service:Service::api-api",
             "type": "aws:ecs/service:Service",
-            "outputs": {"name": OUTPUTS["serviceName"], "taskDefinition": task_definition},
+            "outputs": {"name": service_name, "taskDefinition": task_definition},
         }
     )
     resources.append(
@@ -685,3 +695,137 @@ def test_a_preview_that_finds_drift_exits_1_with_its_output(capsys: pytest.Captu
     assert main(["preview", "--stack", "prod", "--deployed-image", "--expect-no-changes"], run=drifted) == 1
     captured = capsys.readouterr()
     assert "api-api update" in captured.out and "no changes were expected" in captured.err
+
+
+# ------------------------------------------------------------------ the real AWS CLI against moto on 127.0.0.1
+AWS_CLI = shutil.which("aws")
+
+
+class MotoCloud:
+    """The RDS and ECS calls go to the real `aws` CLI against moto on 127.0.0.1; `pulumi` (which cannot run here)
+    is answered like the CLI, and its full `up` updates the ECS service as the provider does. The migrate task's
+    run/describe/stop stay scripted: moto 5.2's RunTask with awsvpc networking fails inside moto."""
+
+    def __init__(self, endpoint: str, name: str, *, service_task_definition: str, deployed_task_definition: str):
+        self.endpoint = endpoint
+        self.outputs = {
+            **OUTPUTS,
+            "clusterName": name,
+            "serviceName": name,
+            "dbInstanceIdentifier": f"{name}-db",
+        }
+        self.deployed_task_definition = deployed_task_definition
+        self.scripted = ScriptedCli(outputs=self.outputs)
+        self.ecs = boto3.client("ecs", endpoint_url=endpoint, region_name="us-east-1")
+        self.rds = boto3.client("rds", endpoint_url=endpoint, region_name="us-east-1")
+        self.rds.create_db_instance(
+            DBInstanceIdentifier=f"{name}-db",
+            DBInstanceClass="db.t4g.micro",
+            Engine="postgres",
+            MasterUsername="app",
+            MasterUserPassword="not-a-real-password",
+            AllocatedStorage=20,
+        )
+        self.ecs.create_cluster(clusterName=name)
+        self.ecs.create_service(
+            cluster=name,
+            serviceName=name,
+            taskDefinition=self.register(service_task_definition),
+            desiredCount=2,
+            launchType="FARGATE",
+        )
+        self.deleted: list[str] = []
+
+    def register(self, family_revision: str) -> str:
+        family = family_revision.split(":")[0]
+        container = {"name": "api", "image": IMAGE, "essential": True, "cpu": 256, "memory": 512}
+        arn = ""
+        for _ in range(int(family_revision.split(":")[1]) - self._revisions(family)):
+            arn = self.ecs.register_task_definition(family=family, containerDefinitions=[container])["taskDefinition"][
+                "taskDefinitionArn"
+            ]
+        return arn or f"arn:aws:ecs:us-east-1:123456789012:task-definition/{family_revision}"
+
+    def _revisions(self, family: str) -> int:
+        return len(self.ecs.list_task_definitions(familyPrefix=family)["taskDefinitionArns"])
+
+    def __call__(self, argv: Sequence[str]) -> str:
+        argv = list(argv)
+        head = argv[:3]
+        if argv[0] == "pulumi":
+            if head == ["pulumi", "stack", "export"]:
+                return json.dumps(
+                    export(task_definition=self.deployed_task_definition, service_name=self.outputs["serviceName"])
+                )
+            if head[:2] == ["pulumi", "up"] and "--target" not in argv:
+                # what the provider does in step 4 (the rollout itself is ECS's business)
+                self.ecs.update_service(
+                    cluster=self.outputs["clusterName"],
+                    service=self.outputs["serviceName"],
+                    taskDefinition=self.deployed_task_definition,
+                )
+            return self.scripted(argv)
+        if head[:2] == ["aws", "ecs"] and head[2] in {"run-task", "describe-tasks", "stop-task"}:
+            return self.scripted(argv)
+        if head == ["aws", "rds", "delete-db-snapshot"]:
+            self.deleted.append(argv[argv.index("--db-snapshot-identifier") + 1])
+        return run_command([*argv, "--endpoint-url", self.endpoint])
+
+    def snapshots(self) -> list[str]:
+        described = self.rds.describe_db_snapshots(
+            DBInstanceIdentifier=self.outputs["dbInstanceIdentifier"], SnapshotType="manual"
+        )  # moto also keeps an automated `rds:` snapshot, which pruning must (and does) leave alone
+        return sorted(s["DBSnapshotIdentifier"] for s in described["DBSnapshots"])
+
+
+@pytest.fixture
+def aws_cli_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    if AWS_CLI is None:
+        pytest.skip("the AWS CLI is not installed (GitHub's runners have it)")
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "MOTO_ECS_SERVICE_RUNNING": "2",  # moto reports a service's deployment COMPLETED once running >= desired
+    }.items():
+        monkeypatch.setenv(key, value)
+    return moto_endpoint
+
+
+def test_against_moto_a_completed_rollout_is_verified_then_old_snapshots_are_pruned(aws_cli_env: str) -> None:
+    name = f"shipyard-ok-{uuid.uuid4().hex[:8]}"
+    cloud = MotoCloud(aws_cli_env, name, service_task_definition=f"{name}:42", deployed_task_definition=f"{name}:42")
+    for index in range(SNAPSHOT_KEEP + 2):  # 12 earlier pre-migration snapshots of this stack
+        cloud.rds.create_db_snapshot(
+            DBInstanceIdentifier=f"{name}-db",
+            DBSnapshotIdentifier=f"{name}-db-premigrate-{sha_of(index)[:12]}",
+            Tags=[{"Key": "purpose", "Value": "pre-migration"}, {"Key": "stack", "Value": "prod"}],
+        )
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=SNAPSHOT_MAX_AGE_DAYS + 1)  # all of them old by then
+
+    lines = deploy("prod", SHA, run=cloud, sleep=lambda _: None, now=lambda: later)
+
+    assert f"service rolled out: {name}:42 serves, rollout COMPLETED" in lines
+    taken = f"{name}-db-premigrate-{SHA[:12]}"
+    assert taken in cloud.snapshots()  # created through the real CLI, tags and all
+    assert len(cloud.deleted) == 3 and taken not in cloud.deleted  # 13 -> the newest 10 kept
+    assert len(cloud.snapshots()) == SNAPSHOT_KEEP
+
+
+def test_against_moto_a_rolled_back_rollout_fails_and_keeps_every_snapshot(aws_cli_env: str) -> None:
+    name = f"shipyard-rb-{uuid.uuid4().hex[:8]}"
+    # ECS keeps the previous task definition PRIMARY after the update: what a circuit-breaker rollback leaves
+    cloud = MotoCloud(aws_cli_env, name, service_task_definition=f"{name}:41", deployed_task_definition=f"{name}:42")
+    cloud.register(f"{name}:42")
+
+    with pytest.raises(DeployError) as failed:
+        deploy("prod", SHA, run=cloud, sleep=lambda _: None)
+
+    message = str(failed.value)
+    assert f"the circuit breaker rolled back: PRIMARY runs {name}:41, not {name}:42" in message
+    assert f"what serves now: task definition {name}:41 (2 of 2 tasks running, rollout COMPLETED)" in message
+    assert f"snapshot {name}-db-premigrate-{SHA[:12]} is kept" in message
+    assert cloud.snapshots() == [f"{name}-db-premigrate-{SHA[:12]}"] and cloud.deleted == []
