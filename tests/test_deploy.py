@@ -38,7 +38,7 @@ from scripts.deploy import (
 )
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
-OUTPUTS = {
+OUTPUTS: dict[str, Any] = {
     "region": "us-east-1",
     "clusterName": "shipyard-prod-api",
     "serviceName": "shipyard-prod-api",
@@ -61,7 +61,7 @@ def export(
     database: bool = True,
     task_definition: str = NEW_TD,
     image_resource: bool = True,
-    service_name: str = OUTPUTS["serviceName"],
+    service_name: str = "shipyard-prod-api",
 ) -> dict[str, Any]:
     """`pulumi stack export` shaped like the real one (the resources the script reads)."""
     resources: list[dict[str, Any]] = [
@@ -708,7 +708,7 @@ class MotoCloud:
 
     def __init__(self, endpoint: str, name: str, *, service_task_definition: str, deployed_task_definition: str):
         self.endpoint = endpoint
-        self.outputs = {
+        self.outputs: dict[str, Any] = {
             **OUTPUTS,
             "clusterName": name,
             "serviceName": name,
