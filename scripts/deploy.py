@@ -10,8 +10,9 @@ call it, and every `pulumi up` it runs carries the policy pack (`--policy-pack p
 Steps (docs/deploy.md explains why this order):
 1. `create-db-snapshot <prefix>-premigrate-<sha>` and wait until it is available (reused when a retry of the
    same commit finds it) — the seed's rule: a backup before every migration, named so a rollback finds it;
-2. `pulumi up --target` the app image and the migrate task definition (and its log group) only: the running
-   service is untouched and keeps serving the old version;
+2. `pulumi up --target` the app image, the execution role's policy (a promoted image's repository) and the
+   migrate task definition (and its log group) only: the running service is untouched and keeps serving the
+   old version;
 3. ECS RunTask of the migrate task (same image, same secrets, the tasks' subnets and security group) and wait
    for it to stop; anything but exit code 0 stops the deploy here, with the old version still serving. At the
    deadline the task is stopped (`aws ecs stop-task`) and named, never left running unseen;
@@ -73,12 +74,18 @@ POLICY_PACK = PROJECT_ROOT / "policy"
 
 MIGRATE_TARGETS = (
     ("docker:index/image:Image", "api-image"),
+    ("aws:iam/rolePolicy:RolePolicy", "api-execution-policy"),
     ("aws:ecs/taskDefinition:TaskDefinition", "api-migrate-task"),
     ("aws:cloudwatch/logGroup:LogGroup", "api-migrate-logs"),
 )
-"""Resources step 2 may touch (type, logical name): everything else, the service above all, stays as is."""
-OPTIONAL_MIGRATE_TARGETS = frozenset({("docker:index/image:Image", "api-image")})
-"""Absent when the stack deploys a prebuilt image (`--image`): nothing to build then."""
+"""Resources step 2 may touch (type, logical name): everything else, the service above all, stays as is. The
+execution role's policy is among them because a promoted image lives in another repository (staging's): without
+its pull right the migrate task could not start. It only ever adds a repository, so running tasks keep theirs."""
+OPTIONAL_MIGRATE_TARGETS = frozenset(
+    {("docker:index/image:Image", "api-image"), ("aws:iam/rolePolicy:RolePolicy", "api-execution-policy")}
+)
+"""The image is absent when the stack deploys a prebuilt one (`--image`); the policy in states from before it
+existed as a target."""
 DATABASE_TYPE = "aws:rds/instance:Instance"
 SERVICE_TYPE = "aws:ecs/service:Service"
 SERVICE_COMPONENT_TYPE = "shipyard:aws:Service"

@@ -308,11 +308,17 @@ def test_only_exit_code_zero_is_a_successful_migration() -> None:
     assert not migration_outcome({"tasks": [], "failures": [{"reason": "MISSING"}]}).ok
 
 
-def test_targeted_up_touches_only_the_image_and_migrate_task() -> None:
+def test_targeted_up_touches_only_the_image_its_pull_right_and_the_migrate_task() -> None:
     urns = migrate_target_urns(EXPORT)
-    assert len(urns) == 3 and not any("ecs/service" in urn for urn in urns)
+    assert [urn.rsplit("::", 1)[1] for urn in urns] == [
+        "api-image",
+        "api-execution-policy",
+        "api-migrate-task",
+        "api-migrate-logs",
+    ]
+    assert not any("ecs/service" in urn for urn in urns)
     command = pulumi_up_command("prod", urns)
-    assert command.count("--target") == 3
+    assert command.count("--target") == 4
     with pytest.raises(DeployError, match="lacks"):
         migrate_target_urns({"deployment": {"resources": []}})
 
@@ -363,7 +369,12 @@ def test_a_prebuilt_image_is_deployed_by_digest_through_config_and_nothing_is_bu
         assert up[up.index("--config") + 1] == f"shipyard:service.image={IMAGE}"
         assert "--config-path" in up
     assert not any("docker:index/image:Image" in part for part in targeted)  # no image resource to target
-    assert targeted.count("--target") == 2
+    # the execution role's policy goes first: the promoted image sits in staging's repository
+    assert [part.rsplit("::", 1)[1] for part in targeted if part.startswith("urn:")] == [
+        "api-execution-policy",
+        "api-migrate-task",
+        "api-migrate-logs",
+    ]
 
 
 def test_main_rejects_an_image_by_tag_with_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -511,3 +511,13 @@ def test_secret_arn_of_strips_json_key_and_rejects_other_arns() -> None:
     assert secret_arn_of(arn) == arn
     with pytest.raises(ValueError, match="not a Secrets Manager valueFrom"):
         secret_arn_of("arn:aws:ssm:us-east-1:123456789012:parameter/x")
+
+
+def test_the_deploy_scripts_targets_and_outputs_exist_in_the_program(any_stack: StackRun) -> None:
+    """scripts/deploy.py targets resources by (type, logical name) and reads stack outputs: a rename here would
+    make step 2 fail (or, before, pass for a first deploy), so the names are checked against the program."""
+    from scripts.deploy import MIGRATE_TARGETS, REQUIRED_OUTPUTS
+
+    for kind, name in MIGRATE_TARGETS:
+        assert any_stack.one(kind, name)
+    assert set(REQUIRED_OUTPUTS) <= set(any_stack.outputs)
