@@ -241,9 +241,16 @@ def is_first_deploy(stack: str, outputs: Mapping[str, Any], state: Mapping[str, 
     return False
 
 
-def deployed_image(state: Mapping[str, Any]) -> str:
-    """The image reference the service component last deployed (its `imageDigest` output in the state)."""
-    for resource in state_resources(state):
+def deployed_image(state: Mapping[str, Any]) -> str | None:
+    """The image reference the service runs, for a preview that must show no change when nothing drifted.
+
+    None when the stack builds its own image (its state holds the `api-image` docker image: deployed without
+    `--image`, e.g. by hand): the preview then builds nothing either way and shows the same resources.
+    """
+    resources = state_resources(state)
+    if any((r.get("type"), r.get("urn", "").rsplit("::", 1)[-1]) == MIGRATE_TARGETS[0] for r in resources):
+        return None
+    for resource in resources:
         if resource.get("type") == SERVICE_COMPONENT_TYPE:
             reference = str((resource.get("outputs") or {}).get("imageDigest") or "")
             if reference:

@@ -673,8 +673,7 @@ def test_main_rejects_a_bad_sha_with_exit_code_2(capsys: pytest.CaptureFixture[s
 
 
 def test_preview_uses_the_pack_and_the_image_a_deploy_would_use(capsys: pytest.CaptureFixture[str]) -> None:
-    cli = ScriptedCli()
-    cli.fail = {}
+    cli = ScriptedCli(state=export(image_resource=False))  # deployed by digest: the state holds no built image
 
     def answer(argv: Sequence[str]) -> str:
         if list(argv[:2]) == ["pulumi", "preview"]:
@@ -690,6 +689,11 @@ def test_preview_uses_the_pack_and_the_image_a_deploy_would_use(capsys: pytest.C
         assert preview[preview.index("--config") + 1] == f"shipyard:service.image={IMAGE}"  # state's imageDigest
     assert "--expect-no-changes" in drift and "--refresh" in drift and "--expect-no-changes" not in given
     assert "1 to update" in capsys.readouterr().out
+
+    # a stack that builds its own image (deployed by hand, without --image) is previewed the same way: no config
+    cli.state = export(image_resource=True)
+    assert main(["preview", "--stack", "prod", "--deployed-image"], run=answer) == 0
+    assert "--config" not in cli.ran("pulumi", "preview")[-1]
 
 
 def test_a_preview_that_finds_drift_exits_1_with_its_output(capsys: pytest.CaptureFixture[str]) -> None:
