@@ -145,15 +145,35 @@ class DeployError(RuntimeError):
 
 def run_command(argv: Sequence[str]) -> str:
     print("+", " ".join(argv), file=sys.stderr, flush=True)
+    if list(argv[:2]) == ["pulumi", "up"]:
+        return run_streaming(argv)
     return subprocess.run(list(argv), check=True, capture_output=True, text=True).stdout  # noqa: S603
+
+
+def run_streaming(argv: Sequence[str]) -> str:
+    """Run a long command (`pulumi up` can take an hour on an RDS change) showing its output as it comes, on
+    stderr, and keep it for the error message; raises `CalledProcessError` on a non-zero exit."""
+    lines: list[str] = []
+    with subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:  # noqa: S603
+        assert process.stdout is not None  # stdout=PIPE
+        for line in process.stdout:
+            sys.stderr.write(line)
+            lines.append(line)
+    text = "".join(lines)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, list(argv), output=text, stderr=text)
+    return text
 
 
 def error_text(error: BaseException) -> str:
     """One line for any failure: a command's stderr, or the exception's own text."""
     if isinstance(error, subprocess.CalledProcessError):
         command = " ".join(str(part) for part in list(error.cmd)[:3])
-        detail = (error.stderr or error.stdout or "").strip() or f"exit code {error.returncode}"
-        return f"`{command}` failed: {detail.splitlines()[-1] if detail else ''}"
+        lines = [line.strip() for line in (error.stderr or error.stdout or "").splitlines() if line.strip()]
+        # pulumi ends with a summary after its `error:` lines; the AWS CLI ends with its error
+        errors = [line for line in lines if line.lower().startswith(("error", "an error occurred"))]
+        detail = (errors or lines or [f"exit code {error.returncode}"])[-1]
+        return f"`{command}` failed: {detail}"
     if isinstance(error, FileNotFoundError):
         return f"command not found: {error.filename} (install it and make sure it is on PATH)"
     return f"{type(error).__name__}: {error}"

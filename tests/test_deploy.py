@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,7 @@ from scripts.deploy import (
     SNAPSHOT_MAX_AGE_DAYS,
     DeployError,
     deploy,
+    error_text,
     main,
     migrate_target_urns,
     migration_outcome,
@@ -31,6 +33,7 @@ from scripts.deploy import (
     prune_main,
     pulumi_up_command,
     run_command,
+    run_streaming,
     run_task_command,
     snapshot_identifier,
     snapshot_tags,
@@ -844,3 +847,16 @@ def test_against_moto_a_rolled_back_rollout_fails_and_keeps_every_snapshot(aws_c
     assert f"what serves now: task definition {name}:41 (2 of 2 tasks running, rollout COMPLETED)" in message
     assert f"snapshot {name}-db-premigrate-{SHA[:12]} is kept" in message
     assert cloud.snapshots() == [f"{name}-db-premigrate-{SHA[:12]}"] and cloud.deleted == []
+
+
+def test_a_long_pulumi_up_streams_its_output_and_keeps_it_for_the_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A real child process: its lines reach stderr as they come (CI shows progress), the error names its cause."""
+    script = (
+        "import sys; print('Updating (prod)'); print('error: update failed: RDS modification timed out'); "
+        "print('Resources: 3 unchanged'); print('Duration: 1h20m'); sys.exit(255)"
+    )
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        run_streaming([sys.executable, "-c", script])
+    assert "Updating (prod)" in capsys.readouterr().err
+    assert error_text(failed.value).endswith("failed: error: update failed: RDS modification timed out")
+    assert run_streaming([sys.executable, "-c", "print('done')"]) == "done\n"
