@@ -299,7 +299,7 @@ def test_types_and_sizes_through_gunicorn(
     """The same endpoint through the image's CMD, configured only by environment variables."""
     env = base_env("postgresql://app:pw@127.0.0.1:1/shop?sslmode=disable") | {
         k: v for k, v in env_for(moto_endpoint).items() if k != "DATABASE_URL"
-    }
+    } | {"STACK": "staging"}
     api = start_api(env)
     headers = bearer(token("user-9")) | {"Content-Type": "application/json"}
     created = requests.post(f"{api.base_url}/api/uploads", json=GOOD, headers=headers, timeout=10)
@@ -307,4 +307,5 @@ def test_types_and_sizes_through_gunicorn(
     assert created.json()["key"].startswith("uploads/user-9/")
     too_big = requests.post(f"{api.base_url}/api/uploads", json=GOOD | {"size": MAX_BYTES * 2}, headers=headers, timeout=10)
     assert too_big.status_code == 413 and too_big.json()["field"] == "size"
-    assert any(line.get("event") == "upload_failed" and line.get("reason") == "too_large" for line in api.log_lines())
+    [refused] = [line for line in api.log_lines() if line.get("event") == "upload_failed"]
+    assert (refused["reason"], refused["stack"]) == ("too_large", "staging")
