@@ -79,6 +79,7 @@ CONTENT_TYPES: dict[str, str] = {
 }
 """The one Content-Type each allowed extension is uploaded (and later served) with. A fixed table rather than
 `mimetypes`, whose answers depend on the host's /etc/mime.types; an extension missing here is a ConfigError."""
+UPLOAD_METHODS = ("POST", "PUT")
 _UPLOADS_PREFIX = re.compile(r"^[a-z0-9-]+/$")  # same rule as `uploads.prefix` in infra/config.py
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$|^[a-z]{3}\d$")  # us-east-1 (AWS) or fra1 (Spaces)
 
@@ -97,6 +98,10 @@ class UploadsSettings:
     access_key_id: str | None = field(default=None, repr=False)
     """`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`: the Spaces key; on AWS unset (the ECS task role signs)."""
     secret_access_key: str | None = field(default=None, repr=False)
+    method: str = "POST"
+    """`UPLOAD_METHOD`: POST (a presigned POST policy: S3) or PUT (a presigned PUT with Content-Type and
+    Content-Length signed: DigitalOcean Spaces, whose S3 compatibility list documents presigned URLs but not
+    browser POST policies, https://docs.digitalocean.com/products/spaces/reference/s3-compatibility/)."""
 
 
 def uploads_settings_from_env(env: Mapping[str, str]) -> UploadsSettings:
@@ -116,7 +121,12 @@ def uploads_settings_from_env(env: Mapping[str, str]) -> UploadsSettings:
     if (access_key is None) != (secret is None):
         raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both or neither")
     return UploadsSettings(
-        prefix=prefix, region=region, endpoint_url=endpoint, access_key_id=access_key, secret_access_key=secret
+        prefix=prefix,
+        region=region,
+        endpoint_url=endpoint,
+        access_key_id=access_key,
+        secret_access_key=secret,
+        method=_choice(env, "UPLOAD_METHOD", "POST", UPLOAD_METHODS),
     )
 
 
@@ -250,7 +260,7 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = env.get(name, "").strip() or default
-    if name == "LOG_LEVEL":
+    if name in ("LOG_LEVEL", "UPLOAD_METHOD"):
         value = value.upper()
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

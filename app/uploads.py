@@ -2,9 +2,12 @@
 
 The API never streams file bytes; it only signs. The limits live in what it signs, because that is what the
 storage enforces:
-- a presigned POST whose policy carries `content-length-range` 1..`UPLOAD_MAX_BYTES`, the exact
-  `Content-Type` and the exact key, expiring after `POST_TTL` (S3 checks every condition of the policy:
-  https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html);
+- on S3 (`UPLOAD_METHOD=POST`): a presigned POST whose policy carries `content-length-range`
+  1..`UPLOAD_MAX_BYTES`, the exact `Content-Type` and the exact key, expiring after `POST_TTL` (S3 checks
+  every condition of the policy: https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html);
+- on Spaces (`UPLOAD_METHOD=PUT`): DigitalOcean documents presigned URLs but not POST policies, so a
+  presigned PUT whose signature covers `Content-Type` and `Content-Length` (SignedHeaders): the browser must
+  send exactly the declared type and size (already checked against the limits here), to exactly this key;
 - keys are `<UPLOADS_PREFIX><user id>/<random>/<sanitised name>`: the user never chooses a key, the random
   segment means nobody overwrites an existing object, and the name is reduced to `[A-Za-z0-9._-]`;
 - downloads are short-lived presigned GETs, signed only for keys under the caller's own prefix.
@@ -74,20 +77,37 @@ def create_upload() -> tuple[Response, int]:
     bucket = _bucket(settings)
     upload = parse_upload_request(request.get_json(silent=True), settings)
     key = new_key(settings.uploads.prefix, user.id, upload.filename, upload.extension)
+    expires_at = _utcnow() + POST_TTL
+    if settings.uploads.method == "PUT":
+        signed = presigned_put(bucket, key, upload)
+    else:
+        signed = presigned_post(bucket, key, upload, settings.upload_max_bytes)
+    log.info("upload signed", extra={"user_id": user.id, "key": key, "size": upload.size})
+    return jsonify(key=key, expires_at=_iso(expires_at), **signed), 201
+
+
+def presigned_post(bucket: str, key: str, upload: UploadRequest, max_bytes: int) -> dict[str, Any]:
+    """`{"method": "POST", "url", "fields"}`: the form fields go first in the multipart body, the file last."""
     post = _s3().generate_presigned_post(
         Bucket=bucket,
         Key=key,
         Fields={"Content-Type": upload.content_type},
-        Conditions=[
-            {"Content-Type": upload.content_type},
-            ["content-length-range", 1, settings.upload_max_bytes],
-        ],
+        Conditions=[{"Content-Type": upload.content_type}, ["content-length-range", 1, max_bytes]],
         ExpiresIn=int(POST_TTL.total_seconds()),
     )
     # botocore adds the exact `key` and `bucket` conditions itself (the key has no ${filename}).
-    expires_at = _utcnow() + POST_TTL
-    log.info("upload signed", extra={"user_id": user.id, "key": key, "size": upload.size})
-    return jsonify(key=key, url=post["url"], fields=post["fields"], expires_at=_iso(expires_at)), 201
+    return {"method": "POST", "url": post["url"], "fields": post["fields"], "headers": {}}
+
+
+def presigned_put(bucket: str, key: str, upload: UploadRequest) -> dict[str, Any]:
+    """`{"method": "PUT", "url", "headers"}`: Content-Type and Content-Length are in the signature, so any
+    other type or size is refused with 403 SignatureDoesNotMatch (the browser sets Content-Length itself)."""
+    url = _s3().generate_presigned_url(
+        "put_object",
+        Params={"Bucket": bucket, "Key": key, "ContentType": upload.content_type, "ContentLength": upload.size},
+        ExpiresIn=int(POST_TTL.total_seconds()),
+    )
+    return {"method": "PUT", "url": url, "fields": {}, "headers": {"Content-Type": upload.content_type}}
 
 
 @blueprint.get("/api/uploads/<path:key>")
@@ -160,7 +180,9 @@ def parse_upload_request(body: Any, settings: Settings) -> UploadRequest:
     extension = filename.rpartition(".")[2].lower() if "." in filename else ""
     if extension not in settings.upload_allowed_types:
         allowed = ", ".join(settings.upload_allowed_types)
-        raise UploadError(415, "unsupported_type", f"file type {extension or '(none)'!r} not allowed ({allowed})", "filename")
+        raise UploadError(
+            415, "unsupported_type", f"file type {extension or '(none)'!r} not allowed ({allowed})", "filename"
+        )
     expected = CONTENT_TYPES[extension]
     if content_type.strip().lower() != expected:
         raise UploadError(
@@ -252,11 +274,25 @@ def _s3_client(settings: Settings) -> Any:
     return boto3.client(
         "s3",
         region_name=uploads.region,
-        endpoint_url=uploads.endpoint_url,
+        endpoint_url=s3_endpoint(uploads.endpoint_url, uploads.region),
         aws_access_key_id=uploads.access_key_id,
         aws_secret_access_key=uploads.secret_access_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "virtual" if not uploads.endpoint_url else "path"}),
+        config=Config(signature_version="s3v4"),
     )
+
+
+def s3_endpoint(endpoint_url: str | None, region: str | None) -> str | None:
+    """The configured endpoint, else S3's regional one.
+
+    Without an endpoint botocore presigns against the global `https://s3.amazonaws.com` even for a bucket in
+    sa-east-1; S3 answers such a request with a redirect to the bucket's region, which a browser's CORS upload
+    cannot follow. The regional endpoint needs no redirect
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/VirtualHosting.html, "Legacy global endpoint").
+    """
+    if endpoint_url is not None or region is None:
+        return endpoint_url
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://s3.{region}.{suffix}"
 
 
 def _status_of(error: Exception) -> int | None:

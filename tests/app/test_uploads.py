@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import jwt
@@ -22,7 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.config import Settings
-from app.uploads import GET_TTL, POST_TTL, owns_key, sanitise
+from app.uploads import GET_TTL, POST_TTL, owns_key, s3_endpoint, sanitise
 from app.web import create_app
 
 from .app_support import RunningApi, base_env
@@ -94,11 +95,13 @@ GOOD = {"filename": "Invoice March.png", "content_type": "image/png", "size": le
 
 
 # ------------------------------------------------------------------------------------------------ the path
-def test_presigned_post_uploads_a_real_file_and_the_get_link_returns_it(client: FlaskClient, moto_endpoint: str) -> None:
+def test_presigned_post_uploads_a_real_file_and_the_get_link_returns_it(
+    client: FlaskClient, moto_endpoint: str
+) -> None:
     answer = ask(client, GOOD)
     assert answer.status_code == 201, answer.get_json()
     body = answer.get_json()
-    assert set(body) == {"key", "url", "fields", "expires_at"}
+    assert {"key", "url", "fields", "expires_at"} <= set(body) and body["method"] == "POST"
     key = body["key"]
     assert key.startswith("uploads/user-1/") and key.endswith("/Invoice_March.png")
 
@@ -173,6 +176,45 @@ def test_limits_come_from_the_environment(moto_endpoint: str, bucket: str) -> No
     assert client.post("/api/uploads", json=GOOD, headers=bearer(token())).status_code == 415
 
 
+def test_spaces_mode_signs_a_put_with_type_and_length_in_the_signature(moto_endpoint: str, bucket: str) -> None:
+    """DigitalOcean (UPLOAD_METHOD=PUT): the closest equivalent of the POST policy Spaces documents."""
+    app = create_app(Settings.from_env(env_for(moto_endpoint, UPLOAD_METHOD="put")))
+    client = app.test_client()
+    body = client.post("/api/uploads", json=GOOD, headers=bearer(token("user-7"))).get_json()
+    assert (body["method"], body["fields"], body["headers"]) == ("PUT", {}, {"Content-Type": "image/png"})
+    query = parse_qs(urlsplit(body["url"]).query)
+    assert query["X-Amz-SignedHeaders"] == ["content-length;content-type;host"]
+    assert query["X-Amz-Expires"] == [str(int(POST_TTL.total_seconds()))]
+    assert urlsplit(body["url"]).path == f"/{BUCKET}/{body['key']}"
+    put = requests.put(body["url"], data=PNG, headers=body["headers"], timeout=10)
+    assert put.status_code == 200, put.text
+    link = client.get(f"/api/uploads/{body['key']}", headers=bearer(token("user-7"))).get_json()
+    assert link["content_type"] == "image/png" and requests.get(link["url"], timeout=10).content == PNG
+    # The signed length is the declared one: over the limit is refused before anything is signed.
+    assert client.post("/api/uploads", json=GOOD | {"size": MAX_BYTES + 1}, headers=bearer(token())).status_code == 413
+
+
+def test_aws_urls_use_the_regional_endpoint() -> None:
+    """botocore alone signs for https://s3.amazonaws.com, which redirects for other regions (no CORS upload)."""
+    assert s3_endpoint(None, "sa-east-1") == "https://s3.sa-east-1.amazonaws.com"
+    assert s3_endpoint(None, "cn-north-1") == "https://s3.cn-north-1.amazonaws.com.cn"
+    assert s3_endpoint("https://fra1.digitaloceanspaces.com", "fra1") == "https://fra1.digitaloceanspaces.com"
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://a:b@h/d",
+            "SECRET_KEY": "s" * 40,
+            "JWT_SECRET_KEY": JWT_SECRET,
+            "UPLOADS_BUCKET": BUCKET,
+            "AWS_REGION": "sa-east-1",
+            "AWS_ACCESS_KEY_ID": "a",
+            "AWS_SECRET_ACCESS_KEY": "b",
+        }
+    )
+    body = create_app(settings).test_client().post("/api/uploads", json=GOOD, headers=bearer(token())).get_json()
+    assert body["url"] == f"https://s3.sa-east-1.amazonaws.com/{BUCKET}"
+    assert "/sa-east-1/s3/aws4_request" in body["fields"]["x-amz-credential"]
+
+
 # ------------------------------------------------------------------------------------------------ hostile input
 def _error(answer: Any) -> tuple[int, str, str | None]:
     body = answer.get_json()
@@ -206,11 +248,17 @@ def _error(answer: Any) -> tuple[int, str, str | None]:
         pytest.param({"filename": "a.png", "size": 10}, 400, "content_type", id="missing-content-type"),
         pytest.param({"filename": "a.png", "content_type": "image/png"}, 400, "size", id="missing-size"),
         pytest.param(GOOD | {"size": None}, 400, "size", id="null-size"),
-        pytest.param(GOOD | {"filename": "report.pdf", "content_type": "image/png"}, 415, "content_type", id="pdf-as-png"),
-        pytest.param(GOOD | {"filename": "run.exe", "content_type": "application/x-msdownload"}, 415, "filename", id="exe"),
+        pytest.param(
+            GOOD | {"filename": "report.pdf", "content_type": "image/png"}, 415, "content_type", id="pdf-as-png"
+        ),
+        pytest.param(
+            GOOD | {"filename": "run.exe", "content_type": "application/x-msdownload"}, 415, "filename", id="exe"
+        ),
         pytest.param(GOOD | {"filename": "page.html", "content_type": "text/html"}, 415, "filename", id="html"),
         pytest.param(GOOD | {"filename": "noextension"}, 415, "filename", id="no-extension"),
-        pytest.param(GOOD | {"content_type": "image/png; charset=utf-8"}, 415, "content_type", id="content-type-params"),
+        pytest.param(
+            GOOD | {"content_type": "image/png; charset=utf-8"}, 415, "content_type", id="content-type-params"
+        ),
         pytest.param(GOOD | {"filename": "a.png.html", "content_type": "text/html"}, 415, "filename", id="double-ext"),
     ],
 )
@@ -297,15 +345,19 @@ def test_types_and_sizes_through_gunicorn(
     start_api: Callable[..., RunningApi], moto_endpoint: str, bucket: str
 ) -> None:
     """The same endpoint through the image's CMD, configured only by environment variables."""
-    env = base_env("postgresql://app:pw@127.0.0.1:1/shop?sslmode=disable") | {
-        k: v for k, v in env_for(moto_endpoint).items() if k != "DATABASE_URL"
-    } | {"STACK": "staging"}
+    env = (
+        base_env("postgresql://app:pw@127.0.0.1:1/shop?sslmode=disable")
+        | {k: v for k, v in env_for(moto_endpoint).items() if k != "DATABASE_URL"}
+        | {"STACK": "staging"}
+    )
     api = start_api(env)
     headers = bearer(token("user-9")) | {"Content-Type": "application/json"}
     created = requests.post(f"{api.base_url}/api/uploads", json=GOOD, headers=headers, timeout=10)
     assert created.status_code == 201, created.text
     assert created.json()["key"].startswith("uploads/user-9/")
-    too_big = requests.post(f"{api.base_url}/api/uploads", json=GOOD | {"size": MAX_BYTES * 2}, headers=headers, timeout=10)
+    too_big = requests.post(
+        f"{api.base_url}/api/uploads", json=GOOD | {"size": MAX_BYTES * 2}, headers=headers, timeout=10
+    )
     assert too_big.status_code == 413 and too_big.json()["field"] == "size"
     [refused] = [line for line in api.log_lines() if line.get("event") == "upload_failed"]
     assert (refused["reason"], refused["stack"]) == ("too_large", "staging")
