@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -69,14 +70,12 @@ def api_reads(env: Mapping[str, str]) -> tuple[set[str], str | None]:
     except ConfigError as problem:
         error = str(problem)
     gunicorn = RecordingEnv(env)
-    saved = os.environ
-    os.environ = gunicorn  # type: ignore[assignment]  # gunicorn_conf reads os.environ at import
     try:
-        runpy.run_path(str(PROJECT_ROOT / "app" / "gunicorn_conf.py"))
+        # gunicorn_conf reads os.environ at import: run it with the recording mapping in its place.
+        with mock.patch.object(os, "environ", gunicorn):
+            runpy.run_path(str(PROJECT_ROOT / "app" / "gunicorn_conf.py"))
     except SystemExit as problem:
         error = error or str(problem)
-    finally:
-        os.environ = saved
     return recording.read | gunicorn.read, error
 
 
