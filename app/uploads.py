@@ -43,6 +43,7 @@ MAX_FILENAME_CHARS = 255
 MAX_KEY_NAME_CHARS = 100
 """The sanitised name in the key is cut to this (keeping the extension); S3 keys stop at 1,024 bytes."""
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_DOT_RUNS = re.compile(r"\.{2,}")
 _RANDOM_SEGMENT = re.compile(r"^[A-Za-z0-9_-]{22}$")  # secrets.token_urlsafe(16)
 _KEY_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 
@@ -221,7 +222,9 @@ def sanitise(filename: str, extension: str) -> str:
     """An ASCII `[A-Za-z0-9._-]` name for the key: accents folded (`résumé` -> `resume`), the rest `_`."""
     ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
     stem = ascii_name[: -(len(extension) + 1)] if ascii_name.lower().endswith("." + extension) else ascii_name
-    stem = _UNSAFE_NAME_CHARS.sub("_", stem).strip("._-")[: MAX_KEY_NAME_CHARS - len(extension) - 1]
+    stem = _UNSAFE_NAME_CHARS.sub("_", stem)
+    # No dot runs: `..` is harmless in a flat S3 key, but no key we hand out should look like a path step.
+    stem = _DOT_RUNS.sub(".", stem).strip("._-")[: MAX_KEY_NAME_CHARS - len(extension) - 1].rstrip(".")
     return f"{stem or 'file'}.{extension}"
 
 

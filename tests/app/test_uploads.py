@@ -341,6 +341,25 @@ def test_sanitised_names() -> None:
     assert len(sanitise("a" * 250 + ".png", "png")) == 100
 
 
+@pytest.mark.parametrize(
+    ("filename", "stored_as"),
+    [
+        ("a..b.png", "a.b.png"),
+        ("a\uff0fb.png", "a_b.png"),  # FULLWIDTH SOLIDUS: NFKD makes it "/", which is then replaced
+        ("x\u2025\u2025y.png", "x.y.png"),  # TWO DOT LEADER: NFKD makes it ".."
+        ("résumé.png", "resume.png"),
+    ],
+)
+def test_unicode_names_land_under_the_user_and_stay_downloadable(
+    client: FlaskClient, filename: str, stored_as: str
+) -> None:
+    body = ask(client, GOOD | {"filename": filename}).get_json()
+    assert body["key"].startswith("uploads/user-1/") and body["key"].endswith("/" + stored_as)
+    assert owns_key("uploads/", "user-1", body["key"])
+    requests.post(body["url"], data=body["fields"], files={"file": ("x.png", PNG)}, timeout=10)
+    assert client.get(f"/api/uploads/{body['key']}", headers=bearer(token())).status_code == 200
+
+
 def test_types_and_sizes_through_gunicorn(
     start_api: Callable[..., RunningApi], moto_endpoint: str, bucket: str
 ) -> None:
