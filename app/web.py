@@ -10,6 +10,7 @@ database message, a host name or an exception class (those go to the logs).
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import threading
 import time
@@ -196,12 +197,32 @@ def _limit_body(settings: Settings) -> None:
     """`UPLOAD_MAX_BYTES` under /api/uploads, `BODY_MAX_BYTES` elsewhere.
 
     Refused up front from Content-Length, whatever the route: Werkzeug alone only notices when a view reads
-    the body. Chunked bodies (no Content-Length) hit the same per-request limit when read.
+    the body. A chunked body (no Content-Length) is read here, up to one byte over the limit: Werkzeug would
+    silently cut it at the limit and hand the view a truncated body.
     """
     limit = settings.upload_max_bytes if _is_upload_path(request.path) else BODY_MAX_BYTES
     request.max_content_length = limit
-    if request.content_length is not None and request.content_length > limit:
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise RequestEntityTooLarge()
+    elif request.environ.get("wsgi.input_terminated"):
+        _buffer_unsized_body(limit)
+
+
+def _buffer_unsized_body(limit: int) -> None:
+    """Read a body of unknown length (at most ``limit`` bytes) and present it to the view as a sized one."""
+    environ = request.environ
+    stream = environ["wsgi.input"]
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = stream.read(min(64 * 1024, limit + 1 - len(body)))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > limit:
         raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(bytes(body))
+    environ["CONTENT_LENGTH"] = str(len(body))
 
 
 def _json_error(error: HTTPException) -> Response:
