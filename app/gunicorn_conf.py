@@ -125,7 +125,7 @@ def _default_headers_without_server(self: gunicorn_wsgi.Response) -> list[str]:
     return [line for line in _gunicorn_default_headers(self) if not line.lower().startswith("server:")]
 
 
-gunicorn_wsgi.Response.default_headers = _default_headers_without_server  # type: ignore[method-assign]
+gunicorn_wsgi.Response.default_headers = _default_headers_without_server
 
 
 # -- request deadline --------------------------------------------------------------------------------------

@@ -135,7 +135,12 @@ def create_app(settings: Settings) -> Flask:
         fields = {"limit_bytes": limit, "content_length": request.content_length, "path": request.path}
         if _is_upload_path(request.path):
             jsonlog.log_event(
-                log, jsonlog.UPLOAD_FAILED, "upload over the size limit", level=logging.WARNING, reason="too_large", **fields
+                log,
+                jsonlog.UPLOAD_FAILED,
+                "upload over the size limit",
+                level=logging.WARNING,
+                reason="too_large",
+                **fields,
             )
         else:
             # Not an upload: a client (or a scanner) sent a big body where none belongs. Logged, not alarmed.
