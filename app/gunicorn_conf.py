@@ -75,7 +75,9 @@ accesslog = None
 
 # Proxy headers: trusted only from the load balancer's addresses, and only the scheme. gunicorn's default
 # forwarder_headers (SCRIPT_NAME, PATH_INFO) let a client re-root the app (gunicorn issue #2650): no proxy of
-# ours sets them, so none are taken from any peer.
+# ours sets them, so none are taken from any peer. (On AWS the ALB also drops header names with "_"
+# — drop_invalid_header_fields, names must match [-A-Za-z0-9]+: https://docs.aws.amazon.com/elasticloadbalancing/
+# latest/application/application-load-balancers.html — but App Platform and a direct peer do not.)
 forwarded_allow_ips = _forwarded_allow_ips(os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
 forwarder_headers = ""
 secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}  # the one the ALB and App Platform set
