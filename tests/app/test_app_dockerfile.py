@@ -109,7 +109,8 @@ def test_the_lock_is_compiled_from_the_direct_pins() -> None:
     entries = _lock_entries()
     assert direct
     for name, version in direct:
-        assert entries[name.lower()][0] == version, f"{name}: requirements.in {version} != lock {entries[name.lower()][0]}"
+        locked = entries[name.lower()][0]
+        assert locked == version, f"{name}: requirements.in {version} != lock {locked}"
     # The dev venv installs the direct pins: a hashed file there would switch all of requirements-dev to hash mode.
     assert "-r app/requirements.in" in (REPO_ROOT / "requirements-dev.txt").read_text().splitlines()
 
