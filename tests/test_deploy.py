@@ -580,11 +580,11 @@ def test_a_rollout_still_in_progress_is_awaited_and_a_failed_one_is_a_failure() 
     assert stuck.service_polls == ROLLOUT_TIMEOUT_SECONDS // POLL_SECONDS  # bounded
 
 
-def test_a_migration_past_its_deadline_is_stopped_and_named() -> None:
-    cli = ScriptedCli(task_stops_after=10**9)
-    with pytest.raises(DeployError) as failed:
-        deploy("prod", SHA, run=cli, sleep=lambda _: None)
-    message = str(failed.value)
+def test_a_migration_past_its_deadline_is_stopped_and_named(capsys: pytest.CaptureFixture[str]) -> None:
+    cli = ScriptedCli(task_stops_after=10**9, snapshots=[premigrate(index, 400) for index in range(20)])
+    assert main(["--stack", "prod", "--git-sha", SHA], run=cli, sleep=lambda _: None) == 1
+    message = capsys.readouterr().err
+    assert "Traceback" not in message and not cli.ran("aws", "rds", "delete-db-snapshot")  # nothing pruned
     assert f"migrate task {TASK_ARN} still RUNNING after 30 minutes: stopped it" in message
     assert "what serves now: the previous version: the ECS service was not touched" in message
     (stop,) = cli.ran("aws", "ecs", "stop-task")
@@ -599,18 +599,20 @@ def test_a_task_that_cannot_be_stopped_is_named_with_the_command_to_stop_it() ->
         deploy("prod", SHA, run=cli, sleep=lambda _: None)
 
 
-def test_throttled_polls_are_retried_with_bounded_backoff() -> None:
+def test_throttled_polls_are_retried_with_bounded_backoff(capsys: pytest.CaptureFixture[str]) -> None:
     slept: list[float] = []
     cli = ScriptedCli(throttles=4)
     deploy("prod", SHA, run=cli, sleep=slept.append, prune=False)
     backoff = [s for s in slept if s != POLL_SECONDS]
     assert backoff == [2.0, 4.0, 8.0, 16.0]
 
-    always = ScriptedCli(throttles=10**6)
-    with pytest.raises(DeployError) as failed:
-        deploy("prod", SHA, run=always, sleep=lambda _: None)
-    assert "ThrottlingException" in str(failed.value)
+    always = ScriptedCli(throttles=10**6, snapshots=[premigrate(index, 400) for index in range(20)])
+    assert main(["--stack", "prod", "--git-sha", SHA], run=always, sleep=lambda _: None) == 1
+    err = capsys.readouterr().err
+    assert "stopped at step 3" in err and "ThrottlingException" in err and "Traceback" not in err
+    assert "what serves now: the previous version" in err and "how to go back: " in err
     assert len(always.ran("aws", "ecs", "describe-tasks")) == RETRY_ATTEMPTS  # gave up, bounded
+    assert not always.ran("aws", "rds", "delete-db-snapshot")
 
 
 @pytest.mark.parametrize(
