@@ -729,7 +729,8 @@ class Progress:
             return f"the service never changed and migrations are backward compatible, so nothing to roll; {restore}"
         return (
             f"deploy the previous release again: python -m scripts.deploy --stack {self.stack} --git-sha <previous "
-            f"sha> --image <the image it ran>; {restore}"
+            f"sha> --image <the image it ran> (the deploy workflow's `image` input does the same; `aws ecs "
+            f"describe-task-definition --task-definition <family:revision>` shows a revision's image); {restore}"
         )
 
     def serving(self, run: Runner, sleep: Sleep) -> str:
