@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from app import jsonlog
+from app import jsonlog, uploads
 from app.config import Settings
 from app.db import DatabaseUnavailable, connect, describe_error
 
@@ -31,6 +31,7 @@ def create_app(settings: Settings) -> Flask:
     )
     app.extensions["shipyard.settings"] = settings
     _init_sentry(settings)
+    uploads.register(app, settings)  # POST /api/uploads, GET /api/uploads/<key> (app/uploads.py)
 
     @app.get("/api/health")
     def health() -> tuple[Response, int]:

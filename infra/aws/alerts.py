@@ -568,7 +568,6 @@ class Alerts(Component):
                     "PROJECT": self.naming.project,
                 },
                 policy_statements=statements,
-                metrics_namespace="Shipyard/AlertForwarder",
             ),
             self.naming,
             self.opts(),

@@ -142,10 +142,14 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         with_provider,
     )
 
-    # Browsers upload with presigned URLs from the SPA's origin only.
+    # Browsers upload with presigned URLs from the origins the API answers (the SPA's, plus service.corsOrigins).
+    extra_origins = [origin.rstrip("/") for origin in config.service.cors_origins]
     uploads = Uploads(
         "uploads",
-        UploadsArgs(settings=config.uploads, allowed_origins=frontend.url.apply(lambda url: [url])),
+        UploadsArgs(
+            settings=config.uploads,
+            allowed_origins=frontend.url.apply(lambda url: list(dict.fromkeys([url.rstrip("/"), *extra_origins]))),
+        ),
         naming,
         with_provider,
     )

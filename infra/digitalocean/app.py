@@ -155,6 +155,9 @@ class App(Component):
             # Without a domain the SPA and the API share the app's host: same origin, nothing to allow.
             *([Env("CORS_ORIGINS", ",".join(cors_origins))] if cors_origins else []),
             Env("UPLOADS_BUCKET", args.uploads_bucket),
+            Env("UPLOADS_PREFIX", args.uploads.prefix),
+            # Spaces documents presigned URLs, not POST policies: the API signs a PUT (infra/digitalocean/uploads.py).
+            Env("UPLOAD_METHOD", "PUT"),
             Env("UPLOAD_MAX_BYTES", str(args.uploads.max_size_mb * 1024 * 1024)),
             Env("UPLOAD_ALLOWED_TYPES", ",".join(args.uploads.allowed_types)),
             # Standard boto3 variables, so the app's S3 code talks to Spaces unchanged.

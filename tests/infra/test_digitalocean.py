@@ -171,6 +171,7 @@ def test_api_service_size_count_health_check_and_port(staging_do: StackRun) -> N
     assert envs["UPLOADS_BUCKET"]["value"] == "shipyard-staging-do-uploads"
     assert envs["AWS_ENDPOINT_URL_S3"]["value"] == "https://fra1.digitaloceanspaces.com"
     assert envs["UPLOAD_MAX_BYTES"]["value"] == str(10 * 1024 * 1024)
+    assert (envs["UPLOADS_PREFIX"]["value"], envs["UPLOAD_METHOD"]["value"]) == ("uploads/", "PUT")
     assert "CORS_ORIGINS" not in envs  # same origin without a domain
 
 
@@ -360,10 +361,18 @@ def test_cors_allows_only_the_frontend_origin(staging_do: StackRun, prod_do: Sta
     cors = staging_do.one(CORS)
     (rule,) = cors.inputs["corsRules"]
     assert rule["allowedOrigins"] == [staging_do.outputs["frontendUrl"]]
-    assert sorted(rule["allowedMethods"]) == ["GET", "HEAD", "PUT"]
+    # The API signs PUT uploads and GET downloads on Spaces (UPLOAD_METHOD=PUT); nothing else from browsers.
+    assert sorted(rule["allowedMethods"]) == ["GET", "PUT"]
+    assert rule["allowedHeaders"] == ["Content-Type"]
     assert cors.inputs["bucket"] == "shipyard-staging-do-uploads"
     (prod_rule,) = prod_do.one(CORS).inputs["corsRules"]
     assert prod_rule["allowedOrigins"] == ["https://app.example.com"]
+
+
+def test_cors_adds_the_apis_extra_origins() -> None:
+    run = evaluate(STACK, config_overrides={"shipyard:service": {"corsOrigins": ["http://localhost:5173"]}})
+    (rule,) = run.one(CORS).inputs["corsRules"]
+    assert rule["allowedOrigins"] == [run.outputs["frontendUrl"], "http://localhost:5173"]
 
 
 def test_api_key_can_use_this_bucket_only(staging_do: StackRun) -> None:
