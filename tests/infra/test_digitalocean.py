@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from infra.config import ConfigError, json_schema
 from infra.harness import PROJECT_ROOT, Resource, StackRun
+from tests.app.app_support import load_gunicorn_conf
 from tests.infra.conftest import ALERT_SECRETS, evaluate
 
 STACK = "staging-do"
@@ -540,3 +542,13 @@ def test_plain_environment_from_config_reaches_the_api_as_general() -> None:
     run = evaluate(STACK, config_overrides={"shipyard:service": {"environment": {"FEATURE_ESCROW_V2": "on"}}})
     env = _envs(_component(run, "services", "api"))["FEATURE_ESCROW_V2"]
     assert env == {"key": "FEATURE_ESCROW_V2", "value": "on", "type": "GENERAL", "scope": "RUN_TIME"}
+
+
+def test_gunicorn_trusts_forwarded_headers_only_from_app_platform_s_private_range(staging_do: StackRun) -> None:
+    """Issue 22 item 2: a private range (App Platform's router), never `*`, and gunicorn_conf accepts it."""
+    env = _envs(_component(staging_do, "services", "api"))["FORWARDED_ALLOW_IPS"]
+    assert env["type"] == "GENERAL"
+    networks = [ipaddress.ip_network(entry) for entry in env["value"].split(",")]
+    assert networks and all(network.is_private for network in networks)
+    loaded = load_gunicorn_conf({"FORWARDED_ALLOW_IPS": env["value"]})
+    assert loaded.returncode == 0, loaded.stderr
