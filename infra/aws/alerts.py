@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -487,7 +488,7 @@ class Alerts(Component):
             opts=self.opts(),
         )
 
-    def _create_email_identity(self, channels: Sequence[str]) -> pulumi.Input[str | None]:
+    def _create_email_identity(self, channels: AbstractSet[str]) -> pulumi.Input[str | None]:
         self.email_identity: aws.ses.EmailIdentity | None = None
         if "email" not in channels or self.args.email_from is None:
             return None
@@ -530,7 +531,7 @@ class Alerts(Component):
                 opts=self.opts(),
             )
 
-    def _create_forwarder(self, channels: Sequence[str], email_identity_arn: pulumi.Input[str | None]) -> None:
+    def _create_forwarder(self, channels: AbstractSet[str], email_identity_arn: pulumi.Input[str | None]) -> None:
         statements = pulumi.Output.all(
             secret_arn=self.secret.arn,
             table_arn=self.table.arn,
