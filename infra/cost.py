@@ -283,6 +283,23 @@ class _Estimator:
         self.add(r, "Lambda compute", f"lambda.gb_second.{arch}", gb_seconds, usage_based=True, note=note)
         self.add(r, "Lambda requests", "lambda.requests", runs / 1_000_000, usage_based=True, note=note)
 
+    def sqs_event_source(self, r: Resource) -> None:
+        """Lambda long-polls an SQS queue it drains even when the queue is empty, and SQS bills each receive.
+        AWS does not publish the idle poll rate; the baseline is `sqs_event_source_idle_pollers` pollers each
+        waiting the longest long poll (20 s), i.e. three requests a minute per poller."""
+        if ":sqs:" not in str(r.inputs.get("eventSourceArn", "")):
+            return
+        pollers = float(self.prices.assumptions["sqs_event_source_idle_pollers"])
+        requests = pollers * self.prices.hours_per_month * 3600 / 20
+        self.add(
+            r,
+            f"SQS receives while idle ({pollers:g} long-polling pollers)",
+            "sqs.requests",
+            requests / 1_000_000,
+            usage_based=True,
+            note="each batch of messages adds a receive and a delete",
+        )
+
     def usage_only(self, r: Resource, item: str, key: str, note: str) -> None:
         self.add(r, item, key, 0, usage_based=True, note=note)
 
@@ -360,6 +377,7 @@ _HANDLERS: dict[str, str] = {
     "aws:elasticache/cluster:Cluster": "cache_nodes",
     "aws:backup/plan:Plan": "backup_plan",
     "aws:lambda/function:Function": "lambda_function",
+    "aws:lambda/eventSourceMapping:EventSourceMapping": "sqs_event_source",
     "digitalocean:index/app:App": "do_app",
     "digitalocean:index/databaseCluster:DatabaseCluster": "do_database",
 }

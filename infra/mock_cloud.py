@@ -291,7 +291,8 @@ def _sqs_queue(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str,
 
 def _sns_topic(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
     name = args.inputs.get("name") or f"{args.name}-{_hex(args.name, length=7)}"
-    return {"name": name, "arn": mocks.arn("sns", name)}
+    # A topic lives in its provider's region (the us-east-1 edge topics of an eu-west-1 stack, say).
+    return {"name": name, "arn": mocks.arn("sns", name, mocks.region_of(args))}
 
 
 def _lambda_function(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:

@@ -11,9 +11,9 @@
 CloudFront publishes its metrics in us-east-1 only and an alarm's SNS actions must be in the alarm's region,
 so the CloudFront alarm is created with the edge provider. When the stack itself runs in us-east-1 that is the
 same provider and the same topics; elsewhere, this component creates one small us-east-1 topic per severity
-(encrypted with a us-east-1 customer key CloudWatch may use) that delivers to the alert forwarder (SNS → Lambda
-works across regions) and, for critical, to the on-call e-mail — so the page arrives the same way as every
-other one.
+(encrypted with a us-east-1 customer key CloudWatch may use) that delivers to the alert forwarder's inbox
+queue (SNS → SQS works across regions) and, for critical, to the on-call e-mail — so the page arrives the
+same way as every other one.
 """
 
 from __future__ import annotations
@@ -145,11 +145,18 @@ class BackupWatch:
     """The restore validator publishes Shipyard/Backup metrics under `Stack` (restore-* alarms)."""
 
 
+def edge_topic_name(naming: Naming, severity: str) -> str:
+    """The us-east-1 topic of one severity; it ends in the severity, which the forwarder reads."""
+    return naming.physical("alarms-edge", severity)
+
+
 @dataclass(frozen=True)
 class EdgeDelivery:
     """Where the us-east-1 alarm topics deliver when the stack runs elsewhere."""
 
-    forwarder_function_arn: pulumi.Input[str] | None = None
+    alert_inbox_arn: pulumi.Input[str] | None = None
+    """The alerts component's inbox queue (SNS → SQS works across regions; the queue's policy admits these
+    topics by name)."""
     oncall_email: str | None = None
 
 
@@ -481,25 +488,18 @@ class Monitoring(Component):
             # The name ends in the severity: the forwarder reads it from there, as for the regional topics.
             topic = aws.sns.Topic(
                 self.child_name("edge-topic", severity),
-                name=self.naming.physical("alarms-edge", severity),
+                name=edge_topic_name(self.naming, severity),
                 kms_master_key_id=key.arn,
                 opts=edge,
             )
             topics[severity] = topic.arn
-            if delivery.forwarder_function_arn is not None:
-                aws.lambda_.Permission(
-                    self.child_name("edge-invoke", severity),
-                    action="lambda:InvokeFunction",
-                    function=delivery.forwarder_function_arn,
-                    principal="sns.amazonaws.com",
-                    source_arn=topic.arn,
-                    opts=self.opts(),
-                )
+            if delivery.alert_inbox_arn is not None:
                 aws.sns.TopicSubscription(
                     self.child_name("edge-forwarder", severity),
                     topic=topic.arn,
-                    protocol="lambda",
-                    endpoint=delivery.forwarder_function_arn,
+                    protocol="sqs",
+                    endpoint=delivery.alert_inbox_arn,
+                    raw_message_delivery=False,
                     opts=self.opts(provider=self.args.edge_provider),
                 )
             if severity == "critical" and delivery.oncall_email:

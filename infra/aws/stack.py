@@ -241,9 +241,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             region=config.region,
             topic_arns=alerts.topic_arns,
             edge_provider=edge,
-            edge_delivery=EdgeDelivery(
-                forwarder_function_arn=alerts.forwarder.arn, oncall_email=config.alerts.oncall_email
-            ),
+            edge_delivery=EdgeDelivery(alert_inbox_arn=alerts.inbox.arn, oncall_email=config.alerts.oncall_email),
             database=DatabaseWatch(
                 identifier=database.identifier,
                 allocated_storage_gb=config.database.allocated_storage_gb,
