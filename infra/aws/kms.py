@@ -192,7 +192,7 @@ class LogKey(Component):
     Shared rather than one per log group: a key costs 1 USD a month (plus 1 USD after each of its first two
     yearly rotations, infra/prices.json), and every group of a stack holds the same kind of data with the same
     readers, so separate keys would buy no separation. Created only where the tier asks for it (prod; see
-    README "Encryption keys and what they cost").
+    README "Security logging and encryption keys").
     """
 
     key: aws.kms.Key

@@ -83,7 +83,7 @@ def offsite_provider(config: AwsStack, naming: Naming, edge: aws.Provider) -> aw
 def log_keys_wanted(config: AwsStack) -> bool:
     """Customer-managed keys on CloudWatch log groups in prod only: each key is 1 USD/month (more after its
     first rotations), and staging's logs hold nothing prod's do not, so there they keep AWS's own encryption
-    (README "Encryption keys and what they cost")."""
+    (README "Security logging and encryption keys")."""
     return config.tier == "prod"
 
 

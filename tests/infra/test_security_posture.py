@@ -84,7 +84,7 @@ def test_outside_us_east_1_the_cloudfront_waf_logs_get_the_us_east_1_key() -> No
 
 
 def test_staging_keeps_default_log_encryption(staging: StackRun) -> None:
-    """A key is 1 USD/month; staging's logs hold nothing prod's do not (README: encryption keys)."""
+    """A key is 1 USD/month; staging's logs hold nothing prod's do not (README "Security logging...")."""
     assert _log_keys(staging) == []
     assert all(not g.inputs.get("kmsKeyId") for g in staging.of_type(LOG_GROUP))
 
