@@ -59,13 +59,13 @@ def vpc_access_statements(account_id: str, region: str) -> list[dict[str, Any]]:
             "Sid": "LambdaManagesItsVpcNetworkInterfaces",
             "Effect": "Allow",
             "Action": list(VPC_NETWORK_INTERFACE_ACTIONS),
-            "Resource": f"arn:aws:ec2:{region}:{account_id}:*/*",
+            "Resource": [f"arn:aws:ec2:{region}:{account_id}:*/*"],
         },
         {
             "Sid": "LambdaDescribesItsVpcPlacement",
             "Effect": "Allow",
             "Action": list(VPC_DESCRIBE_ACTIONS),
-            "Resource": "*",
+            "Resource": ["*"],
         },
     ]
 

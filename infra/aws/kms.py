@@ -101,9 +101,10 @@ def alarm_topic_key_policy(account_id: str) -> str:
 
     Confused deputy: the grant is held to topics of this account by `kms:EncryptionContext:aws:sns:topicArn`.
     SNS encrypts every message of an encrypted topic under the encryption context `aws:sns:topicArn` = the
-    topic's ARN (AWS docs, SNS "Data encryption" / "Key management": sns-server-side-encryption.html,
-    sns-key-management.html), so the condition is present on every call the publishers make through SNS; a
-    service tricked into publishing for another account cannot use this key for that account's topics.
+    topic's ARN, and AWS's own key policies for a service publishing to an encrypted topic condition on it
+    (e.g. https://docs.aws.amazon.com/gamelift/latest/flexmatchguide/queue-notification-sns-sse.html), so it
+    is present on every call the publishers make through SNS; a service tricked into publishing for another
+    account cannot use this key for that account's topics.
     Not `aws:SourceAccount`/`aws:SourceArn`: the AWS pages for these four publishers (CloudWatch alarm actions,
     EventBridge targets, RDS event subscriptions, AWS Backup notifications) show their key-policy grants
     without those keys and do not say the KMS calls carry them; a condition the service never sends would

@@ -288,14 +288,14 @@ def test_vpc_lambdas_get_eni_actions_inline_and_no_managed_policy(stack: str, st
         for statement in statements:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             logs = [a for a in actions if a.startswith("logs:")]
-            assert not logs or statement["Resource"] != "*", function.name  # logs only on its own group
+            assert not logs or statement["Resource"] not in ("*", ["*"]), function.name  # logs only on its own group
         eni = [s for s in statements if s.get("Sid") == "LambdaManagesItsVpcNetworkInterfaces"]
         if function in in_vpc:
             (statement,) = eni
             assert statement["Action"] == list(VPC_NETWORK_INTERFACE_ACTIONS)
-            assert statement["Resource"] == f"arn:aws:ec2:us-east-1:{ACCOUNT}:*/*"
+            assert statement["Resource"] == [f"arn:aws:ec2:us-east-1:{ACCOUNT}:*/*"]
             (describe,) = [s for s in statements if s.get("Sid") == "LambdaDescribesItsVpcPlacement"]
-            assert describe["Resource"] == "*"
+            assert describe["Resource"] == ["*"]
             assert set(describe["Action"]) == {"ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"}
         else:
             assert eni == [], function.name
