@@ -105,10 +105,11 @@ def alarm_topic_key_policy(account_id: str) -> str:
     (e.g. https://docs.aws.amazon.com/gamelift/latest/flexmatchguide/queue-notification-sns-sse.html), so it
     is present on every call the publishers make through SNS; a service tricked into publishing for another
     account cannot use this key for that account's topics.
-    Not `aws:SourceAccount`/`aws:SourceArn`: the AWS pages for these four publishers (CloudWatch alarm actions,
-    EventBridge targets, RDS event subscriptions, AWS Backup notifications) show their key-policy grants
-    without those keys and do not say the KMS calls carry them; a condition the service never sends would
-    drop every alarm notification silently (the failure appears only in the alarm's history).
+    Not `aws:SourceAccount`/`aws:SourceArn`: no AWS page we could find states that the KMS calls of these four
+    publishers (CloudWatch alarm actions, EventBridge targets, RDS event subscriptions, AWS Backup
+    notifications) carry them (the knowledge-center recipe for CloudWatch alarms grants the key without any
+    condition), and a condition the service never sends would drop every alarm notification silently (the
+    failure shows only in the alarm's history). The encryption-context key is the one SNS always sends.
     """
     return json.dumps(
         {
