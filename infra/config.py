@@ -606,6 +606,9 @@ class ServiceConfig(_Model):
 class WafConfig(_Model):
     enabled: bool = False
     rate_limit: int = Field(2000, ge=100, description="Requests per client IP per 5 minutes (WAF rate-based rule).")
+    log_retention_days: LogRetentionDays = Field(
+        30, description="Days WAF request logs (aws-waf-logs-* log groups, FSBP WAF.11) are kept; 90 in prod."
+    )
 
 
 def validate_path_pattern(value: str) -> str:
@@ -651,6 +654,9 @@ class UploadsConfig(_Model):
     prefix: str = Field("uploads/", pattern=r"^[a-z0-9-]+/$")
     noncurrent_version_days: int = Field(30, ge=1)
     abort_multipart_days: int = Field(7, ge=1)
+    access_log_retention_days: int = Field(
+        90, ge=1, le=3653, description="Days S3 server access logs of the uploads and SPA buckets are kept (S3.9)."
+    )
 
 
 class CacheConfig(_Model):
@@ -1095,7 +1101,7 @@ TIER_DEFAULTS: dict[str, dict[str, Any]] = {
             "loadBalancerAccessLogs": True,
         },
         "frontend": {"accessLogs": True},
-        "waf": {"enabled": True},
+        "waf": {"enabled": True, "logRetentionDays": 90},
         "backups": {"retentionDays": 30, "restoreTesting": True},
     },
 }

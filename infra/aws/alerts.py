@@ -171,9 +171,13 @@ class AlertsArgs:
     """Sender of alert e-mails (an SES identity is created for it); required when routing uses email."""
     timezone: str = "UTC"
     """Time zone of the sweep schedule (a rate expression: it only matters for the console)."""
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`) for the functions' log groups; None keeps the default encryption."""
 
     @classmethod
-    def from_stack(cls, config: AwsStack, layer_arn: pulumi.Input[str]) -> AlertsArgs:
+    def from_stack(
+        cls, config: AwsStack, layer_arn: pulumi.Input[str], log_kms_key_arn: pulumi.Input[str] | None = None
+    ) -> AlertsArgs:
         keys = sorted({key for keys in ALERT_CHANNEL_SECRETS.values() for key in keys})
         secrets = {key: value for key in keys if (value := config.secret(key)) is not None}
         email_from = config.alerts.email_from
@@ -186,6 +190,7 @@ class AlertsArgs:
             layer_arn=layer_arn,
             email_from=email_from,
             timezone=config.jobs.timezone,
+            log_kms_key_arn=log_kms_key_arn,
         )
 
 
@@ -559,6 +564,7 @@ class Alerts(Component):
             PythonFunctionArgs(
                 package=PACKAGE,
                 layer_arn=self.args.layer_arn,
+                log_kms_key_arn=self.args.log_kms_key_arn,
                 description="Alert forwarder: SNS alert topics to Slack, Telegram, e-mail, SMS and webhooks",
                 memory_mb=FORWARDER_MEMORY_MB,
                 timeout_seconds=FORWARDER_TIMEOUT_S,

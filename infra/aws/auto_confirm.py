@@ -36,6 +36,8 @@ class AutoConfirmArgs:
     """`LambdaDependencies.arn` (pg8000, Powertools)."""
     network: Network
     database: Database
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`) for the functions' log groups; None keeps the default encryption."""
 
 
 class AutoConfirmJob(Component):
@@ -58,6 +60,7 @@ class AutoConfirmJob(Component):
             PythonFunctionArgs(
                 package=PACKAGE,
                 layer_arn=args.layer_arn,
+                log_kms_key_arn=args.log_kms_key_arn,
                 description="Confirms orders past the client's confirmation deadline and releases escrow, hourly",
                 memory_mb=settings.memory_mb,
                 timeout_seconds=settings.timeout_seconds,

@@ -97,6 +97,8 @@ class RestoreTestingArgs:
     """VPC and private subnets of the validator's probe (it reaches the restored copy and nothing else)."""
     layer_arn: pulumi.Input[str]
     """`LambdaDependencies.arn` (pg8000, Powertools)."""
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`) for the functions' log groups; None keeps the default encryption."""
 
 
 @dataclass(frozen=True)
@@ -461,6 +463,7 @@ class Backup(Component):
                 package="restore_validation",
                 module="probe",
                 layer_arn=args.layer_arn,
+                log_kms_key_arn=args.log_kms_key_arn,
                 description="Logs in to a restore-test copy of the database and checks it (for the restore validator)",
                 # lambdas/restore_validation/handler.py PROBE_READ_TIMEOUT_S waits longer than this.
                 timeout_seconds=PROBE_TIMEOUT_SECONDS,
@@ -481,6 +484,7 @@ class Backup(Component):
             PythonFunctionArgs(
                 package="restore_validation",
                 layer_arn=args.layer_arn,
+                log_kms_key_arn=args.log_kms_key_arn,
                 description="Validates AWS Backup restore-test copies of the database (through its probe) and reports",
                 timeout_seconds=VALIDATOR_TIMEOUT_SECONDS,
                 environment={"PROBE_FUNCTION": self.probe.function_name},
@@ -549,6 +553,7 @@ class Backup(Component):
             PythonFunctionArgs(
                 package="restore_test_age",
                 layer_arn=args.layer_arn,
+                log_kms_key_arn=args.log_kms_key_arn,
                 description="Publishes the days since the last validated restore test (Shipyard/Backup)",
                 memory_mb=128,
                 timeout_seconds=30,

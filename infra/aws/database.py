@@ -13,7 +13,6 @@ What is on by default (and why, where the well-known modules differ):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.kms import customer_key
+from infra.aws.trust import rds_monitoring_trust_policy
 from infra.component import Component
 from infra.config import DatabaseConfig, Tier
 from infra.naming import Naming
@@ -76,6 +76,8 @@ class DatabaseArgs:
     """VPC of the security group."""
     subnet_ids: list[pulumi.Output[str]]
     """The network's isolated subnets (no route out of the VPC); one per AZ, so multi-AZ has a standby home."""
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`) for the pre-created log-export groups; None = default encryption."""
 
 
 class Database(Component):
@@ -142,6 +144,8 @@ class Database(Component):
                 self.child_name("logs", export),
                 name=f"/aws/rds/instance/{identifier}/{export}",
                 retention_in_days=settings.log_retention_days,
+                # Pre-created here, so the stack's key applies: RDS itself would create them unencrypted.
+                kms_key_id=args.log_kms_key_arn,
                 opts=self.opts(),
             )
             for export in LOG_EXPORTS
@@ -153,18 +157,11 @@ class Database(Component):
             monitoring_role = aws.iam.Role(
                 self.child_name("monitoring-role"),
                 name=naming.physical("db-monitoring"),
-                assume_role_policy=json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Principal": {"Service": "monitoring.rds.amazonaws.com"},
-                                "Action": "sts:AssumeRole",
-                            }
-                        ],
-                    }
-                ),
+                # Only for this instance of this account (infra/aws/trust.py).
+                assume_role_policy=pulumi.Output.all(
+                    aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id,
+                    aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region,
+                ).apply(lambda values: rds_monitoring_trust_policy(values[0], values[1], identifier)),
                 opts=self.opts(),
             )
             aws.iam.RolePolicyAttachment(

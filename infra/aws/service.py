@@ -156,6 +156,8 @@ class ServiceArgs:
     from these peers only (FORWARDED_ALLOW_IPS). () leaves gunicorn's default, loopback only."""
     scheduled_tasks: Sequence[ScheduledTaskConfig] = ()
     """`jobs.scheduledTasks`: a task definition each (the schedules live in ScheduledTasks)."""
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`) for every task family's log group; None = default encryption."""
     app_dir: Path = field(default=APP_DIR)
 
 
@@ -218,6 +220,7 @@ class Service(Component):
                 log_retention_days=settings.log_retention_days,
                 execute_command=settings.execute_command,
                 log_group_prefix=log_group_prefix,
+                log_kms_key_arn=args.log_kms_key_arn,
             ),
             naming,
         )

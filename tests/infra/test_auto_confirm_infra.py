@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from infra.aws.function import vpc_access_statements
 from infra.harness import Resource, StackRun
 from tests.infra.conftest import evaluate
 
@@ -51,7 +52,9 @@ def test_role_reads_exactly_the_database_secret(any_stack: StackRun) -> None:
     decrypts = [s for s in policy["Statement"] if "kms:Decrypt" in s["Action"]]
     # Prod encrypts the database (and its secret) with a customer key; staging uses AWS-managed keys.
     assert len(decrypts) == (1 if any_stack.stack == "prod" else 0)
-    assert all(s["Resource"] != "*" and s["Resource"] != ["*"] for s in policy["Statement"])
+    # Describe calls take only "*" (AWS); they come with the VPC placement, and nothing else is unscoped.
+    unscoped = [s for s in policy["Statement"] if s["Resource"] in ("*", ["*"])]
+    assert unscoped == [vpc_access_statements("123456789012", "us-east-1")[1]]
 
 
 def test_hourly_schedule_in_the_configured_time_zone_with_retries_and_dlq(any_stack: StackRun) -> None:

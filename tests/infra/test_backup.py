@@ -10,6 +10,7 @@ import pytest
 from infra import rds_ca
 from infra.aws.backup import MANAGED_POLICY_ARNS, VALIDATION_DB_USER
 from infra.aws.database import backup_selection_tag
+from infra.aws.function import VPC_DESCRIBE_ACTIONS, VPC_NETWORK_INTERFACE_ACTIONS
 from infra.harness import Resource, StackRun
 from lambdas.restore_validation.handler import PROBE_READ_TIMEOUT_S
 from tests.infra.conftest import evaluate
@@ -347,6 +348,12 @@ def test_the_validator_runs_outside_the_vpc_and_its_probe_inside_each_with_least
     assert probe_grants.pop("rds-db:connect") == [
         f"arn:aws:rds-db:us-east-1:123456789012:dbuser:*/{VALIDATION_DB_USER}"
     ]
+    # In the VPC: the ENI actions inline (infra/aws/function.py), no AWSLambdaVPCAccessExecutionRole (issue 16).
+    eni = {action: probe_grants.pop(action) for action in (*VPC_NETWORK_INTERFACE_ACTIONS, *VPC_DESCRIBE_ACTIONS)}
+    assert eni == {
+        **{action: ["arn:aws:ec2:us-east-1:123456789012:*/*"] for action in VPC_NETWORK_INTERFACE_ACTIONS},
+        **{action: ["*"] for action in VPC_DESCRIBE_ACTIONS},
+    }
     assert sorted(probe_grants) == ["logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"]  # every function's
 
 

@@ -272,3 +272,25 @@ def test_the_deployed_alert_inbox_is_priced(any_stack: StackRun) -> None:
     items = [i for i in estimate(any_stack) if i.name == "alerts-inbox-source"]
     assert [i.item for i in items] == ["SQS receives while idle (5 long-polling pollers)"]
     assert items[0].monthly_usd > 0
+
+
+def test_waf_logs_are_priced_as_ingestion_plus_storage_over_their_retention() -> None:
+    group = _resource("aws:cloudwatch/logGroup:LogGroup", "waf-logs", {"name": "aws-waf-logs-x", "retentionInDays": 90})
+    logging = _resource(
+        "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration", "waf-logging", {}, (group.urn,)
+    )
+    items = {i.item: i for i in estimate(_run(group, logging)) if i.name == "waf-logging"}
+    ingest, storage = items["WAF log ingestion (1.5 GB)"], items["WAF log storage (4.44 GB over 90 days)"]
+    assert ingest.usage_based and ingest.monthly_usd == round(1.5 * 0.50, 2)
+    assert storage.usage_based and storage.monthly_usd == round(1.5 * 90 / 30.4 * 0.03, 2)
+    assert "1M logged requests/month at 1500 bytes" in ingest.note
+
+
+def test_prod_prices_what_issue_16_added_and_stays_within_its_goal(prod: StackRun) -> None:
+    section = build_section(prod)
+    items = section["items"]
+    assert sum(1 for i in items if i["item"].startswith("WAF log ingestion")) == 2
+    assert sum(1 for i in items if i["item"].startswith("WAF log storage")) == 2
+    assert [i["monthly_usd"] for i in items if i["name"] == "log-key-key"] == [1.0]
+    assert any(i["name"] == "s3-access-logs-bucket" and i["usage_based"] for i in items)
+    assert section["monthly_usd_total"] <= GOALS_USD["prod"]
