@@ -412,8 +412,15 @@ def _cloudfront_distribution(_mocks: CloudMocks, args: MockResourceArgs, resourc
     }
 
 
+def _unique_id(*seed: str) -> str:
+    """terraform-provider-aws's `id.PrefixedUniqueId` suffix: 26 characters (a timestamp and a counter), here
+    a stable stand-in of the same length and alphabet."""
+    return _hex("unique-id", *seed, length=26)
+
+
 def _s3_bucket(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
-    name = args.inputs.get("bucket") or resource_id
+    prefix = args.inputs.get("bucketPrefix")
+    name = args.inputs.get("bucket") or (f"{prefix}{_unique_id(args.name)}" if prefix else resource_id)
     region = mocks.region_of(args)
     return {
         "bucket": name,
@@ -533,7 +540,10 @@ def _rds_instance(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[s
 
 
 def _secret(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
-    name = args.inputs.get("name") or f"{args.name}-{_hex(args.name, length=7)}"
+    prefix = args.inputs.get("namePrefix")
+    name = args.inputs.get("name") or (
+        f"{prefix}{_unique_id(args.name)}" if prefix else f"{args.name}-{_hex(args.name, length=7)}"
+    )
     arn = mocks.arn("secretsmanager", f"secret:{name}-{_hex('suffix', name, length=6)}")
     return {"name": name, "arn": arn, "id": arn}
 
