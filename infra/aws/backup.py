@@ -175,7 +175,7 @@ class Backup(Component):
 
         self.role = aws.iam.Role(
             self.child_name("role"),
-            name=naming.physical("backup"),
+            name=naming.account_wide("backup", max_length=64),  # IAM role names are account-global
             description="AWS Backup: backs up and restores (also for restore tests) the stack's tagged resources",
             assume_role_policy=json.dumps(
                 {

@@ -152,7 +152,7 @@ class Database(Component):
         if settings.enhanced_monitoring_interval:
             monitoring_role = aws.iam.Role(
                 self.child_name("monitoring-role"),
-                name=naming.physical("db-monitoring"),
+                name=naming.account_wide("db-monitoring", max_length=64),  # IAM: account-global
                 assume_role_policy=json.dumps(
                     {
                         "Version": "2012-10-17",

@@ -481,7 +481,8 @@ class Monitoring(Component):
             # The name ends in the severity: the forwarder reads it from there, as for the regional topics.
             topic = aws.sns.Topic(
                 self.child_name("edge-topic", severity),
-                name=self.naming.physical("alarms-edge", severity),
+                # us-east-1 for every stack's region: the region in the name keeps two regions' stacks apart.
+                name=self.naming.account_wide("alarms-edge", severity),
                 kms_master_key_id=key.arn,
                 opts=edge,
             )

@@ -89,11 +89,11 @@ class Uploads(Component):
         self.max_size_bytes = settings.max_size_mb * 1024 * 1024
         self.allowed_types = list(settings.allowed_types)
 
-        # Bucket names are global across all AWS accounts: the account id keeps ours from colliding.
-        account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        # Bucket names are global across all AWS accounts and a guessable one (even with the account id,
+        # which is no secret) can be taken first: a prefix, and the provider makes the name unique.
         self.bucket = aws.s3.Bucket(
             self.child_name("bucket"),
-            bucket=account_id.apply(lambda account: naming.physical("uploads", account)),
+            bucket_prefix=naming.bucket_prefix("uploads"),
             # Users' files: `pulumi destroy` must fail on a non-empty bucket rather than delete them.
             force_destroy=False,
             # Selected by the AWS Backup plan (infra/aws/backup.py), which needs the versioning below.

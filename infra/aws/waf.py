@@ -60,7 +60,12 @@ class WebAcl(Component):
 
     def __init__(self, name: str, args: WebAclArgs, naming: Naming, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aws", "WebAcl", name, naming, opts)
-        physical = naming.physical(name, max_length=128)
+        # CLOUDFRONT-scope ACLs all live in us-east-1, whatever the stack's region: one name per account.
+        physical = (
+            naming.account_wide(name, max_length=128)
+            if args.scope == "CLOUDFRONT"
+            else naming.physical(name, max_length=128)
+        )
         self.metric_prefix = _metric_name(physical)
         rules: list[dict[str, Any]] = [
             {

@@ -497,9 +497,9 @@ def test_out_of_region_stack_sends_cloudfront_alarms_through_us_east_1_topics(tm
     body = f"FORWARDER = {FORWARDER!r}\n" + _FULL.replace("region=config.region,", 'region="eu-west-1",')
     run = run_program(tmp_path, "prod", body)
     edge_topics = {t.inputs["name"]: t for t in run.of_type(TOPIC) if "alarms-edge" in t.inputs["name"]}
-    assert sorted(edge_topics) == [f"shipyard-prod-alarms-edge-{s}" for s in ("critical", "info", "warning")]
+    assert sorted(edge_topics) == [f"shipyard-prod-us-east-1-alarms-edge-{s}" for s in ("critical", "info", "warning")]
     (alarm,) = _by_id(run, "frontend-5xx-rate")
-    assert alarm.inputs["alarmActions"] == [edge_topics["shipyard-prod-alarms-edge-critical"].outputs["arn"]]
+    assert alarm.inputs["alarmActions"] == [edge_topics["shipyard-prod-us-east-1-alarms-edge-critical"].outputs["arn"]]
     subscriptions = run.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert {(s.inputs["protocol"], s.inputs["endpoint"]) for s in subscriptions} == {
         ("lambda", FORWARDER),
