@@ -59,6 +59,9 @@ class CloudMocks(Mocks):
         computed = _COMPUTED.get(args.typ)
         if computed is not None:
             state.update(computed(self, args, resource_id))
+        if args.typ in _IDS_FROM_STATE:
+            # An autonamed resource (bucket_prefix) gets its id from the name the cloud chose.
+            resource_id = str(state[_IDS_FROM_STATE[args.typ]])
         if args.typ.startswith("aws:"):
             state.setdefault("arn", self._arn(args.typ, resource_id, self.region_of(args)))
             state.setdefault("tagsAll", {**state.get("tags", {})})
@@ -111,6 +114,12 @@ _IDS_FROM_INPUT = {
     "aws:s3/bucket:Bucket": "bucket",
     "aws:s3/bucketV2:BucketV2": "bucket",
     "aws:ses/emailIdentity:EmailIdentity": "email",
+}
+
+# Resources whose id is their name, also when the provider chose it (from a prefix).
+_IDS_FROM_STATE = {
+    "aws:s3/bucket:Bucket": "bucket",
+    "aws:s3/bucketV2:BucketV2": "bucket",
 }
 
 _OPAQUE_IDS = {
@@ -410,6 +419,13 @@ def _cloudfront_distribution(_mocks: CloudMocks, args: MockResourceArgs, resourc
         "etag": f"E{_hex('etag', args.name, length=13).upper()}",
         "callerReference": f"terraform-{_hex('ref', args.name, length=26)}",
     }
+
+
+def _cloudfront_function(_mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    """CloudFront functions are global: no region in the ARN, the name is the id."""
+    name = args.inputs.get("name") or resource_id
+    etag = f"E{_hex('etag', name, length=13).upper()}"
+    return {"arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:function/{name}", "etag": etag, "liveStageEtag": etag}
 
 
 def _unique_id(*seed: str) -> str:
@@ -741,6 +757,7 @@ _COMPUTED: dict[str, Computed] = {
     "aws:acm/certificate:Certificate": _acm_certificate,
     "aws:route53/record:Record": _route53_record,
     "aws:cloudfront/distribution:Distribution": _cloudfront_distribution,
+    "aws:cloudfront/function:Function": _cloudfront_function,
     "aws:s3/bucket:Bucket": _s3_bucket,
     "aws:s3/bucketV2:BucketV2": _s3_bucket,
     "aws:cloudwatch/logGroup:LogGroup": _log_group,

@@ -137,6 +137,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             domain=config.domain,
             certificate_provider=edge,
             web_acl_arn=cloudfront_acl.arn if cloudfront_acl is not None else None,
+            force_destroy_logs=config.tier != "prod",
         ),
         naming,
         with_provider,
