@@ -5,7 +5,7 @@ Rules, in priority order:
    cheap (200 WCU) and with essentially no false positives, so it runs first;
 2. AWSManagedRulesCommonRuleSet — the OWASP-style baseline (XSS, path traversal, oversized headers...);
 3. a rate-based rule per client IP (the seeds ask for rate limiting): more than `rate_limit` requests in a
-   5-minute window from one address is blocked until the rate drops.
+   5-minute window from one address is answered 429 until the rate drops.
 
 Every rule and the ACL publish CloudWatch metrics and keep sampled requests, so a blocked user can be
 traced to the rule that blocked them (WAF console → Sampled requests).
@@ -32,6 +32,10 @@ MANAGED_RULE_GROUPS: tuple[str, ...] = ("AWSManagedRulesKnownBadInputsRuleSet", 
 
 RATE_WINDOW_SECONDS = 300
 """The window `rate_limit` counts over; 5 minutes is what `shipyard:waf.rateLimit` is documented as."""
+
+
+RATE_LIMIT_STATUS = 429
+"""What the rate rule answers (WAF block actions accept a custom response code)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,10 @@ class WebAcl(Component):
             {
                 "name": "rate-limit-per-ip",
                 "priority": len(MANAGED_RULE_GROUPS),
-                "action": {"block": {}},
+                # 429 Too Many Requests, not the default 403: a client (and our 4xx metrics) can tell a rate
+                # limit from a block; the SPA no longer turns either into a page (infra/aws/frontend.py).
+                # https://docs.aws.amazon.com/waf/latest/developerguide/customizing-the-response-for-blocked-requests.html
+                "action": {"block": {"custom_response": {"response_code": RATE_LIMIT_STATUS}}},
                 "statement": {
                     "rate_based_statement": {
                         "limit": args.rate_limit,
