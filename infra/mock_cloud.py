@@ -573,6 +573,13 @@ def _random_password(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> di
     return {"result": result, "bcryptHash": f"$2a$10${_hex('bcrypt', args.name, length=53)}"}
 
 
+def _random_id(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    """A stable stand-in of `byte_length` random bytes in the provider's encodings."""
+    raw = hashlib.sha256(f"random-id/{args.name}".encode()).digest()[: int(args.inputs.get("byteLength") or 8)]
+    b64 = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return {"hex": raw.hex(), "dec": str(int.from_bytes(raw, "big")), "b64Url": b64, "b64Std": b64, "id": b64}
+
+
 _DIRECTIONS = {
     "northeast": "ne",
     "southeast": "se",
@@ -742,6 +749,7 @@ _COMPUTED: dict[str, Computed] = {
     "aws:rds/instance:Instance": _rds_instance,
     "aws:secretsmanager/secret:Secret": _secret,
     "random:index/randomPassword:RandomPassword": _random_password,
+    "random:index/randomId:RandomId": _random_id,
     "aws:sqs/queue:Queue": _sqs_queue,
     "aws:sns/topic:Topic": _sns_topic,
     "aws:lambda/function:Function": _lambda_function,

@@ -38,6 +38,7 @@ import pulumi_aws as aws
 from infra.aws.function import PythonFunction, PythonFunctionArgs
 from infra.aws.kms import ALARM_TOPIC_PUBLISHERS, DELETION_WINDOW_DAYS, alarm_topic_key_policy
 from infra.aws.monitoring import FunctionWatch, QueueWatch
+from infra.aws.secrets import recovery_window_days
 from infra.component import Component
 from infra.config import ALERT_CHANNEL_SECRETS, AlertsConfig, AwsStack, Tier
 from infra.naming import Naming
@@ -61,7 +62,6 @@ slow webhook plus its retries while an alert is still news."""
 FORWARDER_MEMORY_MB = 256
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 """The SQS maximum: time for a person to look and redrive."""
-SECRET_RECOVERY_WINDOW_DAYS = 30
 
 # Secret config key (ALERT_CHANNEL_SECRETS) -> key in the forwarder's channel secret JSON.
 SECRET_FIELDS: Mapping[str, str] = {
@@ -377,10 +377,11 @@ class Alerts(Component):
             values["email_from"] = pulumi.Output.secret(args.email_from)
         self.secret = aws.secretsmanager.Secret(
             self.child_name("channels"),
-            name=naming.physical("alert-channels"),
+            # A prefix: a fixed name stays taken for the recovery window after a destroy (infra/aws/secrets.py).
+            name_prefix=naming.name_prefix("alert-channels"),
             description="Alert channel credentials read by the alert forwarder: " + ", ".join(sorted(values)),
             kms_key_id=self.data_key.arn,
-            recovery_window_in_days=SECRET_RECOVERY_WINDOW_DAYS,
+            recovery_window_in_days=recovery_window_days(args.tier),
             opts=self.opts(),
         )
         aws.secretsmanager.SecretVersion(

@@ -98,6 +98,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             tier=config.tier,
             vpc_id=network.vpc.id,
             subnet_ids=network.isolated_subnet_ids,
+            continuous_backup=config.backups.enabled and config.backups.continuous,
         ),
         naming,
         with_provider,
@@ -146,7 +147,11 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     # Browsers upload with presigned URLs from the SPA's origin only.
     uploads = Uploads(
         "uploads",
-        UploadsArgs(settings=config.uploads, allowed_origins=frontend.url.apply(lambda url: [url])),
+        UploadsArgs(
+            settings=config.uploads,
+            allowed_origins=frontend.url.apply(lambda url: [url]),
+            force_destroy=config.tier != "prod",
+        ),
         naming,
         with_provider,
     )

@@ -44,6 +44,9 @@ class UploadsArgs:
     """The `shipyard:uploads` block: size limit, allowed types, prefix and lifecycle days (infra/config.py)."""
     allowed_origins: pulumi.Input[Sequence[str]]
     """Browser origins allowed to upload (the frontend's URL, e.g. `https://app.example.com`); no wildcard."""
+    force_destroy: bool = False
+    """Whether `pulumi destroy` may delete a non-empty bucket: staging (test files, destroyed and re-created
+    routinely) yes; prod no — users' files, the destroy must fail rather than delete them."""
 
 
 def tls_only_policy(bucket_arn: str) -> str:
@@ -94,8 +97,7 @@ class Uploads(Component):
         self.bucket = aws.s3.Bucket(
             self.child_name("bucket"),
             bucket_prefix=naming.bucket_prefix("uploads"),
-            # Users' files: `pulumi destroy` must fail on a non-empty bucket rather than delete them.
-            force_destroy=False,
+            force_destroy=args.force_destroy,
             # Selected by the AWS Backup plan (infra/aws/backup.py), which needs the versioning below.
             tags={backup_selection_tag[0]: backup_selection_tag[1]},
             opts=self.opts(),
