@@ -83,9 +83,11 @@ class DatabaseArgs:
     AWS Backup then owns the automated-backup window and retention: it sets them on the instance itself
     (https://docs.aws.amazon.com/aws-backup/latest/devguide/point-in-time-recovery.html), and a program that sets
     them too shows drift on every preview and can fail an apply while the two disagree (terraform-provider-aws
-    #33465; CloudFormation coverage roadmap #2167). So the program sets no window, sets the retention only at
-    create (equal to the rule's, infra/config.py checks it: automated backups exist before the first AWS Backup
-    job), and ignores later changes to both."""
+    #33465; CloudFormation coverage roadmap #2167). So the program sets both at create only — the retention equal
+    to the rule's (infra/config.py checks it), so automated backups exist before the first AWS Backup job, and
+    the configured window as the first one — and ignores changes to both afterwards (`ignore_changes`): a
+    `pulumi preview` after AWS Backup has taken over shows no change. The backup's time is then
+    `backups.schedule`."""
 
 
 AWS_BACKUP_OWNED_INPUTS = ("backupRetentionPeriod", "backupWindow")
@@ -230,8 +232,9 @@ class Database(Component):
             multi_az=settings.multi_az,
             deletion_protection=settings.deletion_protection,
             backup_retention_period=settings.backup_retention_days,
-            # With continuous backup the window is AWS Backup's (DatabaseArgs.continuous_backup).
-            backup_window=None if args.continuous_backup else settings.backup_window,
+            # With continuous backup these two are set at create only; then AWS Backup owns them
+            # (DatabaseArgs.continuous_backup, ignore_changes below).
+            backup_window=settings.backup_window,
             maintenance_window=settings.maintenance_window,
             copy_tags_to_snapshot=True,
             # Prod always leaves a final snapshot; staging is destroyed and re-created routinely and skips it.

@@ -36,6 +36,7 @@ def recovery_window_days(tier: str) -> int:
     """How long a deleted secret of this tier can be restored."""
     return PROD_RECOVERY_WINDOW_DAYS if tier == "prod" else STAGING_RECOVERY_WINDOW_DAYS
 
+
 # env var name in the container -> secret config key it is taken from (generated when unset).
 GENERATED: dict[str, str] = {"SECRET_KEY": "appSecretKey", "JWT_SECRET_KEY": "jwtSecretKey"}
 # env var name -> secret config key; included only when set.

@@ -156,13 +156,13 @@ def test_logs_exported_into_pre_created_groups_with_retention(any_stack: StackRu
 
 def test_aws_backup_owns_the_backup_window_and_retention(any_stack: StackRun) -> None:
     """Both stacks back up continuously with AWS Backup, which then manages the instance's backup window and
-    retention (terraform-provider-aws #33465, CloudFormation roadmap #2167): the program sets no window, sets
-    the retention (the rule's) only at create, and ignores both afterwards, so a preview after a backup is clean."""
+    retention (terraform-provider-aws #33465, CloudFormation roadmap #2167): the program sets them at create
+    (the retention equal to the rule's) and ignores both afterwards, so a preview after a backup is clean."""
     db = _instance(any_stack)
     assert db.inputs["backupRetentionPeriod"] == {"staging": 7, "prod": 30}[any_stack.stack]
     rule = next(r for r in any_stack.one("aws:backup/plan:Plan").inputs["rules"] if r.get("enableContinuousBackup"))
     assert rule["lifecycle"]["deleteAfter"] == db.inputs["backupRetentionPeriod"]
-    assert "backupWindow" not in db.inputs
+    assert db.inputs["backupWindow"] == "03:00-04:00"
     assert sorted(db.ignore_changes) == ["backupRetentionPeriod", "backupWindow"]
     assert db.inputs["maintenanceWindow"] == "sun:05:00-sun:06:00"
 
