@@ -827,7 +827,12 @@ class Monitoring(Component):
         if frontend is not None:
             cf = ["AWS/CloudFront"]
             dist = ["DistributionId", frontend.distribution_id, "Region", "Global"]
-            section("Frontend", "CloudFront (metrics live in us-east-1). Cache hit rate needs additional metrics on.")
+            # No cache-hit-rate widget: CacheHitRate is one of the 8 "additional metrics" that exist only with a
+            # paid monitoring subscription (aws.cloudfront.MonitoringSubscription; 8 metrics x 0.30 USD, the
+            # CloudWatch custom-metric list price = 2.40 USD/month per distribution), and it would say little
+            # here: index.html is never cached by design (CachingDisabled) and hashed assets always hit.
+            # https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/viewing-cloudfront-metrics.html
+            section("Frontend", "CloudFront (metrics live in us-east-1): requests and error rates.")
             graph("Requests", [[*cf, "Requests", *dist]], widget_region=EDGE_REGION)
             graph(
                 "Error rates %",
@@ -837,7 +842,6 @@ class Monitoring(Component):
                 stat="Average",
                 period=300,
             )
-            graph("Cache hit rate %", [[*cf, "CacheHitRate", *dist]], widget_region=EDGE_REGION, stat="Average")
 
         if self.args.auto_confirm is not None:
             job = ["Shipyard/AutoConfirm"]

@@ -571,3 +571,33 @@ def test_auto_confirm_log_group_feeds_the_job_events(any_stack: StackRun) -> Non
         f'{{ $.event = "{e}" }}' for e in ("balance_inconsistency", "financial_error", "database_error")
     }
     assert {a.inputs["dimensions"]["FunctionName"] for a in _by_id(any_stack, "lambda-errors")} >= {job.outputs["name"]}
+
+
+CLOUDFRONT_ADDITIONAL_METRICS = {
+    "CacheHitRate",
+    "OriginLatency",
+    "401ErrorRate",
+    "403ErrorRate",
+    "404ErrorRate",
+    "502ErrorRate",
+    "503ErrorRate",
+    "504ErrorRate",
+}
+"""CloudFront metrics that exist only with a (paid) monitoring subscription on the distribution
+(https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/viewing-cloudfront-metrics.html)."""
+
+
+def test_dashboard_shows_no_cloudfront_metric_that_is_never_published(any_stack: StackRun) -> None:
+    """A widget on an additional metric stays empty unless the distribution has a monitoring subscription."""
+    subscribed = any_stack.of_type("aws:cloudfront/monitoringSubscription:MonitoringSubscription")
+    shown = {
+        metric[1]
+        for widget in _dashboard(any_stack)["widgets"]
+        if widget["type"] == "metric"
+        for metric in widget["properties"]["metrics"]
+        if metric[0] == "AWS/CloudFront"
+    }
+    assert "Requests" in shown
+    assert subscribed or not shown & CLOUDFRONT_ADDITIONAL_METRICS, sorted(shown & CLOUDFRONT_ADDITIONAL_METRICS)
+    alarms = {a.inputs.get("metricName") for a in any_stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert subscribed or not alarms & CLOUDFRONT_ADDITIONAL_METRICS
