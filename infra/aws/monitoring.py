@@ -329,7 +329,8 @@ class Monitoring(Component):
                 if resolved is not None:
                     self._composite_alarm(resolved)
 
-        dashboard_name = naming.physical("overview")
+        # Dashboards are global per account (their ARN has no region): the name carries the stack's region.
+        dashboard_name = naming.account_wide("overview")
         self.dashboard = aws.cloudwatch.Dashboard(
             self.child_name("dashboard"),
             dashboard_name=dashboard_name,

@@ -178,7 +178,7 @@ def test_health_check_alarms_follow_the_checker_contract(any_stack: StackRun) ->
 def test_outputs_give_the_dashboard_url_and_alarm_count(any_stack: StackRun) -> None:
     dashboard = any_stack.one(DASHBOARD)
     name = dashboard.inputs["dashboardName"]
-    assert name == f"shipyard-{any_stack.stack}-overview"
+    assert name == f"shipyard-{any_stack.stack}-us-east-1-overview"  # dashboards are account-global
     assert any_stack.outputs["dashboardUrl"] == (
         f"https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/{name}"
     )

@@ -25,13 +25,19 @@ S3_BUCKETS = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
 SPACES_BUCKET = "digitalocean:index/spacesBucket:SpacesBucket"
 SECRET = "aws:secretsmanager/secret:Secret"
 ACCOUNT_WIDE = {
-    "aws:iam/role:Role": 64,
-    "aws:cloudfront/originAccessControl:OriginAccessControl": 64,
-    "aws:cloudfront/cachePolicy:CachePolicy": 128,
-    "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy": 128,
-    "aws:cloudfront/function:Function": 64,
+    "aws:iam/role:Role": ("name", 64),
+    "aws:cloudfront/originAccessControl:OriginAccessControl": ("name", 64),
+    "aws:cloudfront/cachePolicy:CachePolicy": ("name", 128),
+    "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy": ("name", 128),
+    "aws:cloudfront/function:Function": ("name", 64),
+    "aws:cloudwatch/dashboard:Dashboard": ("dashboardName", 255),
 }
-"""Account-global (not regional) types with a name input, and the longest name each service accepts."""
+"""Account-global (not regional) types: the input that names them, and the longest name the service accepts."""
+
+KNOWN_OUT_OF_REGION_EXCEPTIONS = {"aws:cloudwatch/metricAlarm:MetricAlarm"}
+"""CloudFront alarms live in us-east-1 whatever the stack's region; their names keep the forwarder's
+`<project>-<stack>-<severity>-...` format (it reads the severity from the third segment), so they do not carry
+the region: two same-named stacks in two regions of one account would overwrite each other's edge alarms."""
 
 EXAMPLE_FILES = sorted((PROJECT_ROOT / "examples").glob("*/Pulumi.*.yaml"))
 
@@ -164,15 +170,25 @@ def test_no_secret_has_a_fixed_name(every_plan: dict[str, StackRun]) -> None:
     assert all(s.inputs.get("namePrefix") for run in every_plan.values() for s in run.of_type(SECRET))
 
 
+def _provider_region(run: StackRun, resource: Resource) -> str | None:
+    if resource.provider is None:
+        return None
+    provider_urn = resource.provider.rsplit("::", 1)[0]
+    try:
+        return str(run.by_urn(provider_urn).inputs.get("region"))
+    except LookupError:
+        return None
+
+
 def test_account_wide_names_carry_the_region(every_plan: dict[str, StackRun]) -> None:
     problems = []
     for plan, run in every_plan.items():
         if not run.of_type("pulumi:providers:aws"):
             continue
         region = _region(run)
-        for type_, limit in ACCOUNT_WIDE.items():
+        for type_, (key, limit) in ACCOUNT_WIDE.items():
             for resource in run.of_type(type_):
-                name = resource.inputs.get("name")
+                name = resource.inputs.get(key)
                 if name is None:
                     continue  # autonamed by Pulumi: unique already
                 if f"-{region}-" not in name:
@@ -182,4 +198,27 @@ def test_account_wide_names_carry_the_region(every_plan: dict[str, StackRun]) ->
         for acl in run.of_type("aws:wafv2/webAcl:WebAcl"):
             if acl.inputs["scope"] == "CLOUDFRONT" and f"-{region}-" not in acl.inputs["name"]:
                 problems.append(f"{plan}: {acl.name}: CLOUDFRONT-scope ACL {acl.inputs['name']!r} lacks the region")
+    assert problems == []
+
+
+def test_names_made_outside_the_stacks_region_carry_the_region(every_plan: dict[str, StackRun]) -> None:
+    """Edge (us-east-1) and offsite resources of stacks in other regions share those regions with same-named
+    stacks elsewhere: their names carry the stack's own region."""
+    checked = 0
+    problems = []
+    for plan, run in every_plan.items():
+        if not run.of_type("pulumi:providers:aws"):
+            continue
+        region = _region(run)
+        for resource in run.resources:
+            elsewhere = _provider_region(run, resource)
+            if elsewhere in (None, region) or resource.type in KNOWN_OUT_OF_REGION_EXCEPTIONS:
+                continue
+            name = resource.inputs.get("name")
+            if not isinstance(name, str):
+                continue
+            checked += 1
+            if region not in name:
+                problems.append(f"{plan}: {resource.type} {resource.name}: {name!r} (in {elsewhere}) lacks {region}")
+    assert checked > 0  # prod copies backups to us-west-2
     assert problems == []
