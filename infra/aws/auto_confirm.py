@@ -73,7 +73,6 @@ class AutoConfirmJob(Component):
                 vpc=VpcPlacement(
                     subnet_ids=args.network.private_subnet_ids, security_group_ids=[self.security_group.id]
                 ),
-                metrics_namespace="Shipyard/AutoConfirm",
                 # No reserved concurrency: overlapping runs are safe (BATCH_SQL in lambdas/auto_confirm/core.py
                 # locks due orders `FOR NO KEY UPDATE OF o SKIP LOCKED`, so two runs share the work and never
                 # confirm an order twice), and any reservation fails to create on accounts whose concurrency
