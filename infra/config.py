@@ -470,7 +470,11 @@ class DatabaseConfig(_Model):
     multi_az: bool = False
     deletion_protection: bool = False
     backup_retention_days: int = Field(7, ge=1, le=35)
-    backup_window: RdsWindow = Field("03:00-04:00", description="UTC; the seed's nightly quiet hour.")
+    backup_window: RdsWindow = Field(
+        "03:00-04:00",
+        description="UTC; the seed's nightly quiet hour. With backups.continuous (the default) it applies at create "
+        "only: AWS Backup then manages the instance's backup window and retention (set backups.schedule instead).",
+    )
     maintenance_window: RdsWindow = Field("sun:05:00-sun:06:00", description="UTC; must not overlap the backup window.")
     customer_managed_key: bool = Field(False, description="Encrypt with a customer KMS key (rotation on).")
     performance_insights: bool = True

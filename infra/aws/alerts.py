@@ -45,6 +45,7 @@ import pulumi_aws as aws
 from infra.aws.function import PythonFunction, PythonFunctionArgs
 from infra.aws.kms import ALARM_TOPIC_PUBLISHERS, DELETION_WINDOW_DAYS, alarm_topic_key_policy
 from infra.aws.monitoring import EDGE_REGION, FunctionWatch, QueueWatch, edge_topic_name
+from infra.aws.secrets import recovery_window_days
 from infra.component import Component
 from infra.config import ALERT_CHANNEL_SECRETS, AlertsConfig, AwsStack, Tier
 from infra.naming import Naming
@@ -96,8 +97,6 @@ def inbox_visibility_timeout(function_timeout_s: int) -> int:
     (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html)."""
     return 6 * function_timeout_s
 
-
-SECRET_RECOVERY_WINDOW_DAYS = 30
 
 # Secret config key (ALERT_CHANNEL_SECRETS) -> key in the forwarder's channel secret JSON.
 SECRET_FIELDS: Mapping[str, str] = {
@@ -479,10 +478,11 @@ class Alerts(Component):
             values["email_from"] = pulumi.Output.secret(args.email_from)
         self.secret = aws.secretsmanager.Secret(
             self.child_name("channels"),
-            name=self.naming.physical("alert-channels"),
+            # A prefix: a fixed name stays taken for the recovery window after a destroy (infra/aws/secrets.py).
+            name_prefix=self.naming.name_prefix("alert-channels"),
             description="Alert channel credentials read by the alert forwarder: " + ", ".join(sorted(values)),
             kms_key_id=self.data_key.arn,
-            recovery_window_in_days=SECRET_RECOVERY_WINDOW_DAYS,
+            recovery_window_in_days=recovery_window_days(self.args.tier),
             opts=self.opts(),
         )
         aws.secretsmanager.SecretVersion(

@@ -76,9 +76,11 @@ class AutoConfirmJob(Component):
                 vpc=VpcPlacement(
                     subnet_ids=args.network.private_subnet_ids, security_group_ids=[self.security_group.id]
                 ),
-                # SKIP LOCKED makes overlap safe, but one run at a time keeps lock pressure and the
-                # connection count predictable; a missed hour is caught up by the next run.
-                reserved_concurrency=1,
+                # No reserved concurrency: overlapping runs are safe (BATCH_SQL in lambdas/auto_confirm/core.py
+                # locks due orders `FOR NO KEY UPDATE OF o SKIP LOCKED`, so two runs share the work and never
+                # confirm an order twice), and any reservation fails to create on accounts whose concurrency
+                # quota is below 101 — Lambda keeps 100 unreserved ("decreases account's
+                # UnreservedConcurrentExecution below its minimum value"); new accounts start at 10 or 50.
                 # A failed run is retried by the next hourly run (it picks up everything still due); an
                 # immediate async retry would just hit the same broken database.
                 maximum_retry_attempts=0,

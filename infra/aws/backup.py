@@ -177,7 +177,7 @@ class Backup(Component):
 
         self.role = aws.iam.Role(
             self.child_name("role"),
-            name=naming.physical("backup"),
+            name=naming.account_wide("backup", max_length=64),  # IAM role names are account-global
             description="AWS Backup: backs up and restores (also for restore tests) the stack's tagged resources",
             assume_role_policy=json.dumps(
                 {
@@ -302,7 +302,9 @@ class Backup(Component):
         """The copy vault in the second region, with a key of its own there (KMS keys never leave their region)."""
         offsite = self.opts(provider=provider)
         account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
-        name = self.naming.physical("backup-offsite", max_length=50)
+        # In another region than the stack's: two stacks of the same name (one per region) that copy to the
+        # same offsite region would clash, so the name carries the stack's region (infra/naming.py).
+        name = self.naming.account_wide("backup-offsite", max_length=50)
         key = aws.kms.Key(
             self.child_name("offsite-key"),
             description=f"{name}: AWS Backup offsite copies in {region}",
@@ -314,7 +316,7 @@ class Backup(Component):
         )
         aws.kms.Alias(
             self.child_name("offsite-key-alias"),
-            name=f"alias/{self.naming.physical('backup-offsite')}",
+            name=f"alias/{self.naming.account_wide('backup-offsite')}",
             target_key_id=key.key_id,
             opts=offsite,
         )

@@ -134,7 +134,11 @@ class PythonFunctionArgs:
     log_kms_key_arn: pulumi.Input[str] | None = None
     """The stack's log key of this region (`LogKey.arn`); None keeps CloudWatch Logs' default encryption."""
     reserved_concurrency: int | None = None
-    """Cap for functions that must not run in parallel with themselves or flood a dependency."""
+    """None (the default, and what every function here uses): no reservation. Setting any value needs an
+    account concurrency quota >= 101, because Lambda keeps 100 units unreserved; new accounts start at 10 or
+    50 and the create fails ("decreases account's UnreservedConcurrentExecution below its minimum value").
+    Check with `aws lambda get-account-settings` (AccountLimit.ConcurrentExecutions) and raise the quota first
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""
     maximum_retry_attempts: int = 2
     """Asynchronous invocations (SNS, Scheduler) retried this many times before the DLQ."""
 

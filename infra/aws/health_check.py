@@ -177,7 +177,13 @@ class HealthCheck(Component):
                 # A retried, minute-old check only overlaps the next run (README: retries off).
                 maximum_retry_attempts=0,
             ),
-            VariantNaming(self.naming.project, self.naming.stack, PACKAGE.replace("_", "-"), variant),
+            VariantNaming(
+                self.naming.project,
+                self.naming.stack,
+                self.naming.region,
+                segment=PACKAGE.replace("_", "-"),
+                variant=variant,
+            ),
             self.opts(),
         )
         function.add_schedule(

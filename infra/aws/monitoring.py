@@ -146,8 +146,9 @@ class BackupWatch:
 
 
 def edge_topic_name(naming: Naming, severity: str) -> str:
-    """The us-east-1 topic of one severity; it ends in the severity, which the forwarder reads."""
-    return naming.physical("alarms-edge", severity)
+    """The us-east-1 topic of one severity; it ends in the severity, which the forwarder reads. us-east-1 for
+    every stack's region: the region in the name keeps two regions' stacks apart."""
+    return naming.account_wide("alarms-edge", severity)
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,8 @@ class Monitoring(Component):
                 if resolved is not None:
                     self._composite_alarm(resolved)
 
-        dashboard_name = naming.physical("overview")
+        # Dashboards are global per account (their ARN has no region): the name carries the stack's region.
+        dashboard_name = naming.account_wide("overview")
         self.dashboard = aws.cloudwatch.Dashboard(
             self.child_name("dashboard"),
             dashboard_name=dashboard_name,
@@ -826,7 +828,12 @@ class Monitoring(Component):
         if frontend is not None:
             cf = ["AWS/CloudFront"]
             dist = ["DistributionId", frontend.distribution_id, "Region", "Global"]
-            section("Frontend", "CloudFront (metrics live in us-east-1). Cache hit rate needs additional metrics on.")
+            # No cache-hit-rate widget: CacheHitRate is one of the 8 "additional metrics" that exist only with a
+            # paid monitoring subscription (aws.cloudfront.MonitoringSubscription; 8 metrics x 0.30 USD, the
+            # CloudWatch custom-metric list price = 2.40 USD/month per distribution), and it would say little
+            # here: index.html is never cached by design (CachingDisabled) and hashed assets always hit.
+            # https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/viewing-cloudfront-metrics.html
+            section("Frontend", "CloudFront (metrics live in us-east-1): requests and error rates.")
             graph("Requests", [[*cf, "Requests", *dist]], widget_region=EDGE_REGION)
             graph(
                 "Error rates %",
@@ -836,7 +843,6 @@ class Monitoring(Component):
                 stat="Average",
                 period=300,
             )
-            graph("Cache hit rate %", [[*cf, "CacheHitRate", *dist]], widget_region=EDGE_REGION, stat="Average")
 
         if self.args.auto_confirm is not None:
             job = ["Shipyard/AutoConfirm"]

@@ -283,7 +283,12 @@ class Network(Component):
                                     "logs:DescribeLogStreams",
                                 ],
                                 "Resource": [arn, f"{arn}:*"],
-                            }
+                            },
+                            # AWS's documented minimum for the delivery role includes DescribeLogGroups, a list
+                            # call that takes no log-group resource: without it delivery can fail with an access
+                            # error (https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html).
+                            # Read-only; CreateLogGroup stays out (the group is created here, with retention).
+                            {"Effect": "Allow", "Action": ["logs:DescribeLogGroups"], "Resource": "*"},
                         ],
                     }
                 )

@@ -76,7 +76,7 @@ class ScheduledTasks(Component):
         )
         role = aws.iam.Role(
             self.child_name("role"),
-            name=naming.physical(name, "scheduler", max_length=64),
+            name=naming.account_wide(name, "scheduler", max_length=64),  # IAM: account-global
             description="EventBridge Scheduler: run the scheduled ECS tasks, pass their roles, dead-letter",
             # Only for schedules of this account's default schedule group (infra/aws/trust.py).
             assume_role_policy=pulumi.Output.all(

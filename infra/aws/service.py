@@ -458,7 +458,7 @@ class Service(Component):
         args = self.args
         role = aws.iam.Role(
             self.child_name("execution-role"),
-            name=naming.physical(self.component_name, "execution", max_length=64),
+            name=naming.account_wide(self.component_name, "execution", max_length=64),  # IAM: account-global
             description="ECS agent for the app's tasks: pull the image, write logs, read the injected secrets",
             assume_role_policy=_assume_role("ecs-tasks.amazonaws.com"),
             opts=self.opts(),
@@ -509,7 +509,7 @@ class Service(Component):
         args = self.args
         role = aws.iam.Role(
             self.child_name("task-role"),
-            name=naming.physical(self.component_name, "task", max_length=64),
+            name=naming.account_wide(self.component_name, "task", max_length=64),  # IAM: account-global
             description="The app's own AWS calls: its uploads prefix; ECS Exec channels when enabled",
             assume_role_policy=_assume_role("ecs-tasks.amazonaws.com"),
             opts=self.opts(),

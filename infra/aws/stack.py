@@ -123,6 +123,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             vpc_id=network.vpc.id,
             subnet_ids=network.isolated_subnet_ids,
             log_kms_key_arn=log_key_arn,
+            continuous_backup=config.backups.enabled and config.backups.continuous,
         ),
         naming,
         with_provider,
@@ -178,6 +179,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             domain=config.domain,
             certificate_provider=edge,
             web_acl_arn=cloudfront_acl.arn if cloudfront_acl is not None else None,
+            force_destroy_logs=config.tier != "prod",
         ),
         naming,
         with_provider,
@@ -190,6 +192,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         UploadsArgs(
             settings=config.uploads,
             allowed_origins=frontend.url.apply(lambda url: list(dict.fromkeys([url.rstrip("/"), *extra_origins]))),
+            force_destroy=config.tier != "prod",
         ),
         naming,
         with_provider,

@@ -9,7 +9,7 @@ Rules, in priority order:
    routes: the exception is as narrow as the routes that take bodies, and every other CRS rule still runs
    on those routes (on the first 8 KB, all an ALB forwards to WAF);
 4. a rate-based rule per client IP (the seeds ask for rate limiting): more than `rate_limit` requests in a
-   5-minute window from one address is blocked until the rate drops.
+   5-minute window from one address is answered 429 until the rate drops.
 
 Every rule and the ACL publish CloudWatch metrics and keep sampled requests, so a blocked user can be
 traced to the rule that blocked them (WAF console → Sampled requests).
@@ -95,6 +95,10 @@ RATE_WINDOW_SECONDS = 300
 """The window `rate_limit` counts over; 5 minutes is what `shipyard:waf.rateLimit` is documented as."""
 
 
+RATE_LIMIT_STATUS = 429
+"""What the rate rule answers (WAF block actions accept a custom response code)."""
+
+
 @dataclass(frozen=True)
 class WebAclArgs:
     scope: WafScope
@@ -134,7 +138,12 @@ class WebAcl(Component):
 
     def __init__(self, name: str, args: WebAclArgs, naming: Naming, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aws", "WebAcl", name, naming, opts)
-        physical = naming.physical(name, max_length=128)
+        # CLOUDFRONT-scope ACLs all live in us-east-1, whatever the stack's region: one name per account.
+        physical = (
+            naming.account_wide(name, max_length=128)
+            if args.scope == "CLOUDFRONT"
+            else naming.physical(name, max_length=128)
+        )
         self.metric_prefix = _metric_name(physical)
         rules: list[dict[str, Any]] = [
             {
@@ -151,7 +160,10 @@ class WebAcl(Component):
         rules.append(
             {
                 "name": "rate-limit-per-ip",
-                "action": {"block": {}},
+                # 429 Too Many Requests, not the default 403: a client (and our 4xx metrics) can tell a rate
+                # limit from a block; the SPA no longer turns either into a page (infra/aws/frontend.py).
+                # https://docs.aws.amazon.com/waf/latest/developerguide/customizing-the-response-for-blocked-requests.html
+                "action": {"block": {"custom_response": {"response_code": RATE_LIMIT_STATUS}}},
                 "statement": {
                     "rate_based_statement": {
                         "limit": args.rate_limit,

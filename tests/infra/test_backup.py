@@ -82,11 +82,11 @@ def test_vault_is_encrypted_with_its_own_rotating_customer_key(any_stack: StackR
 
 def test_prod_vaults_are_locked_in_governance_mode_and_staging_is_not(prod: StackRun, staging: StackRun) -> None:
     locks = {lock.inputs["backupVaultName"]: lock for lock in prod.of_type(LOCK)}
-    assert set(locks) == {"shipyard-prod-backup", "shipyard-prod-backup-offsite"}
+    assert set(locks) == {"shipyard-prod-backup", "shipyard-prod-us-east-1-backup-offsite"}
     for lock in locks.values():
         assert lock.inputs["minRetentionDays"] == 7 and lock.inputs["maxRetentionDays"] == 400
         assert "changeableForDays" not in lock.inputs  # governance: no grace period after which it is final
-    assert _provider(prod, locks["shipyard-prod-backup-offsite"]).inputs["region"] == "us-west-2"
+    assert _provider(prod, locks["shipyard-prod-us-east-1-backup-offsite"]).inputs["region"] == "us-west-2"
     assert staging.of_type(LOCK) == []
 
 
@@ -457,7 +457,7 @@ def test_outputs_name_vault_and_plan(any_stack: StackRun) -> None:
 
 
 def test_prod_outputs_what_a_manual_restore_needs(prod: StackRun) -> None:
-    assert prod.outputs["backupOffsiteVaultName"] == "shipyard-prod-backup-offsite"
+    assert prod.outputs["backupOffsiteVaultName"] == "shipyard-prod-us-east-1-backup-offsite"
     assert prod.outputs["restoredDbSecurityGroupId"] == prod.one(SG, "backup-restored-db-sg").id
     assert prod.outputs["restoreValidatorFunction"] == "shipyard-prod-restore-validation"
 
