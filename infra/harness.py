@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.config import set_all_config
@@ -40,6 +41,11 @@ from infra.mock_cloud import CloudMocks
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_PREFIX = "PLACEHOLDER-NOT-A-SECRET"
 UNKNOWN = rpc.UNKNOWN
+SECRET_MASK = "[secret]"
+
+SecretPath = tuple[str | int, ...]
+"""Where a secret sits inside a resource's inputs: keys and list indexes, e.g. ("spec", "services", 0, "envs", 2,
+"value")."""
 
 
 class HarnessError(Exception):
@@ -65,9 +71,55 @@ class Resource:
     delete_before_replace: bool
     id: str = ""
     """The id the cloud gave a custom resource (what `.id` resolves to, and what other resources reference)."""
+    secret_paths: frozenset[SecretPath] = frozenset()
+    """Each secret value's exact place in `inputs`. The engine marks secretness per value; the SDK's
+    deserializer pushes it up to the whole top-level property, so these come from the wire struct."""
 
     def redacted_inputs(self) -> dict[str, Any]:
-        return {k: ("[secret]" if k in self.secret_inputs else v) for k, v in self.inputs.items()}
+        """The inputs with only the secret values replaced by `[secret]`, each at its own path (an App spec
+        with one secret env value shows everything else). A path that does not resolve masks its whole
+        top-level property: never show more than is known to be plain."""
+        located = {path[0] for path in self.secret_paths}
+        paths = set(self.secret_paths) | {(key,) for key in self.secret_inputs if key not in located}
+        redacted: dict[str, Any] = dict(self.inputs)
+        for path in sorted(paths, key=len):
+            if path[0] in redacted and not _mask_at(redacted, path):
+                redacted[path[0]] = SECRET_MASK
+        return redacted
+
+
+def _mask_at(container: Any, path: SecretPath) -> bool:
+    """Replace the value at `path` by the mask, copying each container on the way (inputs stay untouched)."""
+    head, rest = path[0], path[1:]
+    if isinstance(container, dict) and isinstance(head, str) and head in container:
+        pass
+    elif isinstance(container, list) and isinstance(head, int) and 0 <= head < len(container):
+        pass
+    else:
+        return False
+    if not rest:
+        container[head] = SECRET_MASK  # type: ignore[index]
+        return True
+    child = container[head]  # type: ignore[index]
+    if child == SECRET_MASK:
+        return True  # already masked by a shorter path
+    copied = dict(child) if isinstance(child, dict) else list(child) if isinstance(child, list) else None
+    if copied is None or not _mask_at(copied, rest):
+        return False
+    container[head] = copied  # type: ignore[index]
+    return True
+
+
+def secret_paths(value: Any, path: SecretPath = ()) -> list[SecretPath]:
+    """Paths of the secret-wrapped values in a serialized property struct (what the monitor receives)."""
+    if isinstance(value, struct_pb2.Struct):
+        if rpc._special_sig_key in value.fields:
+            is_secret = value.fields[rpc._special_sig_key].string_value == rpc._special_secret_sig
+            return [path] if is_secret else []  # assets, archives and resource references hold no secrets
+        return [found for key, item in value.items() for found in secret_paths(item, (*path, key))]
+    if isinstance(value, struct_pb2.ListValue):
+        return [found for index, item in enumerate(value) for found in secret_paths(item, (*path, index))]
+    return []
 
 
 @dataclass
@@ -238,6 +290,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             inputs[key], secret = _unwrap(value)
             if secret:
                 secret_inputs.add(key)
+        paths = frozenset(p for p in secret_paths(request.object) if p and p[0] in secret_inputs)
         state, _ = _unwrap(self.resources[response.urn].state)
         self.registrations.append(
             Resource(
@@ -256,6 +309,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 retain_on_delete=bool(request.retainOnDelete),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 id=str(response.id or ""),
+                secret_paths=paths,
             )
         )
         return response
