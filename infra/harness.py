@@ -41,7 +41,7 @@ from infra.mock_cloud import CloudMocks
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_PREFIX = "PLACEHOLDER-NOT-A-SECRET"
 UNKNOWN = rpc.UNKNOWN
-SECRET_MASK = "[secret]"
+SECRET_MASK = "[secret]"  # noqa: S105  # the mask shown instead of a secret, not one
 
 SecretPath = tuple[str | int, ...]
 """Where a secret sits inside a resource's inputs: keys and list indexes, e.g. ("spec", "services", 0, "envs", 2,
@@ -91,22 +91,20 @@ class Resource:
 def _mask_at(container: Any, path: SecretPath) -> bool:
     """Replace the value at `path` by the mask, copying each container on the way (inputs stay untouched)."""
     head, rest = path[0], path[1:]
-    if isinstance(container, dict) and isinstance(head, str) and head in container:
-        pass
-    elif isinstance(container, list) and isinstance(head, int) and 0 <= head < len(container):
-        pass
-    else:
+    in_dict = isinstance(container, dict) and isinstance(head, str) and head in container
+    in_list = isinstance(container, list) and isinstance(head, int) and 0 <= head < len(container)
+    if not (in_dict or in_list):
         return False
     if not rest:
-        container[head] = SECRET_MASK  # type: ignore[index]
+        container[head] = SECRET_MASK
         return True
-    child = container[head]  # type: ignore[index]
+    child = container[head]
     if child == SECRET_MASK:
         return True  # already masked by a shorter path
     copied = dict(child) if isinstance(child, dict) else list(child) if isinstance(child, list) else None
     if copied is None or not _mask_at(copied, rest):
         return False
-    container[head] = copied  # type: ignore[index]
+    container[head] = copied
     return True
 
 
