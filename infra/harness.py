@@ -267,6 +267,18 @@ def _unwrap(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+def _mark_additional_secret_outputs(state: struct_pb2.Struct, names: Any) -> None:
+    """Wrap the outputs a resource declares secret (`additional_secret_outputs`; providers set it for e.g. the
+    DigitalOcean registry's `dockerCredentials`) as the engine does; the SDK's MockMonitor ignores the option,
+    and values derived from them would otherwise reach the plan as plain text."""
+    for name in names:
+        if name in state.fields and not secret_paths(state[name]) == [()]:
+            wrapped = struct_pb2.Struct()
+            wrapped.update({rpc._special_sig_key: rpc._special_secret_sig})
+            wrapped.fields["value"].CopyFrom(state.fields[name])
+            state.fields[name].struct_value.CopyFrom(wrapped)
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, also keeping what MockResourceArgs leaves out (parent, options, outputs)."""
 
@@ -282,6 +294,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         if request.type == "pulumi:pulumi:Stack":
             self.stack_urn = response.urn
             return response
+        _mark_additional_secret_outputs(response.object, request.additionalSecretOutputs)
         inputs: dict[str, Any] = {}
         secret_inputs = set()
         for key, value in rpc.deserialize_properties(request.object).items():
