@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from infra import plan, rds_ca
-from infra.harness import PROJECT_ROOT
+from infra.harness import PROJECT_ROOT, StackRun
 
 
 def _plan(*args: str) -> subprocess.CompletedProcess[str]:
@@ -161,3 +162,19 @@ def test_json_output_piped_into_head_ends_quietly() -> None:
     assert process.wait(timeout=120) == 0
     assert first.startswith(b"{")
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_policy_messages_print_integers(staging: StackRun) -> None:
+    """The engine hands the pack every number as a double; a message says port 80, not 80.0."""
+    from infra import policy_report
+
+    listener = next(r for r in staging.of_type("aws:lb/listener:Listener") if r.inputs.get("protocol") == "HTTP")
+    assert isinstance(listener.inputs["port"], float)  # as the engine sends it
+    forwarding = dataclasses.replace(
+        listener, inputs={**listener.inputs, "defaultActions": [{"type": "forward", "targetGroupArn": "arn:tg"}]}
+    )
+    run = dataclasses.replace(staging, resources=[forwarding if r is listener else r for r in staging.resources])
+    messages = [v.message for v in policy_report.evaluate(run).violations if v.urn == listener.urn]
+    assert "HTTP listener on port 80 answers with 'forward', not a redirect to HTTPS" in messages, messages
+    section = plan.plan_document(run)["policy"]
+    assert any("port 80 answers" in line for line in policy_report.render_section(section))

@@ -44,7 +44,15 @@ def _document(stack: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _resource(urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"urn": urn, "type": DASHBOARD, "name": urn, "parent": None, "custom": True, "inputs": inputs, "protect": False}
+    return {
+        "urn": urn,
+        "type": DASHBOARD,
+        "name": urn,
+        "parent": None,
+        "custom": True,
+        "inputs": inputs,
+        "protect": False,
+    }
 
 
 def test_json_text_property_diffs_by_path_in_json_text_and_markdown() -> None:
@@ -132,7 +140,7 @@ def test_held_in_example_threshold_and_iam_statement_fit_in_ten_lines(
     alarm = next(v for k, v in by_resource.items() if "metricAlarm:MetricAlarm::monitoring-service-cpu-high" in k)
     iam = next(v for k, v in by_resource.items() if "rolePolicy:RolePolicy::alerts-forwarder-policy" in k)
     assert "  - `inputs.threshold`: `80` → `70`" in alarm
-    assert "  - `inputs.policy#Statement[0].Action[2]`: `\"logs:DeleteLogGroup\"` → `(absent)`" in iam
+    assert '  - `inputs.policy#Statement[0].Action[2]`: `"logs:DeleteLogGroup"` → `(absent)`' in iam
     shown = alarm + iam
     assert len(shown) <= 10 and len("\n".join(shown).encode()) <= 2_048, shown
     # The dashboard's annotation for the same alarm is one line by path too, not the whole body.

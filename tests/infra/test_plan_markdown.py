@@ -73,7 +73,11 @@ def test_fit_markdown_never_exceeds_githubs_limit() -> None:
     assert "<summary>after</summary>" in markdown  # a short section after a cut one still gets in
     assert _balanced(markdown)
     crowded = plan.fit_markdown(["### head"], [("big", huge), *[(f"s{i}", ["x" * 500]) for i in range(200)]], 10**9)
-    assert len(crowded) <= LIMIT and "Left out to fit GitHub's 65,536-character comment limit: " in crowded and _balanced(crowded)
+    assert (
+        len(crowded) <= LIMIT
+        and "Left out to fit GitHub's 65,536-character comment limit: " in crowded
+        and _balanced(crowded)
+    )
 
 
 def test_markdown_diff_shows_changes_cost_delta_and_new_findings(
