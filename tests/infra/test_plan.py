@@ -178,3 +178,16 @@ def test_policy_messages_print_integers(staging: StackRun) -> None:
     assert "HTTP listener on port 80 answers with 'forward', not a redirect to HTTPS" in messages, messages
     section = plan.plan_document(run)["policy"]
     assert any("port 80 answers" in line for line in policy_report.render_section(section))
+
+
+def test_readme_documents_the_sections_the_plan_prints(prod: StackRun) -> None:
+    plan._load_reports()
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.partition("## What `make plan` shows")[2].partition("\n## ")[0]
+    text = plan.render_text(prod, plan.plan_document(prod))
+    for report in plan.REPORTS:
+        assert f"{report.title}:" in text and f"`{report.title}`" in section
+    goal = next(line.strip() for line in text.splitlines() if line.strip().startswith("goal for prod:"))
+    assert re.fullmatch(r"goal for prod: <= 200 USD/month — (met|NOT met \(over by \d+\.\d\d\))", goal)
+    assert "`goal for prod: <= 200 USD/month — met`" in section and "`NOT met (over by " in section
+    assert "--allow-other-stack" in section
