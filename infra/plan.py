@@ -1,20 +1,27 @@
 """Offline plan: what `pulumi up -s <stack>` would create, without credentials or the Pulumi CLI.
 
     python -m infra.plan --stack staging [--config-file FILE] [--json | --format text|json|markdown]
-                         [--diff BASE.json] [--max-chars N] [--mermaid FILE]
+                         [--diff BASE.json [--allow-other-stack]] [--max-chars N] [--mermaid FILE]
 
 Text output: the resource tree grouped by component with each resource's key properties, counts by type,
 the stack outputs, then every report section (policy, cost... see `REPORTS`). `--json` prints the stable
 contract below, sorted, so two runs can be diffed; `--diff BASE.json` compares against an earlier `--json`
-(resources, outputs, and each section's own diff: new policy findings, cost delta). `--format markdown` renders
-the plan or the diff as a pull-request comment: a summary line first, details collapsed in <details>, cut to
-`--max-chars` (GitHub's 65,536-character comment limit at most) with a note saying what was left out.
+(resources, outputs, and each section's own diff: new policy findings, cost delta) after checking that the base
+is a plan of this project and stack. Each changed value is one line by its path; a property holding JSON text
+(dashboard body, IAM policy, container definitions...) is compared inside it, after a `#`:
+`inputs.dashboardBody#widgets[3].properties.annotations.horizontal[0].value: 80 => 70`. `--format markdown`
+renders the plan or the diff as a pull-request comment: a summary line first, details collapsed in <details>,
+cut to `--max-chars` (1,000 to GitHub's 65,536-character comment limit) with a note naming that limit.
 `--mermaid FILE` writes a flowchart of the components and which ones feed inputs to which.
 
     {"stack", "project", "resources": [{"urn", "type", "name", "parent", "custom", "inputs", "protect"}],
      "outputs": {...}, "placeholders": [...], <one key per report>}
 
-Exit codes: 0 planned; 2 invalid stack config (the message lists every problem); 1 anything else.
+Secrets are masked where they are: only the secret values inside a property read `[secret]`.
+
+Exit codes: 0 planned; 2 bad input (an invalid stack config, listing every problem; an unusable --diff base; a
+bad flag); 1 the program failed. With `--json` / `--format markdown` a failed plan still prints a document,
+`{"errors": [...], "kind", "stack", "configFile"}` / a comment listing every problem, for the pull request.
 """
 
 from __future__ import annotations
