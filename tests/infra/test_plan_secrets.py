@@ -60,7 +60,9 @@ def test_app_spec_shows_everything_but_its_secret_values(staging_do: StackRun) -
     webhook = spec["alerts"][0]["destinations"]["slackWebhooks"][0]
     assert webhook["url"] == SECRET_MASK and webhook["channel"].startswith("#")
     # The pushed image's registry login: the server shows; the user and password come from the credentials
-    # resource's `dockerCredentials`, which the provider declares secret (the DO login is token:token).
+    # resource's `dockerCredentials`, which the provider declares secret (additional_secret_outputs in
+    # pulumi_digitalocean/container_registry_docker_credentials.py): it "contains a DigitalOcean API token"
+    # (docs.digitalocean.com/reference/doctl/reference/registries/docker-config/).
     pushed = next(r for r in document["resources"] if "registry" in r["inputs"])
     registry = pushed["inputs"]["registry"]
     assert registry["server"] == "registry.digitalocean.com"
