@@ -383,6 +383,17 @@ GITHUB_COMMENT_LIMIT = 65_536
 _NOTE_RESERVE = 400
 
 
+def md_code(value: Any, limit: int = 300) -> str:
+    """Text as an inline code span on one line, bounded: the fence is longer than any run of backticks inside,
+    so a value holding a backtick cannot end the span early (pipes need no escaping outside a table)."""
+    text = str(value).replace("\n", " ").replace("\r", " ")
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    padding = " " if longest or text.startswith(" ") or text.endswith(" ") else ""
+    return f"{fence}{padding}{text}{padding}{fence}"
+
+
 def md_cell(value: Any, limit: int = 300) -> str:
     """Text safe inside a markdown table cell: no pipes or newlines, bounded length."""
     text = str(value).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
@@ -497,9 +508,9 @@ def render_diff_markdown(
     changes += [f"- ➖ `{urn}`" for urn in diff["removed"]]
     for change in diff["changed"]:
         changes.append(f"- ✏️ `{change['urn']}`")
-        changes.extend(f"  - `{md_cell(p['path'], 200)}`: {_md_change(*_sides(p))}" for p in change["properties"])
+        changes.extend(f"  - {md_code(p['path'], 200)}: {_md_change(*_sides(p))}" for p in change["properties"])
     changes += [
-        f"- output `{o['key']}`: `{md_cell(json.dumps(o['before']), 160)}` → `{md_cell(json.dumps(o['after']), 160)}`"
+        f"- output {md_code(o['key'])}: {_md_change(_compact(o['before']), _compact(o['after']))}"
         for o in diff["outputs"]
     ]
     sections: list[tuple[str, list[str]]] = [
@@ -524,7 +535,7 @@ def render_diff_markdown(
 
 def _md_change(before: str, after: str, limit: int = 160) -> str:
     old, new = clip_around_difference(before, after, limit)
-    return f"`{md_cell(old, limit + 2)}` → `{md_cell(new, limit + 2)}`"
+    return f"{md_code(old, limit + 2)} → {md_code(new, limit + 2)}"
 
 
 def clip_around_difference(before: str, after: str, limit: int) -> tuple[str, str]:

@@ -231,3 +231,12 @@ def test_a_base_of_another_stack_is_refused_unless_allowed(tmp_path: Path, capsy
     assert plan.main(["--stack", "staging", "--diff", str(path), "--json", "--allow-other-stack"]) == 0
     diff = json.loads(capsys.readouterr().out)
     assert diff["added"] and diff["removed"]
+
+
+def test_markdown_code_spans_survive_backticks_and_pipes() -> None:
+    assert plan.md_code("a|b") == "`a|b`"  # a list item, not a table: no backslash shows
+    assert plan.md_code("run `make rds-ca`") == "`` run `make rds-ca` ``"
+    base = _document("s", [_resource("r", {"description": "use `make plan` | then 1"})])
+    current = _document("s", [_resource("r", {"description": "use `make plan` | then 2"})])
+    markdown = plan.render_diff_markdown(EMPTY_RUN, plan.diff_documents(base, current), base, current)
+    assert '- `inputs.description`: `` "use `make plan` | then 1" `` → `` "use `make plan` | then 2" ``' in markdown
