@@ -302,3 +302,25 @@ def test_preview_comments_the_offline_plan_and_forks_need_no_secrets() -> None:
     fork = _load(PROJECT_ROOT / ".github" / "workflows" / "preview-comment.yml")
     assert list(fork["on"]) == ["workflow_run"]
     assert not any("actions/checkout@" in step.get("uses", "") for _, step in _steps(fork))
+
+
+def test_a_pull_request_whose_plan_fails_still_gets_its_comment(tmp_path: Path) -> None:
+    """Issue 18: a broken stack file writes a comment listing its problems; the jobs must still post it, and
+    the empty base the workflow falls back to must pass --diff's checks (a plan of this project and stack)."""
+    from infra import plan
+
+    preview = _load(PROJECT_ROOT / ".github" / "workflows" / "preview.yml")
+    offline = preview["jobs"]["offline-plan"]
+    script = "\n".join(step.get("run", "") for step in offline["steps"])
+    fallback = re.search(r"printf '(\{\"stack\": \"%s\".*?\})\\n' \"\$stack\"", script)
+    assert fallback is not None, script
+    base = tmp_path / "base-staging.json"
+    base.write_text(fallback.group(1).replace("%s", "staging"))
+    assert plan.load_base(base, "staging", "shipyard")["resources"] == []
+    assert "|| failed=1" in script  # each stack's comment part is written before the job fails
+    names = [step.get("name", step.get("uses", "")) for step in offline["steps"]]
+    upload = next(i for i, n in enumerate(names) if "upload-artifact" in n)
+    assert any(i > upload and "Fail when" in n for i, n in enumerate(names))
+    assert "!cancelled()" in preview["jobs"]["comment"]["if"]
+    fork = _load(PROJECT_ROOT / ".github" / "workflows" / "preview-comment.yml")
+    assert "conclusion == 'failure'" in fork["jobs"]["comment"]["if"]

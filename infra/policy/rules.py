@@ -287,6 +287,11 @@ def _port(value: Any) -> int:
         return 0
 
 
+def shown(value: Any) -> Any:
+    """A property value as a message shows it: the engine sends every number as a double, 80 reads as 80."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def ingress_rules(resource: ResourceView) -> list[IngressRule]:
     """Ingress from the three ways pulumi-aws expresses it: inline, SecurityGroupRule, SecurityGroupIngressRule."""
     props = resource.props
@@ -571,7 +576,7 @@ def _elb_http_redirect(r: ResourceView) -> Iterator[str]:
             continue
         redirect = as_mapping(action.get("redirect"))
         if action.get("type") != "redirect" or redirect.get("protocol") != "HTTPS":
-            port, kind = r.props.get("port"), action.get("type")
+            port, kind = shown(r.props.get("port")), action.get("type")
             yield f"HTTP listener on port {port} answers with {kind!r}, not a redirect to HTTPS"
 
 
