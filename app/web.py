@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app import jsonlog
 from app.config import Settings
-from app.db import DatabaseUnavailable, connect, describe_error
+from app.db import ConnectionPool, DatabaseUnavailable, connect, describe_error
 
 log = logging.getLogger("app.web")
 _QUIET_PATHS = frozenset({"/api/health", "/api/health/ready"})  # polled by the load balancer
@@ -30,6 +30,7 @@ def create_app(settings: Settings) -> Flask:
         MAX_CONTENT_LENGTH=settings.upload_max_bytes,
     )
     app.extensions["shipyard.settings"] = settings
+    pool = app.extensions["shipyard.db_pool"] = database_pool(settings)
     _init_sentry(settings)
 
     @app.get("/api/health")
@@ -41,18 +42,9 @@ def create_app(settings: Settings) -> Flask:
     def ready() -> tuple[Response, int]:
         """Readiness: one round trip to PostgreSQL within ``READY_TIMEOUT_SECONDS``."""
         started = time.monotonic()
-        timeout = settings.ready_timeout_s
         try:
-            connection = connect(
-                settings.database,
-                connect_timeout_s=timeout,
-                statement_timeout_ms=max(1, int(timeout * 1000)),
-                application_name="shipyard-api-ready",
-            )
-            try:
-                connection.run("SELECT 1")
-            finally:
-                connection.close()
+            # A pooled connection (a dead one is replaced once), waiting at most READY_TIMEOUT_SECONDS for one.
+            pool.run(lambda connection: connection.run("SELECT 1"), acquire_timeout_s=settings.ready_timeout_s)
         except Exception as error:
             # The log gets where and why; the public answer only why (no host names or users).
             if isinstance(error, DatabaseUnavailable):
@@ -116,6 +108,22 @@ def create_app(settings: Settings) -> Flask:
         return response
 
     return app
+
+
+def database_pool(settings: Settings) -> ConnectionPool:
+    """The worker's connection pool; connections open lazily, each asking for a fresh password/IAM token."""
+
+    def open_connection() -> Any:
+        return connect(
+            settings.database,
+            connect_timeout_s=settings.ready_timeout_s,
+            statement_timeout_ms=settings.database_statement_timeout_ms,
+            application_name="shipyard-api",
+        )
+
+    return ConnectionPool(
+        open_connection, max_size=settings.database_pool_size, acquire_timeout_s=settings.ready_timeout_s
+    )
 
 
 def _request_fields(response: Response) -> dict[str, Any]:
