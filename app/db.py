@@ -141,7 +141,11 @@ def connect(
     """
     import pg8000.native
 
-    ssl_context = ssl_context_for(target)
+    try:
+        ssl_context = ssl_context_for(target)
+    except OSError as error:  # the CA bundle named by DATABASE_CA_FILE / sslrootcert is missing or unreadable
+        cause = f"cannot load the CA bundle {target.ca_file}: {error.strerror or error}"
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {target.describe()}: {cause}", cause) from error
     try:
         password = target.login_password()
     except Exception as error:  # e.g. botocore without credentials: no connection can be authenticated
