@@ -20,6 +20,7 @@ import pg8000.native
 import pytest
 
 from app.migrate import APP_LOGIN_ROLES, MigrationError, migrate
+from infra.aws.db_access import CONSUMER_DB_USERS
 from lambdas.auto_confirm import core
 from tests.conftest import EmbeddedPostgres
 
@@ -110,6 +111,7 @@ def test_migrations_apply_twice_as_a_non_superuser_and_the_roles_can_log_in(clus
     finally:
         admin.close()
     assert master == [[False, True, True]]
+    assert tuple(sorted(CONSUMER_DB_USERS)) == tuple(sorted(CONSUMERS))  # the users infra grants rds-db:connect to
     assert roles == [[name, True, False, False, False, False] for name in sorted(CONSUMERS)]
     assert owners == [[MASTER]]  # the master owns every object; no consumer owns (so can drop) anything
     for role in CONSUMERS:
