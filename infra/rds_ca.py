@@ -6,7 +6,8 @@ they talk to (auto-confirm, the restore validator). The bundle is public, versio
 few times a year, so it is fetched, not hand-copied: `make rds-ca` (this module's CLI) downloads it from
 AWS's trust store over HTTPS, checks that it holds only Amazon RDS CA certificates, at least one of them
 currently valid, and writes it to `lambdas/shared/rds-ca-bundle.pem` (lambdas/shared goes into every function
-archive) and to `app/certs/rds-ca-bundle.pem` (the API image's build context). The deploy workflows run it before `pulumi up`/`preview`; commit the file if you prefer pinning it.
+archive) and to `app/certs/rds-ca-bundle.pem` (the API image's build context). The deploy workflows run it
+before `pulumi up`/`preview`; commit the files if you prefer pinning them.
 
 When the file is absent the program still plans and deploys: the components that would use it say so with
 `pulumi.log.warn` and leave the CA setting out (see `archive_path_or_warn`).

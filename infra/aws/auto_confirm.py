@@ -2,10 +2,11 @@
 
 Contract (lambdas/auto_confirm/README.md): DATABASE_AUTH=iam and DATABASE_USER=auto_confirm (its own role,
 migration 0004: exactly the reads and writes of the job; an IAM token signed per connection, so no secret is
-read and a master password rotation changes nothing), DATABASE_HOST/PORT/NAME, STACK; TLS always. The function runs in the private
-subnets with its own security group, the only one besides the API's and the health checker's that the
-database admits. Its alarms (failed two hours running, did not run, overdue backlog) live in the monitoring
-catalogue (infra/aws/alarms.py), fed by `watch()`, so every alarm is declared once.
+read and a master password rotation changes nothing), DATABASE_HOST/PORT/NAME, STACK; TLS always. The
+function runs in the private subnets with its own security group, the only one besides the API's and the
+health checker's that the database admits. Its alarms (failed two hours running, did not run, overdue
+backlog) live in the monitoring catalogue (infra/aws/alarms.py), fed by `watch()`, so every alarm is
+declared once.
 """
 
 from __future__ import annotations

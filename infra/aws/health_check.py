@@ -12,7 +12,8 @@ internet; both stacks run the same topology (staging exercises what prod runs); 
 costs nothing measurable (43,200 short invocations a month each).
 
 Contract (lambdas/health_check/README.md): TARGETS as compact JSON, RUN_DEADLINE_S, DATABASE_AUTH=iam and
-DATABASE_USER (the role; never a secret), timeout ≥ deadline + 2 s, no async retries, schedule retries 0 with a 60-s event age.
+DATABASE_USER (the role; never a secret), timeout ≥ deadline + 2 s, no async retries, schedule retries 0
+with a 60-s event age.
 """
 
 from __future__ import annotations

@@ -475,9 +475,7 @@ def _json_equal(actual: Any, expected: Any) -> bool:
 def _check_postgres(target: PostgresTarget, ctx: CheckContext, deps: CheckDeps, result: CheckResult) -> None:
     ctx.phase = "credentials"
     fetched_at = ctx.clock()
-    credentials = (
-        deps.target_credentials(target.host, target.port) if deps.target_credentials else deps.credentials()
-    )
+    credentials = deps.target_credentials(target.host, target.port) if deps.target_credentials else deps.credentials()
     ctx.phases_ms["credentials"] = round((ctx.clock() - fetched_at) * 1000, 3)
 
     # Latency is the database's, from resolution to the answer of SELECT 1; fetching the secret is not.

@@ -145,7 +145,7 @@ def pooled(pg_server: Any) -> Iterator[tuple[ConnectionPool, CountingSource, lis
         port=pg_server.port,
         database="postgres",
         user=pg_server.user,
-        password="not-this-one",  # noqa: S106 - proves the source, not the static password, is used
+        password="not-this-one",
         sslmode="disable",
         password_source=source,
     )
@@ -178,10 +178,13 @@ def test_pool_reuses_connections_and_asks_for_a_password_only_per_new_one(
 
 def test_pool_is_bounded_and_says_so(pooled: tuple[ConnectionPool, CountingSource, list[float]]) -> None:
     pool, _, _ = pooled
-    with pool.connection(), pool.connection():
-        with pytest.raises(DatabaseUnavailable, match="no free database connection within 0.2 s") as raised:
-            with pool.connection():
-                pass
+    with (
+        pool.connection(),
+        pool.connection(),
+        pytest.raises(DatabaseUnavailable, match=r"no free database connection within 0\.2 s") as raised,
+        pool.connection(),
+    ):
+        pass
     assert raised.value.cause == "pool exhausted"
 
 
@@ -224,9 +227,8 @@ def test_a_sql_error_keeps_the_connection_and_an_open_transaction_is_rolled_back
     pooled: tuple[ConnectionPool, CountingSource, list[float]],
 ) -> None:
     pool, source, _ = pooled
-    with pytest.raises(pg8000.exceptions.DatabaseError):
-        with pool.connection() as connection:
-            connection.run("SELECT 1/0")
+    with pytest.raises(pg8000.exceptions.DatabaseError), pool.connection() as connection:
+        connection.run("SELECT 1/0")
     with pool.connection() as connection:
         connection.run("START TRANSACTION")
         connection.run("CREATE TEMP TABLE left_open (id int)")

@@ -38,9 +38,7 @@ def test_the_bundle_in_the_build_context_reaches_the_image_path() -> None:
     assert rds_ca.IMAGE_PATH == "/srv/app/" + rds_ca.APP_BUNDLE_RELATIVE
     cleanups = [line for line in instructions if line.startswith("RUN rm ")]
     assert cleanups and not any("certs" in line or "*.pem" in line for line in cleanups)
-    ignored = [
-        line.strip() for line in (REPO_ROOT / "app" / ".dockerignore").read_text().splitlines() if line.strip()
-    ]
+    ignored = [line.strip() for line in (REPO_ROOT / "app" / ".dockerignore").read_text().splitlines() if line.strip()]
     assert not [p for p in ignored if fnmatch.fnmatch(rds_ca.APP_BUNDLE_RELATIVE, p.lstrip("/"))]
     assert not [p for p in ignored if fnmatch.fnmatch("certs", p.strip("/"))]
 

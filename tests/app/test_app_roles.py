@@ -87,7 +87,9 @@ def cluster() -> Iterator[Cluster]:
 
 
 def _refused(connection: pg8000.native.Connection, sql: str, **params: Any) -> str:
-    """Run ``sql`` expecting the server to refuse it; return the SQLSTATE (pg8000.native autocommits: nothing stays open)."""
+    """Run ``sql`` expecting the server to refuse it; return the SQLSTATE.
+
+    pg8000.native autocommits, so nothing stays open after the error."""
     with pytest.raises(pg8000.exceptions.DatabaseError) as raised:
         connection.run(sql, **params)
     return str(raised.value.args[0]["C"])
@@ -96,9 +98,7 @@ def _refused(connection: pg8000.native.Connection, sql: str, **params: Any) -> s
 def test_migrations_apply_twice_as_a_non_superuser_and_the_roles_can_log_in(cluster: Cluster) -> None:
     admin = cluster.superuser()
     try:
-        master = admin.run(
-            "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = :r", r=MASTER
-        )
+        master = admin.run("SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = :r", r=MASTER)
         roles = admin.run(
             "SELECT rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles "
             "WHERE rolname = ANY(:names) ORDER BY rolname",
@@ -158,7 +158,9 @@ def test_health_check_can_select_1_and_nothing_else(cluster: Cluster) -> None:
 def test_api_has_dml_on_the_contract_tables_and_no_ddl(cluster: Cluster) -> None:
     connection = cluster.login("api")
     try:
-        user_id = connection.run("INSERT INTO users (email, role) VALUES ('a@example.com', 'client') RETURNING id")[0][0]
+        user_id = connection.run("INSERT INTO users (email, role) VALUES ('a@example.com', 'client') RETURNING id")[0][
+            0
+        ]
         connection.run("UPDATE users SET email = 'b@example.com' WHERE id = :id", id=user_id)
         connection.run("INSERT INTO wallets (user_id) VALUES (:id)", id=user_id)
         connection.run("INSERT INTO audit_log (entity, entity_id, action) VALUES ('user', :id, 'created')", id=user_id)
@@ -184,9 +186,7 @@ def _seed_due_order(admin: pg8000.native.Connection, now: dt.datetime) -> int:
         for email, role in (("p@x", "admin"), ("c@x", "client"), ("v@x", "provider"))
     )
     for user_id, blocked in ((platform, "0"), (client, "100.00"), (provider, "0")):
-        admin.run(
-            "INSERT INTO wallets (user_id, blocked) VALUES (:id, CAST(:b AS numeric))", id=user_id, b=blocked
-        )
+        admin.run("INSERT INTO wallets (user_id, blocked) VALUES (:id, CAST(:b AS numeric))", id=user_id, b=blocked)
     return int(
         admin.run(
             "INSERT INTO orders (client_id, provider_id, amount, status, provider_completed_at) "
@@ -217,9 +217,7 @@ def test_auto_confirm_can_run_the_job_and_nothing_more(cluster: Cluster) -> None
         )
         assert _refused(connection, "DELETE FROM orders") == INSUFFICIENT_PRIVILEGE
         assert _refused(connection, "UPDATE transactions SET amount = 1") == INSUFFICIENT_PRIVILEGE
-        assert _refused(connection, "INSERT INTO users (email, role) VALUES ('x', 'admin')") == (
-            INSUFFICIENT_PRIVILEGE
-        )
+        assert _refused(connection, "INSERT INTO users (email, role) VALUES ('x', 'admin')") == (INSUFFICIENT_PRIVILEGE)
         assert _refused(connection, "UPDATE system_config SET value = '0'") == INSUFFICIENT_PRIVILEGE
         assert _refused(connection, "CREATE TABLE pwned (id int)") == INSUFFICIENT_PRIVILEGE
         assert _refused(connection, "DROP TABLE orders") == INSUFFICIENT_PRIVILEGE
@@ -248,7 +246,7 @@ def test_app_login_joins_the_api_and_auto_confirm_roles_every_run(cluster: Clust
         host=cluster.server.host,
         port=cluster.server.port,
         database=DATABASE,
-        password="do-app-pw",  # noqa: S106 - a test server's throwaway password
+        password="do-app-pw",
         ssl_context=False,
         timeout=30,
     )

@@ -157,7 +157,10 @@ def test_migration_job_runs_before_each_deploy_as_the_cluster_admin(staging_do: 
     cluster = staging_do.one(CLUSTER)
     admin, admin_password = cluster.outputs["user"], cluster.outputs["password"]
     assert admin == "doadmin"
-    assert url["value"] == f"postgresql://doadmin:{admin_password}@{cluster.outputs['host']}:25060/shipyard?sslmode=require"
+    assert (
+        url["value"]
+        == f"postgresql://doadmin:{admin_password}@{cluster.outputs['host']}:25060/shipyard?sslmode=require"
+    )
     logins = _envs(job)["DATABASE_APP_LOGINS"]
     assert (logins["value"], logins["type"]) == ("shipyard_app", "GENERAL")
 

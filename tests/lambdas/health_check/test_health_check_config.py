@@ -273,9 +273,7 @@ def test_iam_auth_settings() -> None:
 
     with pytest.raises(ConfigError) as caught:
         load_settings(base | {"DATABASE_AUTH": "iam"})
-    assert caught.value.problems[0] == (
-        "DATABASE_USER: the database role to log in as with DATABASE_AUTH=iam (got '')"
-    )
+    assert caught.value.problems[0] == ("DATABASE_USER: the database role to log in as with DATABASE_AUTH=iam (got '')")
     with pytest.raises(ConfigError) as caught:
         load_settings(base | {"DATABASE_AUTH": "kerberos"})
     assert caught.value.problems[0] == "DATABASE_AUTH: must be iam or secret (got 'kerberos')"
