@@ -49,8 +49,9 @@ class AutoConfirmJob(Component):
     def __init__(self, name: str, args: AutoConfirmArgs, naming: Naming, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aws", "AutoConfirmJob", name, naming, opts)
         settings = args.settings
+        # PostgreSQL only: the IAM token is signed locally and metrics leave as EMF log lines (no AWS call).
         self.security_group = args.database.client_security_group(
-            self, args.network, "auto-confirm", "Auto-confirm Lambda: out to the database and Secrets Manager only"
+            self, args.network, "auto-confirm", "Auto-confirm Lambda: out to the database only", aws_api_egress=False
         )
         # With the RDS CA bundle the job verifies the server's certificate and name; without it the
         # connection is still TLS-only (force_ssl), just not authenticated.

@@ -194,7 +194,7 @@ class HealthCheck(Component):
 
     def _vpc_function(self, args: HealthCheckArgs, database: Database) -> None:
         self.security_group = database.client_security_group(
-            self, args.network, "health-check", "Health checker Lambda (SELECT 1 over TLS)"
+            self, args.network, "health-check", "Health checker Lambda (SELECT 1 over TLS)", aws_api_egress=False
         )
 
         ca_file = rds_ca.archive_path_or_warn("the database health check (it will report reason 'tls')")

@@ -24,6 +24,7 @@ def test_function_runs_the_handler_in_private_subnets_with_its_own_group(any_sta
     assert set(function.inputs["vpcConfig"]["subnetIds"]) == private
     group = any_stack.one("aws:ec2/securityGroup:SecurityGroup", "auto-confirm-sg")
     assert function.inputs["vpcConfig"]["securityGroupIds"] == [group.id]
+    assert [(e["fromPort"], e["toPort"]) for e in group.inputs["egress"]] == [(5432, 5432)]  # no AWS API call
     rule = any_stack.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "database-from-auto-confirm")
     assert rule.inputs["referencedSecurityGroupId"] == group.id
     assert rule.inputs["fromPort"] == 5432
