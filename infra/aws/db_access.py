@@ -8,7 +8,10 @@ running process holds a database password; the master secret is read only by the
 `rds-db:connect` is granted per database user, on
 `arn:<partition>:rds-db:<region>:<account>:dbuser:<DbiResourceId>/<user>` — the instance's resource id
 (`db-ABCDEFGHIJKL01234`, `aws.rds.Instance.resource_id`), not its identifier
-(https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.IAMDBAuth.IAMPolicy.html).
+(https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.IAMDBAuth.IAMPolicy.html; resource type
+`db-user` = `arn:${Partition}:rds-db:${Region}:${Account}:dbuser:${DbiResourceId}/${DbUserName}` in the Service
+Authorization Reference, https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonrdsiamauthentication.html).
+Tokens live 15 minutes and IAM auth requires SSL (AWS knowledge center "rds-postgresql-connect-using-iam").
 """
 
 from __future__ import annotations

@@ -18,10 +18,13 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambdas.auto_confirm import core
 from lambdas.shared import logs
+
+if TYPE_CHECKING:
+    from lambdas.shared.db import Credentials, DatabaseEndpoint, TokenSigner
 
 SAFETY_MARGIN_S = 15.0  # stop starting batches this long before the Lambda timeout
 _ENVELOPE_KEYS = frozenset(
@@ -65,7 +68,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     return handle(event, os.environ, clock=utc_now, time_left_s=time_left_s)
 
 
-def _credentials(env: Mapping[str, str], endpoint: Any, secrets_client: Any, sign_token: Any) -> Any:
+def _credentials(
+    env: Mapping[str, str], endpoint: DatabaseEndpoint, secrets_client: Any, sign_token: TokenSigner | None
+) -> Credentials:
     """As the function's own role with an IAM token (AWS), or from the secret named by DATABASE_SECRET_ARN."""
     from lambdas.shared import db
 
@@ -87,7 +92,7 @@ def handle(
     clock: Callable[[], dt.datetime],
     time_left_s: Callable[[], float],
     secrets_client: Any = None,
-    sign_token: Any = None,
+    sign_token: TokenSigner | None = None,
 ) -> dict[str, Any]:
     """One run. ``sign_token`` (a ``db.TokenSigner``) and ``secrets_client`` default to the real AWS ones."""
     from lambdas.shared import db, metrics
