@@ -15,6 +15,8 @@
 -- IAM auth requires TLS); on plain PostgreSQL the grant is skipped and the roles cannot log in until
 -- someone gives them a password (tests do). Roles are cluster-wide: creating one tolerates another database
 -- of the same server, or a concurrent runner, having created it first. Everything here is idempotent.
+-- No default privileges on purpose: a table a later migration adds is nobody's until that migration grants
+-- it to the consumers that need it (tests/app/test_app_roles.py shows what each role can and cannot do).
 DO $$
 DECLARE
     consumer text;
