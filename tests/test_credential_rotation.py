@@ -29,13 +29,14 @@ from app.migrate import MigrationError, migrate
 from app.web import create_app
 from lambdas.auto_confirm import handler as auto_confirm_handler
 from lambdas.health_check import handler as health_check_handler
+from lambdas.restore_validation import probe as restore_probe
 from tests.conftest import EmbeddedPostgres, PgTlsFrontend
 
 pytestmark = pytest.mark.postgres
 
 DATABASE = "shop"
 MASTER = "rds_master"
-CONSUMERS = ("api", "auto_confirm", "health_check")
+CONSUMERS = ("api", "auto_confirm", "health_check", "restore_validator")
 NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 
 
@@ -206,6 +207,29 @@ def _run_health_check(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -
     return summary
 
 
+class TokenSigningRds:
+    """The one RDS client call the restore probe makes, answered by :class:`Tokens` (stands in for AWS)."""
+
+    def __init__(self, tokens: Tokens) -> None:
+        self.tokens = tokens
+        self.meta = type("Meta", (), {"region_name": "eu-west-1"})()
+
+    def generate_db_auth_token(self, *, DBHostname: str, Port: int, DBUsername: str, Region: str) -> str:
+        assert Region == "eu-west-1"
+        return self.tokens.sign(DBHostname, Port, DBUsername)
+
+
+def _run_restore_probe(deployment: Deployment) -> dict[str, Any]:
+    """The restore validator's in-VPC half, logging in as restore_validator (here on the live copy)."""
+    rds = TokenSigningRds(deployment.tokens)
+    summary: dict[str, Any] = restore_probe.probe(
+        {"identifier": "shop-restore-test", "address": "127.0.0.1", "port": deployment.frontend.port, "iam_auth": True},
+        {"DB_NAME": DATABASE, "DB_USER": "restore_validator", "DB_CA_FILE": str(deployment.frontend.ca_file)},
+        client=lambda service: rds,
+    )
+    return summary
+
+
 def _ready(client: Any) -> int:
     status: int = client.get("/api/health/ready").status_code
     return status
@@ -228,12 +252,15 @@ def test_master_rotation_leaves_the_api_and_every_lambda_working(
         migrate(deployment.master_url(old_master))
     assert migrate(deployment.master_url()).applied == []
 
-    # The running API (same process, same pool) and both Lambdas keep working: none of them uses the master.
+    # The running API (same process, same pool) and every Lambda's database code keep working: none of them
+    # uses the master.
     assert _ready(api) == 200
     first = _run_auto_confirm(deployment)
     assert first["confirmed"] == 2
     health = _run_health_check(deployment, monkeypatch)
     assert health["ok"] is True, health
+    restore = _run_restore_probe(deployment)
+    assert restore["status"] == "SUCCESSFUL", restore  # it logged in and read the contract tables
     capsys.readouterr()
 
     # New connections ask for a fresh credential, and only then: the API's pool reconnects with a new token
@@ -245,7 +272,10 @@ def test_master_rotation_leaves_the_api_and_every_lambda_working(
     assert _ready(api) == 200
     assert _run_auto_confirm(deployment)["confirmed"] == 0  # nothing left to confirm, but it logged in
     assert _run_health_check(deployment, monkeypatch)["ok"] is True
-    assert tokens.asked - asked_before == Counter({"api": 1, "auto_confirm": 1, "health_check": 1})
+    assert _run_restore_probe(deployment)["status"] == "SUCCESSFUL"
+    assert tokens.asked - asked_before == Counter(
+        {"api": 1, "auto_confirm": 1, "health_check": 1, "restore_validator": 1}
+    )
 
 
 def test_a_stale_credential_is_refused(deployment: Deployment) -> None:
