@@ -40,6 +40,11 @@ class Settings:
     uploads_bucket: str | None = None
     ready_timeout_s: float = 2.0
     log_level: str = "INFO"
+    stack: str = ""
+    """`STACK` (staging, prod...): added to every log line by app/wsgi.py."""
+    # Uploads (issue 15): the rest of the S3 settings, see `UploadsSettings`.
+    uploads: UploadsSettings = field(default_factory=lambda: UploadsSettings())
+    redis: RedisTarget | None = None
     database_pool_size: int = DEFAULT_POOL_SIZE
     database_statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
 
@@ -56,11 +61,111 @@ class Settings:
             uploads_bucket=env.get("UPLOADS_BUCKET", "").strip() or None,
             ready_timeout_s=_positive_float(env, "READY_TIMEOUT_SECONDS", 2.0),
             log_level=_choice(env, "LOG_LEVEL", "INFO", _LOG_LEVELS),
+            stack=env.get("STACK", "").strip(),
+            uploads=uploads_settings_from_env(env),
+            redis=redis_target_from_env(env),
             database_pool_size=_positive_int(env, "DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE),
             database_statement_timeout_ms=_positive_int(
                 env, "DATABASE_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS
             ),
         )
+
+
+# ------------------------------------------------------------------------------------------------ uploads
+# Issue 15: the API presigns browser uploads to S3 (AWS) or Spaces (DigitalOcean, S3 API).
+
+CONTENT_TYPES: dict[str, str] = {
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "pdf": "application/pdf",
+    "mp4": "video/mp4",
+    "mov": "video/quicktime",
+    "webm": "video/webm",
+    "txt": "text/plain",
+    "csv": "text/csv",
+}
+"""The one Content-Type each allowed extension is uploaded (and later served) with. A fixed table rather than
+`mimetypes`, whose answers depend on the host's /etc/mime.types; an extension missing here is a ConfigError."""
+UPLOAD_METHODS = ("POST", "PUT")
+_UPLOADS_PREFIX = re.compile(r"^[a-z0-9-]+/$")  # same rule as `uploads.prefix` in infra/config.py
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$|^[a-z]{3}\d$")  # us-east-1 (AWS) or fra1 (Spaces)
+
+
+@dataclass(frozen=True)
+class UploadsSettings:
+    """Where and how the API signs uploads. `UPLOADS_BUCKET`, `UPLOAD_MAX_BYTES` and `UPLOAD_ALLOWED_TYPES`
+    are the `Settings` fields of the same names; these are the rest."""
+
+    prefix: str = "uploads/"
+    """`UPLOADS_PREFIX`: every key starts with it (the task role may only touch keys under it)."""
+    region: str | None = None
+    """`AWS_REGION`: the bucket's region; a SigV4 signature for the wrong region is refused by S3."""
+    endpoint_url: str | None = field(default=None, repr=False)
+    """`AWS_ENDPOINT_URL_S3`: Spaces (`https://fra1.digitaloceanspaces.com`) or a local S3; None is AWS S3."""
+    access_key_id: str | None = field(default=None, repr=False)
+    """`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`: the Spaces key; on AWS unset (the ECS task role signs)."""
+    secret_access_key: str | None = field(default=None, repr=False)
+    method: str = "POST"
+    """`UPLOAD_METHOD`: POST (a presigned POST policy: S3) or PUT (a presigned PUT with Content-Type and
+    Content-Length signed: DigitalOcean Spaces, whose S3 compatibility list documents presigned URLs but not
+    browser POST policies, https://docs.digitalocean.com/products/spaces/reference/s3-compatibility/)."""
+
+
+def uploads_settings_from_env(env: Mapping[str, str]) -> UploadsSettings:
+    prefix = env.get("UPLOADS_PREFIX", "").strip() or "uploads/"
+    if not _UPLOADS_PREFIX.match(prefix):
+        raise ConfigError(f"UPLOADS_PREFIX must look like 'uploads/' (lowercase, one trailing slash), got {prefix!r}")
+    region = env.get("AWS_REGION", "").strip() or None
+    if region is not None and not _REGION.match(region):
+        raise ConfigError(f"AWS_REGION: not a region name: {region!r}")
+    endpoint = env.get("AWS_ENDPOINT_URL_S3", "").strip().rstrip("/") or None
+    if endpoint is not None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.path:
+            raise ConfigError(f"AWS_ENDPOINT_URL_S3: expected https://<host>, got {endpoint!r}")
+    access_key = env.get("AWS_ACCESS_KEY_ID", "").strip() or None
+    secret = env.get("AWS_SECRET_ACCESS_KEY", "").strip() or None
+    if (access_key is None) != (secret is None):
+        raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both or neither")
+    return UploadsSettings(
+        prefix=prefix,
+        region=region,
+        endpoint_url=endpoint,
+        access_key_id=access_key,
+        secret_access_key=secret,
+        method=_choice(env, "UPLOAD_METHOD", "POST", UPLOAD_METHODS),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ cache
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """The stack's Redis/Valkey (`cache.enabled` on AWS): host, port, TLS and the AUTH token (an ECS secret)."""
+
+    host: str
+    port: int
+    tls: bool
+    auth_token: str | None = field(repr=False)
+
+
+def redis_target_from_env(env: Mapping[str, str]) -> RedisTarget | None:
+    host = env.get("REDIS_HOST", "").strip()
+    if not host:
+        return None
+    tls = env.get("REDIS_TLS", "true").strip().lower()
+    if tls not in ("true", "false"):
+        raise ConfigError(f"REDIS_TLS must be true or false, got {tls!r}")
+    return RedisTarget(
+        host=host,
+        port=_positive_int(env, "REDIS_PORT", 6379),
+        tls=tls == "true",
+        auth_token=env.get("REDIS_AUTH_TOKEN") or None,
+    )
 
 
 def database_target_from_env(env: Mapping[str, str]) -> DatabaseTarget:
@@ -160,6 +265,11 @@ def _extensions(raw: str | None) -> tuple[str, ...]:
     bad = [item for item in extensions if not _EXTENSION.match(item)]
     if bad:
         raise ConfigError(f"UPLOAD_ALLOWED_TYPES: not file extensions: {bad}")
+    unknown = [item for item in extensions if item not in CONTENT_TYPES]
+    if unknown:
+        raise ConfigError(
+            f"UPLOAD_ALLOWED_TYPES: no content type known for {unknown} (known: {', '.join(sorted(CONTENT_TYPES))})"
+        )
     return extensions
 
 
@@ -191,7 +301,7 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = env.get(name, "").strip() or default
-    if name == "LOG_LEVEL":
+    if name in ("LOG_LEVEL", "UPLOAD_METHOD"):
         value = value.upper()
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

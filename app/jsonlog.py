@@ -41,6 +41,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
+class StaticFields(logging.Filter):
+    """Adds the same fields (e.g. the stack name) to every record that passes through a handler."""
+
+    def __init__(self, **fields: Any):
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in self.fields.items():
+            setattr(record, key, value)
+        return True
+
+
 def configure(level: str = "INFO", stream: Any = None) -> None:
     """Route every logger (ours, gunicorn's, werkzeug's) through one JSON handler on stdout."""
     handler = logging.StreamHandler(stream or sys.stdout)

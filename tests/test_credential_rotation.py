@@ -26,7 +26,7 @@ import pytest
 
 from app.config import Settings
 from app.migrate import MigrationError, migrate
-from app.web import create_app
+from app.web import READY_CACHE_SECONDS, create_app
 from lambdas.auto_confirm import handler as auto_confirm_handler
 from lambdas.health_check import handler as health_check_handler
 from lambdas.restore_validation import probe as restore_probe
@@ -145,7 +145,21 @@ def _seed_due_order(server: EmbeddedPostgres) -> None:
         admin.close()
 
 
-def _api_client(deployment: Deployment) -> Any:
+class ApiClient:
+    """The WSGI app's test client, and the clock of its readiness cache (advanced past it before each call, so
+    every /api/health/ready really reaches the database through the pool)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.now = 0.0
+        self.client = create_app(settings, clock=lambda: self.now).test_client()
+
+    def ready(self) -> int:
+        self.now += READY_CACHE_SECONDS + 1
+        status: int = self.client.get("/api/health/ready").status_code
+        return status
+
+
+def _api_client(deployment: Deployment) -> ApiClient:
     """The API as gunicorn loads it (Settings from the AWS environment, then create_app), token source injected."""
     env = {
         "DATABASE_AUTH": "iam",
@@ -164,7 +178,7 @@ def _api_client(deployment: Deployment) -> Any:
     database = dataclasses.replace(
         settings.database, password_source=lambda: tokens.sign(settings.database.host, settings.database.port, "api")
     )
-    return create_app(dataclasses.replace(settings, database=database)).test_client()
+    return ApiClient(dataclasses.replace(settings, database=database))
 
 
 def _lambda_env(deployment: Deployment, role: str) -> dict[str, str]:
@@ -230,11 +244,6 @@ def _run_restore_probe(deployment: Deployment) -> dict[str, Any]:
     return summary
 
 
-def _ready(client: Any) -> int:
-    status: int = client.get("/api/health/ready").status_code
-    return status
-
-
 def test_master_rotation_leaves_the_api_and_every_lambda_working(
     deployment: Deployment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -243,7 +252,7 @@ def test_master_rotation_leaves_the_api_and_every_lambda_working(
     api = _api_client(deployment)
 
     # Before: the API answers from one pooled connection, signed once.
-    assert [_ready(api) for _ in range(3)] == [200, 200, 200]
+    assert [api.ready() for _ in range(3)] == [200, 200, 200]
     assert tokens.asked["api"] == 1
 
     # RDS rotates the master password. Migrations read the new one when they run; the old one is dead.
@@ -254,7 +263,7 @@ def test_master_rotation_leaves_the_api_and_every_lambda_working(
 
     # The running API (same process, same pool) and every Lambda's database code keep working: none of them
     # uses the master.
-    assert _ready(api) == 200
+    assert api.ready() == 200
     first = _run_auto_confirm(deployment)
     assert first["confirmed"] == 2
     health = _run_health_check(deployment, monkeypatch)
@@ -269,7 +278,7 @@ def test_master_rotation_leaves_the_api_and_every_lambda_working(
     for role in CONSUMERS:
         tokens.rotate(role)
     assert deployment.terminate_backends_of("api") == 1
-    assert _ready(api) == 200
+    assert api.ready() == 200
     assert _run_auto_confirm(deployment)["confirmed"] == 0  # nothing left to confirm, but it logged in
     assert _run_health_check(deployment, monkeypatch)["ok"] is True
     assert _run_restore_probe(deployment)["status"] == "SUCCESSFUL"
@@ -291,4 +300,4 @@ def test_without_a_master_the_migrations_are_the_only_thing_that_fails(deploymen
     """The master secret has one consumer left: a wrong master password stops migrations, nothing else."""
     with pytest.raises((MigrationError, Exception), match="password authentication failed"):
         migrate(deployment.master_url("not-the-master-password"))
-    assert _ready(_api_client(deployment)) == 200
+    assert _api_client(deployment).ready() == 200

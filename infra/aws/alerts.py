@@ -436,7 +436,6 @@ class Alerts(Component):
                     "PROJECT": naming.project,
                 },
                 policy_statements=statements,
-                metrics_namespace="Shipyard/AlertForwarder",
             ),
             naming,
             self.opts(),

@@ -81,7 +81,6 @@ class AutoConfirmJob(Component):
                 vpc=VpcPlacement(
                     subnet_ids=args.network.private_subnet_ids, security_group_ids=[self.security_group.id]
                 ),
-                metrics_namespace="Shipyard/AutoConfirm",
                 # SKIP LOCKED makes overlap safe, but one run at a time keeps lock pressure and the
                 # connection count predictable; a missed hour is caught up by the next run.
                 reserved_concurrency=1,

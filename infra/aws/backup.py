@@ -469,7 +469,7 @@ class Backup(Component):
                     lambda values: probe_statements(account_id=values[0], region=values[1])
                 ),
                 vpc=VpcPlacement(subnet_ids=network.private_subnet_ids, security_group_ids=[probe_sg.id]),
-                metrics_namespace="Shipyard/Backup",
+                stack_env=False,  # publishes no metrics (the validator does); reads no STACK
                 # Invoked synchronously by the validator, which reports its failures; never asynchronously.
                 maximum_retry_attempts=0,
             ),
@@ -487,7 +487,6 @@ class Backup(Component):
                 policy_statements=pulumi.Output.all(account_id, region, self.probe.arn).apply(
                     lambda values: validator_statements(account_id=values[0], region=values[1], probe_arn=values[2])
                 ),
-                metrics_namespace="Shipyard/Backup",
             ),
             self.naming,
             self.opts(),
@@ -555,7 +554,6 @@ class Backup(Component):
                 timeout_seconds=30,
                 environment={"RESTORE_TESTING_PLAN_NAME": self.restore_testing_plan.name},
                 policy_statements=self.restore_testing_plan.arn.apply(age_check_statements),
-                metrics_namespace="Shipyard/Backup",
                 # The next day's run measures again; retrying today's adds nothing.
                 maximum_retry_attempts=0,
             ),

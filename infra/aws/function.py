@@ -81,7 +81,12 @@ class PythonFunctionArgs:
     """256 MB: these handlers are I/O bound; more memory buys CPU only for cold start."""
     timeout_seconds: int = 60
     environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    """Plain configuration only (ARNs, names, JSON routing). STACK and Powertools settings are added."""
+    """Plain configuration only (ARNs, names, JSON routing), every key read by the handler's settings
+    (tests/infra/test_env_contract.py). STACK is added (see `stack_env`); no POWERTOOLS_* variables: every
+    handler names its metrics namespace and an empty service in code, so those would be read by nothing."""
+    stack_env: bool = True
+    """Add `STACK` (the `Stack` metric dimension). False for a function that publishes no metrics and reads no
+    STACK (the restore probe: its validator publishes)."""
     policy_statements: pulumi.Input[Sequence[Mapping[str, Any]]] = field(default_factory=list)
     """Extra IAM statements, as narrow as the function needs (e.g. read one secret)."""
     vpc: VpcPlacement | None = None
@@ -89,7 +94,6 @@ class PythonFunctionArgs:
     log_retention_days: int = 30
     reserved_concurrency: int | None = None
     """Cap for functions that must not run in parallel with themselves or flood a dependency."""
-    metrics_namespace: str = "Shipyard"
     maximum_retry_attempts: int = 2
     """Asynchronous invocations (SNS, Scheduler) retried this many times before the DLQ."""
 
@@ -161,12 +165,7 @@ class PythonFunction(Component):
             vpc_config = aws.lambda_.FunctionVpcConfigArgs(
                 subnet_ids=list(args.vpc.subnet_ids), security_group_ids=list(args.vpc.security_group_ids)
             )
-        environment = {
-            "STACK": naming.stack,
-            "POWERTOOLS_SERVICE_NAME": args.label.replace("-", "_"),
-            "POWERTOOLS_METRICS_NAMESPACE": args.metrics_namespace,
-            **args.environment,
-        }
+        environment = {**({"STACK": naming.stack} if args.stack_env else {}), **args.environment}
         self.function = aws.lambda_.Function(
             self.child_name("function"),
             name=function_name,

@@ -174,7 +174,6 @@ class HealthCheck(Component):
                 environment={"TARGETS": targets, "RUN_DEADLINE_S": str(RUN_DEADLINE_S), **(environment or {})},
                 policy_statements=policy_statements or [],
                 vpc=vpc,
-                metrics_namespace="Shipyard/HealthCheck",
                 # A retried, minute-old check only overlaps the next run (README: retries off).
                 maximum_retry_attempts=0,
             ),

@@ -144,6 +144,9 @@ class ServiceArgs:
     """Browser origins allowed to call the API: the frontend's URL plus `service.corsOrigins`."""
     extra_environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """More plain settings from other components (e.g. the cache's REDIS_HOST/REDIS_PORT)."""
+    proxy_cidrs: Sequence[str] = ()
+    """Where the load balancer's nodes live (its subnets' CIDR blocks): gunicorn takes X-Forwarded-Proto
+    from these peers only (FORWARDED_ALLOW_IPS). () leaves gunicorn's default, loopback only."""
     scheduled_tasks: Sequence[ScheduledTaskConfig] = ()
     """`jobs.scheduledTasks`: a task definition each (the schedules live in ScheduledTasks)."""
     app_dir: Path = field(default=APP_DIR)
@@ -411,6 +414,9 @@ class Service(Component):
                 lambda origins: ",".join(dict.fromkeys(str(o).rstrip("/") for o in origins))
             ),
         }
+        if args.proxy_cidrs:
+            # ALB nodes connect from addresses in its subnets; anything else asking for HTTPS is not believed.
+            env["FORWARDED_ALLOW_IPS"] = ",".join(args.proxy_cidrs)
         if args.database is not None:
             env |= {
                 "DATABASE_HOST": args.database.address,

@@ -31,13 +31,13 @@ from infra.aws.monitoring import (
     MonitoringArgs,
     QueueWatch,
 )
-from infra.aws.network import Network, NetworkArgs
+from infra.aws.network import Network, NetworkArgs, subnet_blocks
 from infra.aws.platform_events import PlatformEvents, PlatformEventsArgs
 from infra.aws.scheduled_tasks import ScheduledTasks, ScheduledTasksArgs, ScheduledTaskTarget
 from infra.aws.secrets import AppSecrets, AppSecretsArgs
 from infra.aws.service import DatabaseAccess, Service, ServiceArgs, UploadsAccess
 from infra.aws.uploads import Uploads, UploadsArgs
-from infra.aws.waf import WebAcl, WebAclArgs
+from infra.aws.waf import API_UPLOADS_PATH_PREFIX, WebAcl, WebAclArgs
 from infra.config import AwsStack
 from infra.naming import Naming
 
@@ -120,8 +120,16 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     regional_acl: WebAcl | None = None
     cloudfront_acl: WebAcl | None = None
     if config.waf.enabled:
+        # The ALB's ACL lets bodies over 8 KB through to the upload routes only (the app limits them there).
         regional_acl = WebAcl(
-            "waf-regional", WebAclArgs(scope="REGIONAL", rate_limit=config.waf.rate_limit), naming, with_provider
+            "waf-regional",
+            WebAclArgs(
+                scope="REGIONAL",
+                rate_limit=config.waf.rate_limit,
+                large_body_path_prefixes=(API_UPLOADS_PATH_PREFIX,),
+            ),
+            naming,
+            with_provider,
         )
         cloudfront_acl = WebAcl(
             "waf-cloudfront",
@@ -142,10 +150,14 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         with_provider,
     )
 
-    # Browsers upload with presigned URLs from the SPA's origin only.
+    # Browsers upload with presigned URLs from the origins the API answers (the SPA's, plus service.corsOrigins).
+    extra_origins = [origin.rstrip("/") for origin in config.service.cors_origins]
     uploads = Uploads(
         "uploads",
-        UploadsArgs(settings=config.uploads, allowed_origins=frontend.url.apply(lambda url: [url])),
+        UploadsArgs(
+            settings=config.uploads,
+            allowed_origins=frontend.url.apply(lambda url: list(dict.fromkeys([url.rstrip("/"), *extra_origins]))),
+        ),
         naming,
         with_provider,
     )
@@ -444,6 +456,8 @@ def _api_service(
             ),
             cors_origins=[frontend.url, *settings.cors_origins],
             extra_environment=cache_environment,
+            # The ALB sits in the public subnets (see LoadBalancerArgs above).
+            proxy_cidrs=subnet_blocks(config.network.cidr, config.network.az_count)["public"],
             scheduled_tasks=config.jobs.scheduled_tasks,
         ),
         naming,

@@ -10,8 +10,10 @@ needs CORS for the frontend origin only; everything else about it is closed:
 - versioning on (AWS Backup for S3 requires it, and an overwrite or delete by the app is recoverable), with
   noncurrent versions expired after `uploads.noncurrentVersionDays` so the history does not grow forever;
 - a bucket policy refusing any request not made over TLS (1.2+);
-- the app may put, get and delete objects under its prefix and nothing else; a delete only adds a delete
-  marker (no s3:DeleteObjectVersion), so a compromised app cannot destroy history.
+- the app may put and get objects under its prefix and nothing else: exactly what app/uploads.py signs
+  (a presigned POST needs s3:PutObject, a presigned GET and its HeadObject check need s3:GetObject). A
+  presigned URL carries the signer's permissions, so a grant the app does not use is a grant a leaked task
+  credential could use; no delete, no listing, no versions.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from infra.component import Component
 from infra.config import UploadsConfig
 from infra.naming import Naming
 
-CORS_METHODS = ("PUT", "POST", "GET")
-"""Presigned PUT and POST (form) uploads and GET downloads from the browser; no DELETE from browsers."""
-CORS_HEADERS = ("content-type", "content-md5", "content-disposition", "x-amz-*")
-"""Headers a presigned upload sends (the x-amz-* ones carry checksums and metadata)."""
+CORS_METHODS = ("POST", "GET")
+"""The presigned POST form upload and the presigned GET download (app/uploads.py); no PUT, no DELETE."""
+CORS_HEADERS = ("content-type",)
+"""A form POST of FormData needs no preflight; `content-type` covers a client that sets it explicitly."""
 CORS_MAX_AGE_SECONDS = 3000
 """Browsers cache the preflight ~50 minutes instead of asking before every upload."""
-APP_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")
+APP_ACTIONS = ("s3:PutObject", "s3:GetObject")
+"""What the API signs with (issue 15): PutObject for the presigned POST, GetObject for the presigned GET."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class UploadsArgs:
     settings: UploadsConfig
     """The `shipyard:uploads` block: size limit, allowed types, prefix and lifecycle days (infra/config.py)."""
     allowed_origins: pulumi.Input[Sequence[str]]
-    """Browser origins allowed to upload (the frontend's URL, e.g. `https://app.example.com`); no wildcard."""
+    """Browser origins allowed to upload: the same origins the API answers (`CORS_ORIGINS`: the frontend's URL
+    plus `service.corsOrigins`), so the API never hands a browser a URL it may not use; no wildcard."""
 
 
 def tls_only_policy(bucket_arn: str) -> str:
@@ -152,8 +156,8 @@ class Uploads(Component):
                     allowed_origins=args.allowed_origins,
                     allowed_methods=list(CORS_METHODS),
                     allowed_headers=list(CORS_HEADERS),
-                    # Multipart uploads read each part's ETag to complete the upload.
-                    expose_headers=["ETag"],
+                    # The upload's answer names the stored object (ETag, Location) for the SPA to keep.
+                    expose_headers=["ETag", "Location"],
                     max_age_seconds=CORS_MAX_AGE_SECONDS,
                 )
             ],

@@ -4,7 +4,11 @@ Rules, in priority order:
 1. AWSManagedRulesKnownBadInputsRuleSet — request patterns known to exploit vulnerabilities (Log4Shell...);
    cheap (200 WCU) and with essentially no false positives, so it runs first;
 2. AWSManagedRulesCommonRuleSet — the OWASP-style baseline (XSS, path traversal, oversized headers...);
-3. a rate-based rule per client IP (the seeds ask for rate limiting): more than `rate_limit` requests in a
+   with `large_body_path_prefixes`, its SizeRestrictions_BODY rule (bodies over 8 KB) only counts, and
+   3. `body-over-8kb-outside-large-body-paths` blocks on that rule's label unless the path is one of those
+   routes: the exception is as narrow as the routes that take bodies, and every other CRS rule still runs
+   on those routes (on the first 8 KB, all an ALB forwards to WAF);
+4. a rate-based rule per client IP (the seeds ask for rate limiting): more than `rate_limit` requests in a
    5-minute window from one address is blocked until the rate drops.
 
 Every rule and the ACL publish CloudWatch metrics and keep sampled requests, so a blocked user can be
@@ -30,6 +34,19 @@ WafScope = Literal["REGIONAL", "CLOUDFRONT"]
 MANAGED_RULE_GROUPS: tuple[str, ...] = ("AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesCommonRuleSet")
 """AWS managed rule groups every ACL carries, in priority order."""
 
+COMMON_RULE_SET = "AWSManagedRulesCommonRuleSet"
+BODY_SIZE_RULE = "SizeRestrictions_BODY"
+BODY_SIZE_LABEL = "awswaf:managed:aws:core-rule-set:SizeRestrictions_Body"
+"""The label the CRS adds when SizeRestrictions_BODY matches, also in count mode (AWS WAF developer guide,
+"Core rule set (CRS) managed rule group": https://docs.aws.amazon.com/waf/latest/developerguide/
+aws-managed-rule-groups-baseline.html). Labels are visible only to rules evaluated after the group."""
+LARGE_BODY_RULE = "body-over-8kb-outside-large-body-paths"
+
+API_UPLOADS_PATH_PREFIX = "/api/uploads"
+"""The API's upload routes (app/web.py UPLOADS_PATH_PREFIX; a test keeps the two equal): the only API routes
+whose bodies may exceed 8 KB. Uploads themselves go from the browser straight to S3 with a presigned POST,
+so this is the app's own limit (UPLOAD_MAX_BYTES) showing through, not the file bytes."""
+
 RATE_WINDOW_SECONDS = 300
 """The window `rate_limit` counts over; 5 minutes is what `shipyard:waf.rateLimit` is documented as."""
 
@@ -40,6 +57,15 @@ class WebAclArgs:
     """REGIONAL for the ALB; CLOUDFRONT for the distribution (the component's provider must be us-east-1)."""
     rate_limit: int
     """Requests per client IP per 5 minutes before the rate rule blocks (`shipyard:waf.rateLimit`, 2000)."""
+    large_body_path_prefixes: tuple[str, ...] = ()
+    """Path prefixes (`/api/uploads` covers `/api/uploads` and `/api/uploads/...`) exempt from the CRS's
+    8 KB body limit; () keeps the managed rule blocking everywhere (the CloudFront ACL: the SPA takes no
+    bodies)."""
+
+    def __post_init__(self) -> None:
+        for prefix in self.large_body_path_prefixes:
+            if not prefix.startswith("/") or prefix.endswith("/") or "*" in prefix:
+                raise ValueError(f"large_body_path_prefixes: {prefix!r} must be a path like /api/uploads")
 
 
 def _metric_name(text: str) -> str:
@@ -65,18 +91,18 @@ class WebAcl(Component):
         rules: list[dict[str, Any]] = [
             {
                 "name": group,
-                "priority": priority,
                 # none = keep the managed group's own actions (block); `count` would only observe.
                 "override_action": {"none": {}},
-                "statement": {"managed_rule_group_statement": {"vendor_name": "AWS", "name": group}},
+                "statement": {"managed_rule_group_statement": self._managed_group(group, args)},
                 "visibility_config": _visibility(f"{self.metric_prefix}-{group}"),
             }
-            for priority, group in enumerate(MANAGED_RULE_GROUPS)
+            for group in MANAGED_RULE_GROUPS
         ]
+        if args.large_body_path_prefixes:
+            rules.append(self._large_body_rule(args.large_body_path_prefixes))
         rules.append(
             {
                 "name": "rate-limit-per-ip",
-                "priority": len(MANAGED_RULE_GROUPS),
                 "action": {"block": {}},
                 "statement": {
                     "rate_based_statement": {
@@ -88,6 +114,8 @@ class WebAcl(Component):
                 "visibility_config": _visibility(f"{self.metric_prefix}-rate-limit-per-ip"),
             }
         )
+        # Evaluation order is the list order; the large-body rule must follow the CRS to see its label.
+        rules = [rule | {"priority": priority} for priority, rule in enumerate(rules)]
         self.acl = aws.wafv2.WebAcl(
             self.child_name("acl"),
             name=physical,
@@ -101,3 +129,48 @@ class WebAcl(Component):
         self.arn = self.acl.arn
         self.name = self.acl.name
         self.register_outputs({"arn": self.arn, "name": self.name})
+
+    @staticmethod
+    def _managed_group(group: str, args: WebAclArgs) -> dict[str, Any]:
+        statement: dict[str, Any] = {"vendor_name": "AWS", "name": group}
+        if group == COMMON_RULE_SET and args.large_body_path_prefixes:
+            # Count instead of block: the rule still labels the request, and _large_body_rule decides.
+            statement["rule_action_overrides"] = [{"name": BODY_SIZE_RULE, "action_to_use": {"count": {}}}]
+        return statement
+
+    def _large_body_rule(self, prefixes: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            "name": LARGE_BODY_RULE,
+            "action": {"block": {}},
+            "statement": {
+                "and_statement": {
+                    "statements": [
+                        {"label_match_statement": {"scope": "LABEL", "key": BODY_SIZE_LABEL}},
+                        {"not_statement": {"statement": _any_of([_path_match(p) for p in prefixes])}},
+                    ]
+                }
+            },
+            "visibility_config": _visibility(f"{self.metric_prefix}-{LARGE_BODY_RULE}"),
+        }
+
+
+def _path_match(prefix: str) -> dict[str, Any]:
+    """The path is `prefix` or under `prefix/` — as received: no URL decoding, so an encoded path is never
+    exempt (the app routes on the decoded path; a mismatch can only block, never let a large body through)."""
+
+    def byte_match(constraint: str, text: str) -> dict[str, Any]:
+        return {
+            "byte_match_statement": {
+                "positional_constraint": constraint,
+                "search_string": text,
+                "field_to_match": {"uri_path": {}},
+                "text_transformations": [{"priority": 0, "type": "NONE"}],
+            }
+        }
+
+    return _any_of([byte_match("EXACTLY", prefix), byte_match("STARTS_WITH", prefix + "/")])
+
+
+def _any_of(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    """An or_statement needs two or more statements; one is used as it is."""
+    return statements[0] if len(statements) == 1 else {"or_statement": {"statements": statements}}

@@ -39,6 +39,13 @@ from infra.digitalocean.alerting import Destinations
 from infra.naming import Naming
 
 API = "api"
+APP_PLATFORM_PROXY_CIDRS = ("10.0.0.0/8",)
+"""Where App Platform's router connects to the container from (FORWARDED_ALLOW_IPS: gunicorn takes
+X-Forwarded-Proto from these peers only). DigitalOcean does not publish that range; it is a private address
+inside the platform (its support article "Where can I find the client IP address of a request connecting to
+my app?" says X-Forwarded-For carries the ingress's address and `do-connecting-ip` the client's), and the
+container has no public port, so no internet client connects from it. Only the scheme is taken from any
+peer (app/gunicorn_conf.py): SCRIPT_NAME/PATH_INFO headers are trusted from nobody."""
 WEB = "web"
 MIGRATE = "migrate"
 WORKER = "auto-confirm"
@@ -153,6 +160,7 @@ class App(Component):
             *common_env,
             Env("PORT", str(service.port)),
             Env("WEB_CONCURRENCY", str(service.gunicorn_workers)),
+            Env("FORWARDED_ALLOW_IPS", ",".join(APP_PLATFORM_PROXY_CIDRS)),
             Env("DATABASE_URL", args.api_database_url, secret=True),
             Env("SECRET_KEY", secret_key, secret=True),
             Env("JWT_SECRET_KEY", jwt_secret_key, secret=True),
@@ -160,6 +168,9 @@ class App(Component):
             # Without a domain the SPA and the API share the app's host: same origin, nothing to allow.
             *([Env("CORS_ORIGINS", ",".join(cors_origins))] if cors_origins else []),
             Env("UPLOADS_BUCKET", args.uploads_bucket),
+            Env("UPLOADS_PREFIX", args.uploads.prefix),
+            # Spaces documents presigned URLs, not POST policies: the API signs a PUT (infra/digitalocean/uploads.py).
+            Env("UPLOAD_METHOD", "PUT"),
             Env("UPLOAD_MAX_BYTES", str(args.uploads.max_size_mb * 1024 * 1024)),
             Env("UPLOAD_ALLOWED_TYPES", ",".join(args.uploads.allowed_types)),
             # Standard boto3 variables, so the app's S3 code talks to Spaces unchanged.

@@ -93,7 +93,10 @@ def build_digitalocean_stack(config: DigitalOceanStack, naming: Naming) -> dict[
         with_providers,
     )
     database.admit_app(app.app_id)
-    uploads.allow_origins(app.frontend_url.apply(lambda origin: [origin]))
+    extra_origins = [origin.rstrip("/") for origin in config.service.cors_origins]
+    uploads.allow_origins(
+        app.frontend_url.apply(lambda origin: list(dict.fromkeys([origin.rstrip("/"), *extra_origins])))
+    )
     Uptime(
         "uptime",
         UptimeArgs(

@@ -16,8 +16,15 @@ from infra.component import Component
 from infra.config import DoUploadsConfig
 from infra.naming import Naming
 
-BROWSER_METHODS = ["GET", "PUT", "HEAD"]
-"""What a browser does with presigned URLs: download, upload, check. No POST forms, no DELETE from browsers."""
+BROWSER_METHODS = ["GET", "PUT"]
+"""What a browser does with the URLs app/uploads.py signs here: PUT to upload, GET to download.
+
+Not POST: DigitalOcean's S3 compatibility page documents presigned URLs (SigV2 and SigV4) but not browser POST
+policies (https://docs.digitalocean.com/products/spaces/reference/s3-compatibility/), so the API runs with
+UPLOAD_METHOD=PUT on this cloud: a presigned PUT whose signature covers Content-Type and Content-Length, which
+enforces the exact type and the declared (limit-checked) size, as the POST policy's conditions do on AWS."""
+BROWSER_HEADERS = ["Content-Type"]
+"""The one header the SPA sets on the PUT (Content-Length is set by the browser and needs no preflight)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,8 @@ class Uploads(Component):
         self.register_outputs({"bucket": self.bucket.name, "endpoint": self.endpoint_url})
 
     def allow_origins(self, origins: pulumi.Input[list[str]]) -> None:
-        """CORS for the frontend (its origin may be the app's generated host, known only after the app)."""
+        """CORS for the origins the API answers: the frontend (its origin may be the app's generated host, known
+        only after the app) plus `service.corsOrigins`."""
         self.cors = digitalocean.SpacesBucketCorsConfiguration(
             self.child_name("cors"),
             bucket=self.bucket.name,
@@ -75,7 +83,7 @@ class Uploads(Component):
                 digitalocean.SpacesBucketCorsConfigurationCorsRuleArgs(
                     allowed_origins=origins,
                     allowed_methods=BROWSER_METHODS,
-                    allowed_headers=["Content-Type", "Content-MD5", "x-amz-*"],
+                    allowed_headers=BROWSER_HEADERS,
                     expose_headers=["ETag"],
                     max_age_seconds=3600,
                 )

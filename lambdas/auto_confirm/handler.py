@@ -68,7 +68,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     return handle(event, os.environ, clock=utc_now, time_left_s=time_left_s)
 
 
-def _credentials(
+def database_credentials(
     env: Mapping[str, str], endpoint: DatabaseEndpoint, secrets_client: Any, sign_token: TokenSigner | None
 ) -> Credentials:
     """As the function's own role with an IAM token (AWS), or from the secret named by DATABASE_SECRET_ARN."""
@@ -105,7 +105,7 @@ def handle(
     try:
         batch_size, dry_run = parse_event(event)
         endpoint = db.DatabaseEndpoint.from_env(env)
-        credentials = _credentials(env, endpoint, secrets_client, sign_token)
+        credentials = database_credentials(env, endpoint, secrets_client, sign_token)
         connection = db.connect(endpoint, credentials, tls=True, application_name="shipyard-auto-confirm")
         try:
             result = core.run(connection, clock, batch_size=batch_size, dry_run=dry_run, time_left_s=time_left_s)

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -122,3 +123,21 @@ def wait_until_up(api: RunningApi) -> None:
 def db_name(url: str) -> str:
     """The database part of a postgresql:// URL."""
     return url.rsplit("/", 1)[1].split("?", 1)[0]
+
+
+def load_gunicorn_conf(env: dict[str, str], show: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Evaluate app/gunicorn_conf.py in a fresh interpreter with ``env``: exit 0 (printing the settings named
+    in ``show`` as a JSON object), or gunicorn_conf's SystemExit message on stderr."""
+    program = (
+        "import json, runpy, sys; names = sys.argv[1:]; settings = runpy.run_path('app/gunicorn_conf.py'); "
+        "names and print(json.dumps({name: settings[name] for name in names}))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", program, *show],
+        cwd=REPO_ROOT,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO_ROOT)} | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

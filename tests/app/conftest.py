@@ -17,11 +17,15 @@ def start_api(tmp_path: Path) -> Iterator[Callable[..., RunningApi]]:
     """``start_api(env) -> RunningApi``: the Dockerfile's CMD on a free port; stopped after the test."""
     started: list[RunningApi] = []
 
-    def start(env: dict[str, str], *, wait: bool = True) -> RunningApi:
+    def start(env: dict[str, str], *, wait: bool = True, app_module: str | None = None) -> RunningApi:
+        """``app_module`` replaces the CMD's WSGI app (e.g. tests.app.probe_wsgi:application)."""
         port = free_port()
         log_path = tmp_path / f"api-{port}.log"
         command = dockerfile_cmd()
         assert command[0] == "gunicorn"
+        if app_module is not None:
+            assert command[-1] == "app.wsgi:application"
+            command[-1] = app_module
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", *command],

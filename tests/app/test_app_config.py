@@ -66,6 +66,14 @@ def test_database_from_parts_as_ecs_injects_the_rds_secret() -> None:
         ({"SENTRY_DSN": "not-a-dsn"}, "SENTRY_DSN"),
         ({"READY_TIMEOUT_SECONDS": "-1"}, "READY_TIMEOUT_SECONDS must be positive"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of"),
+        # Uploads (issue 15): every allowed extension needs the one content type it is signed with.
+        ({"UPLOAD_ALLOWED_TYPES": "png,heic"}, "UPLOAD_ALLOWED_TYPES: no content type known for ['heic']"),
+        ({"UPLOADS_PREFIX": "../"}, "UPLOADS_PREFIX must look like 'uploads/'"),
+        ({"AWS_REGION": "moon"}, "AWS_REGION: not a region name"),
+        ({"AWS_ENDPOINT_URL_S3": "fra1.digitaloceanspaces.com"}, "AWS_ENDPOINT_URL_S3: expected https://<host>"),
+        ({"AWS_ACCESS_KEY_ID": "DO00ABC"}, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both or neither"),
+        ({"REDIS_HOST": "cache.internal", "REDIS_TLS": "yes"}, "REDIS_TLS must be true or false"),
+        ({"REDIS_HOST": "cache.internal", "REDIS_PORT": "x"}, "REDIS_PORT must be a whole number"),
     ],
 )
 def test_bad_values_name_the_variable(change: dict[str, str | None], message: str) -> None:
@@ -77,3 +85,31 @@ def test_bad_values_name_the_variable(change: dict[str, str | None], message: st
             env[key] = value
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_spaces_settings_as_the_digitalocean_app_passes_them() -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": URL,
+            **SECRETS,
+            "UPLOADS_PREFIX": "files/",
+            "AWS_REGION": "fra1",
+            "AWS_ENDPOINT_URL_S3": "https://fra1.digitaloceanspaces.com/",
+            "AWS_ACCESS_KEY_ID": "DO00KEY",
+            "AWS_SECRET_ACCESS_KEY": "spaces-secret-value",
+            "REDIS_HOST": "cache.internal",
+            "REDIS_PORT": "6380",
+            "REDIS_AUTH_TOKEN": "redis-token-value",
+            "STACK": "staging-do",
+        }
+    )
+    uploads = settings.uploads
+    assert (uploads.prefix, uploads.region, uploads.endpoint_url) == (
+        "files/",
+        "fra1",
+        "https://fra1.digitaloceanspaces.com",
+    )
+    assert settings.redis is not None and (settings.redis.port, settings.redis.tls) == (6380, True)
+    assert settings.stack == "staging-do"
+    for secret in ("spaces-secret-value", "redis-token-value"):
+        assert secret not in repr(settings)

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from app.web import READY_CACHE_SECONDS
+
 from .app_support import REPO_ROOT, RunningApi, base_env
 
 pytestmark = pytest.mark.postgres
@@ -23,9 +25,7 @@ def test_health_and_ready_answer_200(start_api: Callable[..., RunningApi], migra
     health = api.request("/api/health")
     assert (health.status, health.body) == (200, {"status": "ok"})
     ready = api.request("/api/health/ready")
-    assert ready.status == 200
-    assert ready.body["status"] == "ok"
-    assert ready.body["database_ms"] >= 0
+    assert (ready.status, ready.body) == (200, {"status": "ok"})
     assert health.headers["X-Content-Type-Options"] == "nosniff"
 
 
@@ -37,21 +37,21 @@ def test_ready_503_while_the_database_is_stopped_then_recovers(
     assert api.request("/api/health/ready").status == 200
 
     server.stop()
+    time.sleep(READY_CACHE_SECONDS)  # the 200 above is the answer until then
     ready = api.request("/api/health/ready")
     health = api.request("/api/health")
 
-    assert ready.status == 503
-    assert ready.body["status"] == "unavailable"
-    assert ready.body["reason"].startswith("database unavailable: ")
-    assert "refused" in ready.body["reason"].lower()
-    assert "127.0.0.1" not in ready.body["reason"]  # where the database lives stays in the logs
+    # A fixed code: why and where the database failed stay in the logs.
+    assert (ready.status, ready.body) == (503, {"status": "unavailable", "error": "database_unavailable"})
     assert (health.status, health.body) == (200, {"status": "ok"})  # liveness does no I/O
     [logged] = [line for line in api.log_lines() if line.get("event") == "database_error"]
     assert logged["level"] == "ERROR"
     assert f"127.0.0.1:{server.port}/shop" in logged["reason"]
+    assert "refused" in logged["reason"].lower()
     assert server.password not in api.log_path.read_text()
 
     server.start()
+    time.sleep(READY_CACHE_SECONDS)
     assert api.request("/api/health/ready").status == 200
 
 
@@ -71,9 +71,10 @@ def test_ready_gives_up_within_its_timeout(start_api: Callable[..., RunningApi],
     ready = api.request("/api/health/ready", timeout=10)
     elapsed = time.monotonic() - started
 
-    assert ready.status == 503
-    assert ready.body["reason"] == "database unavailable: timed out"
+    assert (ready.status, ready.body) == (503, {"status": "unavailable", "error": "database_unavailable"})
     assert elapsed < 5
+    [logged] = [line for line in api.log_lines() if line.get("event") == "database_error"]
+    assert logged["reason"].endswith("timed out")
 
 
 def test_oversized_request_is_refused_and_logged_as_upload_failed(
@@ -99,12 +100,17 @@ def test_cors_answers_only_configured_origins(start_api: Callable[..., RunningAp
 
     allowed = api.request("/api/health", headers={"Origin": "https://admin.example.com"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://admin.example.com"
-    assert allowed.headers["Access-Control-Allow-Credentials"] == "true"
-    preflight = api.request("/api/health", method="OPTIONS", headers={"Origin": "https://app.example.com"})
+    assert "Access-Control-Allow-Credentials" not in allowed.headers  # bearer tokens, not cookies
+    preflight = api.request(
+        "/api/health",
+        method="OPTIONS",
+        headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"},
+    )
     assert preflight.status == 200
-    assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET, HEAD, OPTIONS"
     other = api.request("/api/health", headers={"Origin": "https://evil.example.com"})
     assert "Access-Control-Allow-Origin" not in other.headers
+    assert other.headers["Vary"] == "Origin"
 
 
 def test_every_log_line_is_json(start_api: Callable[..., RunningApi], migrated_database_url: str) -> None:

@@ -335,7 +335,7 @@ def test_the_validator_runs_outside_the_vpc_and_its_probe_inside_each_with_least
     # The probe: in the private subnets behind its own group, allowed to log in as the read-only role, no more.
     environment = probe.inputs["environment"]["variables"]
     assert environment["DB_NAME"] == "app" and environment["DB_USER"] == VALIDATION_DB_USER
-    assert environment["STACK"] == run.stack
+    assert "STACK" not in environment  # publishes no metrics, reads no STACK (tests/infra/test_env_contract.py)
     assert not any("PASSWORD" in k or "SECRET" in k for k in environment)
     # The CA bundle is set exactly when `make rds-ca` has fetched it (the plan warns otherwise).
     assert environment.get("DB_CA_FILE") == (rds_ca.ARCHIVE_PATH if rds_ca.BUNDLE_PATH.exists() else None)

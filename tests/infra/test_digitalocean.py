@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from infra.config import ConfigError, json_schema
 from infra.harness import PROJECT_ROOT, Resource, StackRun
+from tests.app.app_support import load_gunicorn_conf
 from tests.infra.conftest import ALERT_SECRETS, evaluate
 
 STACK = "staging-do"
@@ -190,6 +192,7 @@ def test_api_service_size_count_health_check_and_port(staging_do: StackRun) -> N
     assert envs["UPLOADS_BUCKET"]["value"] == "shipyard-staging-do-uploads"
     assert envs["AWS_ENDPOINT_URL_S3"]["value"] == "https://fra1.digitaloceanspaces.com"
     assert envs["UPLOAD_MAX_BYTES"]["value"] == str(10 * 1024 * 1024)
+    assert (envs["UPLOADS_PREFIX"]["value"], envs["UPLOAD_METHOD"]["value"]) == ("uploads/", "PUT")
     assert "CORS_ORIGINS" not in envs  # same origin without a domain
 
 
@@ -379,10 +382,18 @@ def test_cors_allows_only_the_frontend_origin(staging_do: StackRun, prod_do: Sta
     cors = staging_do.one(CORS)
     (rule,) = cors.inputs["corsRules"]
     assert rule["allowedOrigins"] == [staging_do.outputs["frontendUrl"]]
-    assert sorted(rule["allowedMethods"]) == ["GET", "HEAD", "PUT"]
+    # The API signs PUT uploads and GET downloads on Spaces (UPLOAD_METHOD=PUT); nothing else from browsers.
+    assert sorted(rule["allowedMethods"]) == ["GET", "PUT"]
+    assert rule["allowedHeaders"] == ["Content-Type"]
     assert cors.inputs["bucket"] == "shipyard-staging-do-uploads"
     (prod_rule,) = prod_do.one(CORS).inputs["corsRules"]
     assert prod_rule["allowedOrigins"] == ["https://app.example.com"]
+
+
+def test_cors_adds_the_apis_extra_origins() -> None:
+    run = evaluate(STACK, config_overrides={"shipyard:service": {"corsOrigins": ["http://localhost:5173"]}})
+    (rule,) = run.one(CORS).inputs["corsRules"]
+    assert rule["allowedOrigins"] == [run.outputs["frontendUrl"], "http://localhost:5173"]
 
 
 def test_api_key_can_use_this_bucket_only(staging_do: StackRun) -> None:
@@ -550,3 +561,13 @@ def test_plain_environment_from_config_reaches_the_api_as_general() -> None:
     run = evaluate(STACK, config_overrides={"shipyard:service": {"environment": {"FEATURE_ESCROW_V2": "on"}}})
     env = _envs(_component(run, "services", "api"))["FEATURE_ESCROW_V2"]
     assert env == {"key": "FEATURE_ESCROW_V2", "value": "on", "type": "GENERAL", "scope": "RUN_TIME"}
+
+
+def test_gunicorn_trusts_forwarded_headers_only_from_app_platform_s_private_range(staging_do: StackRun) -> None:
+    """Issue 22 item 2: a private range (App Platform's router), never `*`, and gunicorn_conf accepts it."""
+    env = _envs(_component(staging_do, "services", "api"))["FORWARDED_ALLOW_IPS"]
+    assert env["type"] == "GENERAL"
+    networks = [ipaddress.ip_network(entry) for entry in env["value"].split(",")]
+    assert networks and all(network.is_private for network in networks)
+    loaded = load_gunicorn_conf({"FORWARDED_ALLOW_IPS": env["value"]})
+    assert loaded.returncode == 0, loaded.stderr

@@ -12,6 +12,7 @@ from infra.aws.service import context_hash, secret_arn_of
 from infra.aws.task_definition import CONTAINER_USER, TaskSpec, container_definition
 from infra.config import _SECRETISH
 from infra.harness import Resource, StackRun
+from tests.app.app_support import load_gunicorn_conf
 from tests.infra.conftest import evaluate
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
@@ -246,7 +247,8 @@ def test_task_role_reaches_only_its_uploads_prefix(any_stack: StackRun) -> None:
     uploads = _statement(policy, "UploadsUnderPrefix")
     bucket = any_stack.one("aws:s3/bucket:Bucket", "uploads-bucket").outputs["arn"]
     assert uploads["Resource"] == f"{bucket}/uploads/*"
-    assert not any(action.endswith("*") for action in uploads["Action"])
+    # Exactly what app/uploads.py signs with: PutObject (presigned POST), GetObject (presigned GET, HeadObject).
+    assert sorted(uploads["Action"]) == ["s3:GetObject", "s3:PutObject"]
     expected = {"UploadsUnderPrefix", "DatabaseLogin"} | ({"EcsExec"} if any_stack.stack == "staging" else set())
     assert {s["Sid"] for s in policy["Statement"]} == expected
 
@@ -511,3 +513,15 @@ def test_secret_arn_of_strips_json_key_and_rejects_other_arns() -> None:
     assert secret_arn_of(arn) == arn
     with pytest.raises(ValueError, match="not a Secrets Manager valueFrom"):
         secret_arn_of("arn:aws:ssm:us-east-1:123456789012:parameter/x")
+
+
+def test_gunicorn_trusts_forwarded_headers_only_from_the_load_balancer_subnets(any_stack: StackRun) -> None:
+    """Issue 22 item 2: FORWARDED_ALLOW_IPS is the ALB's subnets, never `*`, and gunicorn_conf accepts it."""
+    env = {e["name"]: e["value"] for e in _container(any_stack, "api")["environment"]}
+    trusted = env["FORWARDED_ALLOW_IPS"].split(",")
+    alb_subnets = set(any_stack.one("aws:lb/loadBalancer:LoadBalancer").inputs["subnets"])
+    subnets = [s for s in any_stack.of_type("aws:ec2/subnet:Subnet") if s.id in alb_subnets]
+    assert len(subnets) == len(alb_subnets) >= 2
+    assert sorted(trusted) == sorted(s.inputs["cidrBlock"] for s in subnets)
+    loaded = load_gunicorn_conf({"FORWARDED_ALLOW_IPS": env["FORWARDED_ALLOW_IPS"]})
+    assert loaded.returncode == 0, loaded.stderr

@@ -77,15 +77,23 @@ def test_bucket_policy_denies_requests_without_tls(any_stack: StackRun) -> None:
 def test_cors_allows_the_frontend_origin_only(prod: StackRun) -> None:
     (rule,) = _part(prod, "bucketCorsConfiguration:BucketCorsConfiguration", "cors").inputs["corsRules"]
     assert rule["allowedOrigins"] == ["https://app.example.com"]
-    assert sorted(rule["allowedMethods"]) == ["GET", "POST", "PUT"]
-    assert "*" not in rule["allowedHeaders"]
-    assert rule["exposeHeaders"] == ["ETag"]
+    # What app/uploads.py hands browsers on AWS: a presigned POST form and a presigned GET; nothing else.
+    assert sorted(rule["allowedMethods"]) == ["GET", "POST"]
+    assert rule["allowedHeaders"] == ["content-type"]
+    assert rule["exposeHeaders"] == ["ETag", "Location"]
 
 
 def test_cors_origin_follows_the_frontend_url(staging: StackRun) -> None:
     (rule,) = _part(staging, "bucketCorsConfiguration:BucketCorsConfiguration", "cors").inputs["corsRules"]
     assert rule["allowedOrigins"] == [staging.outputs["frontendUrl"]]
     assert rule["allowedOrigins"][0].startswith("https://") and "*" not in rule["allowedOrigins"][0]
+
+
+def test_cors_origins_are_the_apis_origins() -> None:
+    """The bucket admits the same browser origins as the API's CORS_ORIGINS: a URL the API signs is usable."""
+    run = evaluate("staging", config_overrides={"shipyard:service": {"corsOrigins": ["http://localhost:5173/"]}})
+    (rule,) = _part(run, "bucketCorsConfiguration:BucketCorsConfiguration", "cors").inputs["corsRules"]
+    assert rule["allowedOrigins"] == [run.outputs["frontendUrl"], "http://localhost:5173"]
 
 
 def test_lifecycle_expires_noncurrent_versions_and_aborts_multipart(any_stack: StackRun) -> None:
@@ -126,7 +134,7 @@ def test_app_interface_limits_and_prefix_only_statements(tmp_path: Path) -> None
         {
             "Sid": "UploadsUnderPrefix",
             "Effect": "Allow",
-            "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+            "Action": ["s3:PutObject", "s3:GetObject"],
             "Resource": f"{arn}/uploads/*",
         }
     ]
