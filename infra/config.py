@@ -535,6 +535,10 @@ def reject_secret_like_env(env: dict[str, str], visible_in: str) -> dict[str, st
     return env
 
 
+ECR_IMAGE_BY_DIGEST = r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$"
+"""An ECR image by digest: a tag can be re-pointed, a digest cannot (what staging ran is what prod runs)."""
+
+
 class ServiceConfig(_Model):
     """The API container on ECS Fargate behind the ALB (image built from app/)."""
 
@@ -558,6 +562,16 @@ class ServiceConfig(_Model):
     )
     cors_origins: list[str] = Field(default_factory=list, description="Extra origins; the frontend's is added.")
     workers: list[WorkerConfig] = Field(default_factory=list)
+    image: str | None = Field(
+        None,
+        pattern=ECR_IMAGE_BY_DIGEST,
+        description=(
+            "Deploy this prebuilt image by digest (`<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<hex>`) "
+            "instead of building app/: CI builds once per commit, deploys the digest to staging and promotes the same "
+            "digest to prod (`scripts/deploy.py --image`, which sets this key for the update). None: pulumi-docker "
+            "builds app/."
+        ),
+    )
     image_retention_count: int = Field(
         20,
         ge=5,

@@ -98,6 +98,23 @@ def test_app_runs_api_site_migration_job_and_worker_from_one_image_pinned_by_dig
         assert component["image"] == {"registryType": "DOCR", "repository": "shipyard", "digest": digest}
 
 
+def test_a_change_under_app_rebuilds_the_pushed_image(staging_do: StackRun, tmp_path: Path) -> None:
+    """Step 2's context is lambdas/ only; its BASE_IMAGE argument must carry app/'s content, or an API change
+    under app/ leaves the pushed image (and so App Platform) on the old code."""
+    from infra.aws.service import context_hash
+    from infra.digitalocean.image import base_image_name
+
+    pushed = staging_do.named("image-image")
+    assert (
+        pushed.inputs["build"]["args"]["BASE_IMAGE"]
+        == f"shipyard-staging-do-api-base:{context_hash(PROJECT_ROOT / 'app')[:16]}"
+    )
+    (tmp_path / "web.py").write_text("print('v1')\n")
+    before = base_image_name("shipyard-staging-do", tmp_path)
+    (tmp_path / "web.py").write_text("print('v2')\n")
+    assert base_image_name("shipyard-staging-do", tmp_path) != before
+
+
 def test_image_is_app_dockerfile_plus_lambdas_for_amd64(staging_do: StackRun) -> None:
     base = staging_do.named("image-base")
     pushed = staging_do.named("image-image")
