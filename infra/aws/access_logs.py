@@ -83,10 +83,11 @@ class ServerAccessLogs(Component):
     ) -> None:
         super().__init__("aws", "ServerAccessLogs", name, naming, opts)
         account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
-        # Bucket names are global across all AWS accounts: the account id keeps ours from colliding.
+        # Bucket names are global across all AWS accounts: a prefix, and the provider makes the name unique
+        # (infra/naming.py), like every other bucket of the stack.
         self.bucket = aws.s3.Bucket(
             self.child_name("bucket"),
-            bucket=account_id.apply(lambda account: naming.physical("s3-access-logs", account)),
+            bucket_prefix=naming.bucket_prefix("s3-access-logs"),
             force_destroy=args.force_destroy,
             opts=self.opts(),
         )

@@ -215,7 +215,9 @@ class LogKey(Component):
         )
         aws.kms.Alias(
             self.child_name("alias"),
-            name=f"alias/{naming.physical('logs')}",
+            # The stack's region in the name: the CloudFront WAF's key lives in us-east-1 whatever the stack's
+            # region, where another region's stack of the same name may have its own.
+            name=f"alias/{naming.account_wide('logs')}",
             target_key_id=self.key.key_id,
             opts=self.opts(),
         )

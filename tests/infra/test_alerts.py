@@ -168,7 +168,7 @@ def test_queues_are_encrypted_and_sns_may_write_only_from_our_topics(any_stack: 
     assert any_stack.outputs["alertDlqUrl"] == function_dlq.outputs["url"]
     assert any_stack.outputs["alertDeliveryDlqUrl"] == delivery_dlq.outputs["url"]
     region = any_stack.outputs["region"]
-    edge_names = [f"shipyard-{any_stack.stack}-alarms-edge-{s}" for s in SEVERITIES]
+    edge_names = [f"shipyard-{any_stack.stack}-{region}-alarms-edge-{s}" for s in SEVERITIES]
     expected_sources = sorted(
         [*_topic_arns(any_stack).values(), *(f"arn:aws:sns:us-east-1:123456789012:{n}" for n in edge_names)]
     )

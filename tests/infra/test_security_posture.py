@@ -141,22 +141,22 @@ def _log_bucket(run: StackRun) -> Resource:
 
 def test_uploads_and_spa_buckets_log_into_the_access_log_bucket(any_stack: StackRun) -> None:
     log_bucket = _log_bucket(any_stack)
-    assert log_bucket.inputs["bucket"] == f"shipyard-{any_stack.stack}-s3-access-logs-{ACCOUNT}"
+    assert log_bucket.inputs["bucketPrefix"] == f"shipyard-{any_stack.stack}-s3-access-logs-"
     loggings = {r.name: r for r in any_stack.of_type(BUCKET_LOGGING)}
     assert sorted(loggings) == ["s3-access-logs-frontend", "s3-access-logs-uploads"]
     sources = {
-        "uploads": any_stack.named("uploads-bucket").inputs["bucket"],
-        "frontend": any_stack.named("frontend-bucket").inputs["bucket"],
+        "uploads": any_stack.named("uploads-bucket").outputs["bucket"],
+        "frontend": any_stack.named("frontend-bucket").outputs["bucket"],
     }
     policy = any_stack.named("s3-access-logs-policy")
     for label, source in sources.items():
         logging = loggings[f"s3-access-logs-{label}"]
         assert logging.inputs["bucket"] == source
-        assert logging.inputs["targetBucket"] == log_bucket.inputs["bucket"]
+        assert logging.inputs["targetBucket"] == log_bucket.outputs["bucket"]
         assert logging.inputs["targetPrefix"] == f"{label}/"
         assert policy.urn in logging.depends_on  # the grant exists before S3 checks it
     # Never logged into itself.
-    assert all(r.inputs["bucket"] != log_bucket.inputs["bucket"] for r in any_stack.of_type(BUCKET_LOGGING))
+    assert all(r.inputs["bucket"] != log_bucket.outputs["bucket"] for r in any_stack.of_type(BUCKET_LOGGING))
 
 
 def test_log_bucket_grants_s3_logging_per_source_and_denies_plain_http(any_stack: StackRun) -> None:
