@@ -37,7 +37,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -168,10 +168,12 @@ def storm_messages(tag: str) -> list[dict[str, Any]]:
 class Stack:
     """One deployed alert path in moto: topics, inbox, DLQ, state table, channel secret, the handler's env."""
 
-    def __init__(self, endpoint: str, sinks: Sinks, settings: InboxSettings, *, ses_endpoint: str | None = None):
+    def __init__(self, endpoints: Endpoints, sinks: Sinks, settings: InboxSettings, *, ses_endpoint: str | None = None):
         fake = "bench"  # moto accepts any credentials
         session = boto3.session.Session(aws_access_key_id=fake, aws_secret_access_key=fake, region_name=REGION)
-        self.client: Callable[[str], Any] = lambda service: session.client(service, endpoint_url=endpoint)
+        self.client: Callable[[str], Any] = lambda service: session.client(
+            service, endpoint_url=endpoints.queues if service in ("sns", "sqs") else endpoints.state
+        )
         prefix = f"bench-{uuid.uuid4().hex[:6]}"
         table = f"{prefix}-alerts-state"
         self.client("dynamodb").create_table(**table_definition(table))
@@ -226,7 +228,7 @@ def wait_for_fresh_storm_window(window_s: int = 60, margin_s: float = 40.0) -> N
         time.sleep(window_s - into + 0.1)
 
 
-def run_storm(endpoint: str, sinks: Sinks) -> tuple[bool, list[str]]:
+def run_storm(endpoint: Endpoints, sinks: Sinks) -> tuple[bool, list[str]]:
     stack = Stack(endpoint, sinks, InboxSettings.deployed())
     sinks.reset(faults=False)
     wait_for_fresh_storm_window()
@@ -282,7 +284,7 @@ def page_latency(
     return latencies
 
 
-def run_single_page(endpoint: str, sinks: Sinks) -> tuple[bool, list[str], float]:
+def run_single_page(endpoint: Endpoints, sinks: Sinks) -> tuple[bool, list[str], float]:
     stack = Stack(endpoint, sinks, InboxSettings.deployed())
     sinks.reset(faults=False)
     latencies = page_latency(stack, sinks, "page")
@@ -301,7 +303,7 @@ def run_single_page(endpoint: str, sinks: Sinks) -> tuple[bool, list[str], float
     )
 
 
-def run_faults(endpoint: str, sinks: Sinks, healthy_latency: float) -> tuple[bool, list[str]]:
+def run_faults(endpoint: Endpoints, sinks: Sinks, healthy_latency: float) -> tuple[bool, list[str]]:
     # Shortened retry clock so the dead-letter path finishes in seconds (deployed: 6 x 120 s, 5 receives).
     settings = InboxSettings.deployed(function_timeout_s=15.0, visibility_timeout_s=16, max_receives=2)
     stack = Stack(endpoint, sinks, settings, ses_endpoint=f"http://127.0.0.1:{unused_port()}")
@@ -339,6 +341,15 @@ def run_faults(endpoint: str, sinks: Sinks, healthy_latency: float) -> tuple[boo
     ]
 
 
+@dataclass(frozen=True)
+class Endpoints:
+    """Two moto servers, as the services are separate in AWS: moto's ReceiveMessage deep-copies and scans the
+    queue on every call, and sharing one process (one GIL) with DynamoDB would bill that to the forwarder."""
+
+    queues: str  # SNS and SQS (SNS delivers into SQS inside one moto backend)
+    state: str  # DynamoDB, Secrets Manager, SES: what the forwarder calls
+
+
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     """moto's server in its own process, as the AWS services would be: it does not share our GIL."""
     import urllib.request
@@ -369,8 +380,10 @@ def main() -> int:
         POWERTOOLS_METRICS_DISABLED="true",
         POWERTOOLS_LOG_LEVEL="CRITICAL",
     )
-    server, endpoint = start_moto()
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    queue_server, queues = start_moto()
+    state_server, state = start_moto()
+    endpoint = Endpoints(queues=queues, state=state)
+    os.environ.update(AWS_ENDPOINT_URL=state, AWS_ENDPOINT_URL_SQS=queues, AWS_ENDPOINT_URL_SNS=queues)
     sinks = Sinks()
     results: list[bool] = []
     try:
@@ -386,8 +399,9 @@ def main() -> int:
         print("\n".join(lines))
     finally:
         sinks.stop()
-        server.terminate()
-        server.wait(timeout=10)
+        for server in (queue_server, state_server):
+            server.terminate()
+            server.wait(timeout=10)
     print(f"  (load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     print("  (cold import of the handler: bench/bench_cold_start.py)")
     print("PASS" if all(results) else "FAIL")
