@@ -264,7 +264,9 @@ Computed = Callable[[CloudMocks, MockResourceArgs, str], dict[str, Any]]
 
 def _log_group(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
     name = args.inputs.get("name") or f"{args.name}-{_hex(args.name, length=7)}"
-    return {"name": name, "arn": mocks.arn("logs", f"log-group:{name}")}
+    # A log group lives in its provider's region (the CloudFront WAF's us-east-1 group of an eu-west-1 stack):
+    # a policy or destination built from its ARN must name that region, as it would against AWS.
+    return {"name": name, "arn": mocks.arn("logs", f"log-group:{name}", mocks.region_of(args))}
 
 
 def _iam_role(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:

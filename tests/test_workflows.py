@@ -17,6 +17,7 @@ import yaml
 
 from infra.config import AwsStack, parse_stack_config
 from infra.harness import PROJECT_ROOT, engine_config, stack_file
+from infra.rds_ca import APP_BUNDLE_RELATIVE
 from scripts.deploy import MIGRATION_TIMEOUT_SECONDS, ROLLOUT_TIMEOUT_SECONDS, pulumi_preview_command, pulumi_up_command
 
 WORKFLOWS = sorted((PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))
@@ -183,6 +184,25 @@ def test_one_image_is_built_once_and_the_same_digest_goes_to_staging_then_prod()
         assert isinstance(parsed, AwsStack)
         assert parsed.service.architecture == "arm64", stack
     assert "--platform linux/arm64" in script and build["runs-on"] == "ubuntu-24.04-arm"
+
+
+def test_the_image_build_carries_the_rds_ca_bundle_the_deploys_point_the_api_at() -> None:
+    """The deploy jobs run `make rds-ca`, so the program finds app/certs/rds-ca-bundle.pem and sets
+    DATABASE_SSLMODE=verify-full with DATABASE_CA_FILE inside the image (infra/aws/service.py
+    `_tls_environment`). The image those jobs deploy is the one the `build` job built: without the bundle in
+    its build context the API and the migrate task cannot load the CA file and every connection fails (the
+    bundle is fetched, not committed: infra/rds_ca.py). So the build fetches it before `docker buildx build`."""
+    jobs = _document("deploy.yml")["jobs"]
+    for job_id in ("staging", "prod-preview", "prod"):
+        assert "make rds-ca" in _runs(jobs[job_id]), job_id  # the premise: deploys set verify-full
+    steps = [step.get("run", "") for step in jobs["build"]["steps"]]
+    fetch = next((i for i, run in enumerate(steps) if "-m infra.rds_ca" in run or "make rds-ca" in run), None)
+    build = next(i for i, run in enumerate(steps) if "docker buildx build app" in run)
+    assert fetch is not None and fetch < build
+    if "make rds-ca" not in steps[fetch]:  # the fetcher alone: it must write the file the image carries
+        assert f"--output app/{APP_BUNDLE_RELATIVE}" in steps[fetch]
+        assert "cryptography==" in steps[fetch] or "requirements-dev.txt" in steps[fetch]
+    assert any(s.get("uses", "").startswith("actions/setup-python@") for s in jobs["build"]["steps"][: fetch + 1])
 
 
 def test_prod_waits_for_a_prod_preview_and_its_approvers() -> None:

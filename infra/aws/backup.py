@@ -388,7 +388,7 @@ class Backup(Component):
         restored_sg = aws.ec2.SecurityGroup(
             self.child_name("restored-db-sg"),
             vpc_id=network.vpc.id,
-            description="Restore-test copies of the database: PostgreSQL from the restore validator's probe only",
+            description="Restore-test copies of the database: PostgreSQL from the probe of the restore validator only",
             tags={"Name": naming.physical("restored-db")},
             opts=self.opts(),
         )

@@ -21,8 +21,10 @@ Firehose, no bucket, Logs Insights works on it directly), created before the log
 - a log-group resource policy admitting the log-delivery service (`delivery.logs.amazonaws.com`) for this
   account's deliveries only (aws:SourceAccount / aws:SourceArn, as in "Logs sent to CloudWatch Logs":
   https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-infrastructure-V2-CloudWatchLogs.html).
-  Written here rather than left to WAF: WAF would otherwise add its own account-wide policy on first use
-  (outside Pulumi, and counted against the 10 resource policies a region allows);
+  Written here rather than left to AWS (which adds one itself to a group that has none, outside Pulumi), and
+  attached to the log group (`resource_arn`, scope RESOURCE): an account-scoped policy (`policy_name`) would
+  take one of the 10 a region allows per account, a quota that cannot be raised, so five stacks in a region
+  would fail every later `pulumi up` (pulumi-aws LogResourcePolicy docs; hashicorp/terraform-provider-aws#47111);
 - a retention per tier (`waf.logRetentionDays`) and the stack's log key where there is one;
 - the `authorization` and `cookie` headers redacted: the log keeps who called what, never credentials.
 
@@ -206,7 +208,8 @@ class WebAcl(Component):
         region = aws.get_region_output(opts=invoke).region
         delivery_policy = aws.cloudwatch.LogResourcePolicy(
             self.child_name("logs-delivery"),
-            policy_name=f"{physical}-waf-log-delivery"[:255],
+            # Attached to the group, not account-scoped: no claim on the 10-per-region quota (module doc).
+            resource_arn=log_group.arn,
             policy_document=pulumi.Output.all(log_group.arn, account_id, region).apply(
                 lambda values: log_delivery_policy(values[0], values[1], values[2])
             ),

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -221,4 +222,37 @@ def test_names_made_outside_the_stacks_region_carry_the_region(every_plan: dict[
             if region not in name:
                 problems.append(f"{plan}: {resource.type} {resource.name}: {name!r} (in {elsewhere}) lacks {region}")
     assert checked > 0  # prod copies backups to us-west-2
+    assert problems == []
+
+
+# ----------------------------------------------------------------------------------- EC2 description texts
+
+EC2_DESCRIPTION = re.compile(r"^[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{0,255}$")
+"""What EC2 accepts in a VPC security group's description and in a rule's (CreateSecurityGroup
+GroupDescription: "a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*", up to 255 characters;
+https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSecurityGroup.html). An apostrophe, a quote,
+an arrow or an em dash fails `pulumi up` with InvalidParameterValue; the mocks accept anything
+(hashicorp/terraform-provider-aws#18874 quotes AWS's own regex)."""
+
+SECURITY_GROUP_TYPES = (
+    "aws:ec2/securityGroup:SecurityGroup",
+    "aws:ec2/securityGroupRule:SecurityGroupRule",
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+)
+
+
+def test_security_group_descriptions_use_only_what_ec2_accepts(every_plan: dict[str, StackRun]) -> None:
+    checked = 0
+    problems = []
+    for plan, run in every_plan.items():
+        for resource in (r for t in SECURITY_GROUP_TYPES for r in run.of_type(t)):
+            inline = [*(resource.inputs.get("ingress") or []), *(resource.inputs.get("egress") or [])]
+            for text in [resource.inputs.get("description"), *(rule.get("description") for rule in inline)]:
+                if text is None:
+                    continue
+                checked += 1
+                if not EC2_DESCRIPTION.match(str(text)):
+                    problems.append(f"{plan}: {resource.type} {resource.name}: {text!r}")
+    assert checked > 0
     assert problems == []

@@ -126,6 +126,46 @@ def test_log_delivery_policy_is_held_to_this_account(prod: StackRun) -> None:
         }
 
 
+def test_waf_log_delivery_policies_are_attached_to_their_log_group_not_account_wide(prod: StackRun) -> None:
+    """A CloudWatch Logs resource policy without `resourceArn` is account-scoped, and a region allows 10 of those
+    per account, a quota that cannot be raised (CloudWatch Logs quotas: "Resource policies: up to 10 CloudWatch
+    Logs resource policies per Region per account"; pulumi-aws LogResourcePolicy: "the number of resource
+    policies without `resource_arn` is limited to 10 per region"). Two per stack (one per web ACL) would let
+    five stacks in a region exhaust it and fail every later `pulumi up`, including other services' log
+    delivery. Attached to the log group instead (policy scope RESOURCE), they count against nothing; since 2026
+    AWS itself sets vended-log permissions at the log-group level when a group has no policy
+    (hashicorp/terraform-provider-aws#47111; "Logs sent to CloudWatch Logs", AWS-logs-infrastructure-CWL)."""
+    policies = prod.of_type("aws:cloudwatch/logResourcePolicy:LogResourcePolicy")
+    assert len(policies) == 2
+    for policy in policies:
+        group = next(g for g in prod.of_type(LOG_GROUP) if prod.component_of(g) == prod.component_of(policy))
+        assert policy.inputs.get("resourceArn") == group.outputs["arn"]
+        assert "policyName" not in policy.inputs  # exactly one of the two; a name makes it account-scoped
+        assert group.urn in policy.depends_on
+
+
+def test_outside_us_east_1_each_waf_log_delivery_policy_names_its_own_regions_group() -> None:
+    """The CloudFront ACL's log group lives in us-east-1 whatever the stack's region: its delivery policy (a
+    us-east-1 resource policy) must grant that group, and its logging configuration must point at it. WAF
+    accepts a CloudFront ACL's CloudWatch destination only in us-east-1
+    (https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html), and a resource policy whose
+    Resource names another region's group grants nothing, so delivery would be refused."""
+    run = evaluate("prod", config_overrides={"aws:region": "eu-west-1"})
+    policies = run.of_type("aws:cloudwatch/logResourcePolicy:LogResourcePolicy")
+    assert len(policies) == 2
+    for policy in policies:
+        region = _region_of(run, policy)
+        group = next(g for g in run.of_type(LOG_GROUP) if run.component_of(g) == run.component_of(policy))
+        assert _region_of(run, group) == region
+        assert group.outputs["arn"].startswith(f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{LOG_GROUP_PREFIX}")
+        (statement,) = _statements(policy.inputs["policyDocument"])
+        assert statement["Resource"] == f"{group.outputs['arn']}:log-stream:*"
+        assert statement["Condition"]["ArnLike"] == {"aws:SourceArn": f"arn:aws:logs:{region}:{ACCOUNT}:*"}
+    config = next(c for c in run.of_type(WAF_LOGGING) if "cloudfront" in c.name)
+    (destination,) = config.inputs["logDestinationConfigs"]
+    assert destination.startswith(f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{LOG_GROUP_PREFIX}")
+
+
 def test_waf_log_retention_comes_from_config() -> None:
     run = evaluate("staging", config_overrides={"shipyard:waf": {"enabled": True, "logRetentionDays": 14}})
     groups = [g for g in run.of_type(LOG_GROUP) if g.inputs["name"].startswith(LOG_GROUP_PREFIX)]
