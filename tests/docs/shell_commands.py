@@ -146,7 +146,7 @@ def _scan(text: str, start: int, *, top: bool) -> tuple[str, list[str], int]:
             out.append(text[i : i + 2])
             i += 1
         elif char == "$" and text.startswith("$(", i) and not text.startswith("$((", i):
-            inner, _inner_bodies, end = _scan(text, i + 2, top=False)
+            _inner, _inner_bodies, end = _scan(text, i + 2, top=False)
             bodies.append(text[i + 2 : end])
             out.append(f"{SUBST}{len(bodies) - 1}{SUBST}")
             i = end + 1
