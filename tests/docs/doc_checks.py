@@ -16,7 +16,7 @@ from tests.docs.aws_model import QueryError, check_query, operation, representat
 from tests.docs.shell_commands import HOLE, SUBST, Command, Page, markdown_files, parse_page
 
 ROOT = Path(__file__).resolve().parents[2]
-VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)(?:[%#][^}]*)?\}?")
+VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*|[0-9])(?:[%#][^}]*)?\}?")
 # Environment a page may rely on without defining it
 ENVIRONMENT = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "HOME", "PWD"}
 # Service errors that mean "the stand-in has no such thing", which is all a placeholder can expect
@@ -69,10 +69,11 @@ def fill(page: Page, command: Command) -> Filled:
 
         def variable(match: re.Match[str], option: str | None = option) -> str:
             name = match.group(1)
-            if name not in defined and name not in ENVIRONMENT:
+            positional = name.isdigit() and command.function is not None
+            if name not in defined and name not in ENVIRONMENT and not positional:
                 problems.append(f"${name} is used before the page defines it")
             value = defined.get(name, "")
-            if value and "$" not in value and HOLE not in value:
+            if value and "$" not in value and "<" not in value:
                 return value.split("#")[0].strip()
             return representative(op, option, name)
 
@@ -203,17 +204,26 @@ def modify_problems(page: Page) -> list[str]:
     the new name must be a bounded polling loop. After any other modify, the change shows later too (the
     managed secret, the status): the next read of that instance polls as well."""
     found = []
-    commands = page.aws_commands()
+    commands = [c for c in page.commands if c.function is None]
     for index, command in enumerate(commands):
-        if command.words[1:3] != ["rds", "modify-db-instance"]:
+        if command.words[:3] != ["aws", "rds", "modify-db-instance"]:
             continue
         renamed = option_values(command, "--new-db-instance-identifier")
         target = renamed[0] if renamed else _instance(command)
         follower = next(
-            (c for c in commands[index + 1 :] if c.words[1] == "rds" and _instance(c) == target),
+            (
+                c
+                for c in commands[index + 1 :]
+                if (c.words[:2] == ["aws", "rds"] and _instance(c) == target)
+                or (c.words[0] in page.functions and target in c.words[1:])
+            ),
             None,
         )
-        if follower is None or follower.words[2] == "delete-db-instance":
+        if follower is None or follower.words[2:3] == ["delete-db-instance"]:
+            continue
+        if follower.words[0] in page.functions:
+            if not page.polls(follower.words[0]):
+                found.append(f"{follower.where}: {follower.words[0]} does not poll (no aws call in a loop)")
             continue
         if renamed and follower.words[2] == "wait":
             found.append(f"{follower.where}: waiter on the renamed instance {target} right after the rename")
@@ -261,4 +271,21 @@ def role_problems(page: Page) -> list[str]:
                 defined = [a for a in page.assignments if a.name == name and a.line <= command.line]
                 if defined and "pulumi stack output" not in defined[-1].value:
                     found.append(f"{command.where}: --iam-role-arn ${name} is not the stack's own role")
+    return found
+
+
+def kms_alias_problems(page: Page) -> list[str]:
+    """A secrets provider ``awskms://alias/NAME`` needs the alias: the page that creates the key creates it."""
+    created = {
+        value
+        for command in page.aws_commands()
+        if command.words[1:3] == ["kms", "create-alias"]
+        for value in option_values(command, "--alias-name")
+    }
+    found = []
+    for command in page.commands:
+        for word in command.words:
+            for alias in re.findall(r"awskms://(alias/[A-Za-z0-9/_-]+)", word):
+                if alias not in created:
+                    found.append(f"{command.where}: uses awskms://{alias} but the page never creates {alias}")
     return found

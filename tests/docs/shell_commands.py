@@ -37,6 +37,7 @@ class Command:
     in_loop: bool
     block: int  # index of the fenced block in the page; -1 for inline code
     text: str  # as written (one logical line or the substitution body)
+    function: str | None = None  # the shell function whose body holds it
 
     @property
     def where(self) -> str:
@@ -60,9 +61,14 @@ class Page:
     source: str
     commands: list[Command] = field(default_factory=list)  # every simple command, in page order
     assignments: list[Assignment] = field(default_factory=list)
+    functions: dict[str, list[Command]] = field(default_factory=dict)  # shell functions the page defines
 
     def aws_commands(self) -> list[Command]:
         return [c for c in self.commands if c.is_aws]
+
+    def polls(self, function: str) -> bool:
+        """True when the page defines ``function`` with an ``aws`` call inside a loop (a bounded poll)."""
+        return any(c.is_aws and c.in_loop for c in self.functions.get(function, []))
 
 
 # ------------------------------------------------------------------------------------------ Markdown → lines
@@ -231,6 +237,7 @@ class _Walker:
     def __init__(self, page: Page) -> None:
         self.page = page
         self.loop_depth = 0
+        self.function: str | None = None
 
     def line(self, number: int, block: int, text: str) -> None:
         placeholders: list[str] = []
@@ -252,6 +259,13 @@ class _Walker:
         if words and words[0] == "done":
             self.loop_depth = max(0, self.loop_depth - 1)
             return
+        if words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\(\)", words[0]):
+            self.function = words[0][:-2]
+            self.page.functions[self.function] = []
+            return
+        if words == ["}"]:
+            self.function = None
+            return
         exported = bool(words) and words[0] == "export"
         if exported:
             words = words[1:]
@@ -264,9 +278,12 @@ class _Walker:
                     self.page.assignments.append(Assignment(name, "$(read)", number, False))
         words = [w for w in words if not re.match(r"^(\d?>|<|\d?>>|<<<)", w)]
         if words:
-            self.page.commands.append(
-                Command(self.page.source, number, words, bodies, placeholders, self.loop_depth > 0, block, text)
+            command = Command(
+                self.page.source, number, words, bodies, placeholders, self.loop_depth > 0, block, text, self.function
             )
+            self.page.commands.append(command)
+            if self.function is not None:
+                self.page.functions[self.function].append(command)
         # the commands inside this part's substitutions (nested ones too), in order
         for index in sorted({int(m) for m in re.findall(f"{SUBST}(\\d+){SUBST}", part)}):
             self.line(number, block, bodies[index])

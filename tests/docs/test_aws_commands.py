@@ -80,6 +80,7 @@ def test_inline_binary_parameters_work_on_cli_v2(all_pages: list[Page]) -> None:
         doc_checks.modify_problems,
         doc_checks.scaling_problems,
         doc_checks.role_problems,
+        doc_checks.kms_alias_problems,
     ],
     ids=lambda rule: rule.__name__,
 )
@@ -102,6 +103,8 @@ aws rds modify-db-instance --db-instance-identifier "$DB" --new-db-instance-iden
 aws rds wait db-instance-available --db-instance-identifier "$OLD"
 aws rds modify-db-instance --db-instance-identifier x --manage-master-user-password --apply-immediately
 SECRET=$(aws rds describe-db-instances --db-instance-identifier x --query 'DBInstances[0].MasterUserSecret.SecretArn')
+aws kms create-key --description "pulumi secrets"
+pulumi stack init prod --secrets-provider="awskms://alias/pulumi-secrets?region=us-east-1"
 ```
 
 To run now: `aws lambda invoke --function-name <fn> --payload '{}' /dev/stdout`.
@@ -120,6 +123,9 @@ def test_rules_flag_a_page_that_breaks_them() -> None:
     modify = doc_checks.modify_problems(page)
     assert any("bad.md:10: waiter on the renamed instance" in p for p in modify), modify
     assert any(p.startswith("bad.md:12: reads x right after") for p in modify), modify
+    assert doc_checks.kms_alias_problems(page) == [
+        "bad.md:14: uses awskms://alias/pulumi-secrets but the page never creates alias/pulumi-secrets"
+    ]
     (invoke,) = [c for c in page.aws_commands() if c.words[1] == "lambda"]
     assert doc_checks.binary_problems(invoke)
     filled = doc_checks.fill(page, next(c for c in page.aws_commands() if c.words[2] == "start-restore-job"))
