@@ -83,7 +83,7 @@ def _seed(endpoint: str, name: str) -> dict[str, Any]:
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
 
     def client(service: str) -> Any:
-        return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+        return session.client(service, endpoint_url=endpoint)
 
     ec2, rds, ecs = client("ec2"), client("rds"), client("ecs")
     db = f"{name}-db"
@@ -237,17 +237,17 @@ def test_restore_runbook_rehearsed_in_order(aws_cli: Path, moto_endpoint: str, t
     assert json.loads((tmp_path / "state.json").read_text()) == state
     # the service runs the noted count again, scaling resumed, the job unpaused
     session = boto3.Session(aws_access_key_id="t", aws_secret_access_key="t", region_name=REGION)
-    ecs = session.client("ecs", endpoint_url=moto_endpoint)  # type: ignore[call-overload]
+    ecs = session.client("ecs", endpoint_url=moto_endpoint)
     service = ecs.describe_services(cluster=outputs["clusterName"], services=[outputs["serviceName"]])["services"][0]
     assert service["desiredCount"] == int(variables["TASKS"]) == 2
-    scaling = session.client("application-autoscaling", endpoint_url=moto_endpoint)  # type: ignore[call-overload]
+    scaling = session.client("application-autoscaling", endpoint_url=moto_endpoint)
     (target,) = scaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"][-1:]
     assert target.get("SuspendedState") == {
         "DynamicScalingInSuspended": False,
         "DynamicScalingOutSuspended": False,
         "ScheduledScalingSuspended": False,
     }
-    lam = session.client("lambda", endpoint_url=moto_endpoint)  # type: ignore[call-overload]
+    lam = session.client("lambda", endpoint_url=moto_endpoint)
     assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(
         FunctionName=outputs["autoConfirmFunction"]
     )
