@@ -4,7 +4,10 @@ over (3: scaling suspended, job paused, two renames, Pulumi state pointed at the
 
 The page's own shell blocks run in one bash process with ``set -euo pipefail``; the real AWS CLI v2 answers
 from moto, which is seeded like the stack (instance, subnet and parameter groups, security groups, ECS service
-with its scalable target, the auto-confirm function). Only what is not AWS is stood in for: ``pulumi`` (stack
+with its scalable target, the auto-confirm function), behind tests/docs/async_rds.py, which plays RDS's
+asynchrony that moto lacks (a renamed instance is "not found" for a while and its old name still taken; a
+managed secret appears only once the modify is applied): the page's version before issue 23 stops there, on the
+waiter after the first rename. Only what is not AWS is stood in for: ``pulumi`` (stack
 outputs from a dict, export/import of a small state file), ``sleep`` (the polls are bounded loops; no need to
 wait), and the local validator run (``make rds-ca``, ``python -m lambdas.restore_validation``). Not rehearsed,
 because moto does not implement them: the AWS Backup restore and copy jobs (1b's second half) and the
@@ -28,6 +31,7 @@ import boto3
 import pytest
 
 from tests.docs import doc_checks
+from tests.docs.async_rds import async_rds
 from tests.docs.awscli_v2 import CliUnavailable, cli_path
 
 PAGE = doc_checks.ROOT / "docs" / "runbooks" / "restore.md"
@@ -175,6 +179,11 @@ def aws_cli() -> Path:
 
 
 def test_restore_runbook_rehearsed_in_order(aws_cli: Path, moto_endpoint: str, tmp_path: Path) -> None:
+    with async_rds(moto_endpoint) as (proxy, played):
+        _rehearse(aws_cli, moto_endpoint, proxy, played, tmp_path)
+
+
+def _rehearse(aws_cli: Path, moto_endpoint: str, proxy: str, played: list[str], tmp_path: Path) -> None:
     name = f"rehearsal{uuid.uuid4().hex[:6]}"
     outputs = _seed(moto_endpoint, name)
     bin_dir = tmp_path / "bin"
@@ -192,7 +201,7 @@ def test_restore_runbook_rehearsed_in_order(aws_cli: Path, moto_endpoint: str, t
         }
     }
     (tmp_path / "state.json").write_text(json.dumps(state))
-    env = doc_checks.cli_environment(moto_endpoint, tmp_path)
+    env = doc_checks.cli_environment(proxy, tmp_path)
     del env["AWS_DEFAULT_REGION"]  # the page selects the stack's region itself (step 0)
     env.update(
         PATH=f"{bin_dir}:{env['PATH']}",
@@ -251,5 +260,8 @@ def test_restore_runbook_rehearsed_in_order(aws_cli: Path, moto_endpoint: str, t
     assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(
         FunctionName=outputs["autoConfirmFunction"]
     )
+    # the stand-in did play RDS's delays: two renames' windows each way, and the secret's
+    assert sum(p.startswith("not-found") for p in played) == 8, played
+    assert any(p.startswith("no-secret-yet") for p in played), played
     log = (tmp_path / "rehearsal.log").read_text()
     assert "pulumi up" in log and "pulumi refresh --yes" in log
