@@ -43,13 +43,22 @@ def test_every_aws_command_parses_and_reaches_the_stand_in(
     filled = [doc_checks.fill(page, command) for page in all_pages for command in page.aws_commands()]
     problems = [f"{f.command.where}: {p}" for f in filled for p in f.problems]
 
-    def one(item: doc_checks.Filled) -> str | None:
+    # Commands that fill to the same arguments (the same step in two sections) run once, reported for each.
+    where: dict[tuple[str, ...], list[str]] = {}
+    unique: dict[tuple[str, ...], doc_checks.Filled] = {}
+    for item in filled:
+        key = (*item.argv, *(f"{name}={content}" for name, content in sorted(item.files.items())))
+        where.setdefault(key, []).append(item.command.where)
+        unique.setdefault(key, item)
+
+    def one(key: tuple[str, ...]) -> str | None:
+        item = unique[key]
         outcome = doc_checks.run(aws_cli, item, env, tmp_path)
-        return None if outcome is None else f"{item.command.where}: {' '.join(item.argv)}\n    {outcome}"
+        return None if outcome is None else f"{', '.join(where[key])}: {' '.join(item.argv)}\n    {outcome}"
 
     # The CLI starts in about half a second of CPU; four at a time keep both cores busy.
     with ThreadPoolExecutor(max_workers=4) as pool:
-        problems += [outcome for outcome in pool.map(one, filled) if outcome is not None]
+        problems += [outcome for outcome in pool.map(one, unique) if outcome is not None]
     assert problems == [], "\n".join(problems)
 
 
