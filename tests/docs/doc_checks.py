@@ -20,7 +20,9 @@ VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*|[0-9])(?:[%#][^}]*)?\}?")
 # Environment a page may rely on without defining it
 ENVIRONMENT = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "HOME", "PWD"}
 # Service errors that mean "the stand-in has no such thing", which is all a placeholder can expect
-NOT_FOUND = re.compile(r"NotFound|NoSuch|DoesNotExist|NonExistent|Nonexistent|not found", re.IGNORECASE)
+NOT_FOUND = re.compile(r"NotFound|NoSuch|DoesNotExist|NonExistent|Nonexistent|not found|does not exist", re.IGNORECASE)
+# ECS answers a missing task definition with a ClientException of its own wording
+NOT_FOUND_MESSAGES = re.compile(r"ClientException\).*Unable to describe task definition")
 ERROR_CODE = re.compile(r"An error occurred \(([^)]+)\)")
 
 
@@ -70,7 +72,8 @@ def fill(page: Page, command: Command) -> Filled:
         def variable(match: re.Match[str], option: str | None = option) -> str:
             name = match.group(1)
             positional = name.isdigit() and command.function is not None
-            if name not in defined and name not in ENVIRONMENT and not positional:
+            ci = name.startswith(("GITHUB_", "RUNNER_"))  # set by GitHub Actions for a workflow's steps
+            if name not in defined and name not in ENVIRONMENT and not positional and not ci:
                 problems.append(f"${name} is used before the page defines it")
             value = defined.get(name, "")
             if value and "$" not in value and "<" not in value:
@@ -125,6 +128,8 @@ def cli_environment(endpoint: str, home: Path) -> dict[str, str]:
 def run(cli: Path, filled: Filled, env: dict[str, str], cwd: Path) -> str | None:
     """None when the command parsed, validated and reached the API (a "not found" answer included);
     otherwise why not."""
+    if unbounded_waiter(filled.command):
+        return "a waiter that names nothing waits on every resource of the account (30 min); name the one"
     for name, content in filled.files.items():
         (cwd / name).write_text(content)
     try:
@@ -135,11 +140,13 @@ def run(cli: Path, filled: Filled, env: dict[str, str], cwd: Path) -> str | None
         return "timed out after 60 s (a waiter that names nothing to wait for polls for half an hour)"
     if done.returncode == 0:
         return None
-    message = done.stderr.strip() or done.stdout.strip()
+    message = (done.stderr.strip() or done.stdout.strip()).split("\n\nusage:")[0]  # the CLI's help text adds nothing
     code = ERROR_CODE.search(message)
     # moto answers an API it does not implement with a bare 404 page: the request still parsed and validated
     stand_in_lacks_it = code is not None and (code.group(1) == "404" or "not been implemented" in message)
     if done.returncode in (254, 255) and code is not None and (NOT_FOUND.search(code.group(1)) or stand_in_lacks_it):
+        return None
+    if done.returncode == 254 and NOT_FOUND_MESSAGES.search(message):
         return None
     if done.returncode == 255 and message.startswith("Waiter") and NOT_FOUND.search(message):
         return None
@@ -147,6 +154,14 @@ def run(cli: Path, filled: Filled, env: dict[str, str], cwd: Path) -> str | None
 
 
 # ------------------------------------------------------------------------------------------ static rules
+def unbounded_waiter(command: Command) -> bool:
+    """``aws rds wait db-snapshot-available`` with no identifier: its "all" matcher never settles on one."""
+    op = operation(command.words)
+    if op is None or op.waiter is None:
+        return False
+    return not any(op.member_for_option(w) for w in command.words if w.startswith("--"))
+
+
 def option_values(command: Command, option: str) -> list[str]:
     words = command.words
     return [words[i + 1] for i, word in enumerate(words[:-1]) if word == option]
