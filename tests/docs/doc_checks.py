@@ -183,8 +183,10 @@ def query_problems(command: Command) -> list[str]:
 
 
 def binary_problems(command: Command) -> list[str]:
-    """CLI v2 reads a blob parameter given inline as base64 (AWS CLI v2 migration guide, "binary parameters");
-    JSON text needs --cli-binary-format raw-in-base64-out, or the value from fileb://."""
+    """CLI v2 reads a blob parameter given inline as base64; JSON text needs --cli-binary-format
+    raw-in-base64-out, or the value from fileb:// (https://docs.aws.amazon.com/cli/latest/userguide/
+    cliv2-migration-changes.html, https://docs.aws.amazon.com/sdkref/latest/guide/setting-global-cli_binary_format.html;
+    v2 even decodes ``'{}'`` silently to an empty payload, so running the command cannot show it)."""
     op = operation(command.words)
     if op is None or "--cli-binary-format" in command.words:
         return []
@@ -201,7 +203,9 @@ def binary_problems(command: Command) -> list[str]:
 
 
 def region_problems(page: Page) -> list[str]:
-    """CLI v1 ignores AWS_REGION (it reads AWS_DEFAULT_REGION); a page that exports one exports both."""
+    """CLI v1 ignores AWS_REGION: botocore reads the region from AWS_DEFAULT_REGION only (botocore
+    configprovider.py, ``'region': ('region', 'AWS_DEFAULT_REGION', ...)``; aws/aws-cli#735); v2 reads either
+    (https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-envvars.html). A page exports both."""
     exported = {a.name: a.line for a in page.assignments if a.exported}
     if "AWS_REGION" in exported and "AWS_DEFAULT_REGION" not in exported:
         return [f"{page.source}:{exported['AWS_REGION']}: exports AWS_REGION without AWS_DEFAULT_REGION"]
@@ -215,7 +219,8 @@ def _instance(command: Command) -> str | None:
 
 def modify_problems(page: Page) -> list[str]:
     """modify-db-instance is asynchronous. After a rename the new name does not exist for a while: the
-    db-instance-available waiter fails at once on DBInstanceNotFound (boto/boto3#2613), so the next command on
+    db-instance-available waiter fails at once on DBInstanceNotFound (boto/boto3#2613, aws/aws-sdk#421: RDS has
+    no waiter for renames), so the next command on
     the new name must be a bounded polling loop. After any other modify, the change shows later too (the
     managed secret, the status): the next read of that instance polls as well."""
     found = []
@@ -252,8 +257,9 @@ def modify_problems(page: Page) -> list[str]:
 
 def scaling_problems(page: Page) -> list[str]:
     """Application Auto Scaling keeps the service at its minimum: a desired count of 0 set by hand is raised
-    again by the next scaling activity unless scaling is suspended first (AWS, Application Auto Scaling user
-    guide, "Suspend and resume scaling"), and resumed after."""
+    again by the next scaling activity unless scaling is suspended first, and resumed after
+    (https://docs.aws.amazon.com/autoscaling/application/userguide/application-auto-scaling-suspend-resume-scaling.html:
+    register-scalable-target --suspended-state on the existing target)."""
     found = []
     commands = page.aws_commands()
     for index, command in enumerate(commands):
