@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-LAG = 2  # describes of the instance that still see the change pending
+LAG = 1  # describes of the instance that still see the change pending
 NOT_FOUND = (
     '<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><Error><Type>Sender</Type>'
     "<Code>DBInstanceNotFound</Code><Message>DBInstance {name} not found.</Message></Error>"

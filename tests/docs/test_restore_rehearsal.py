@@ -261,7 +261,7 @@ def _rehearse(aws_cli: Path, moto_endpoint: str, proxy: str, played: list[str], 
         FunctionName=outputs["autoConfirmFunction"]
     )
     # the stand-in did play RDS's delays: two renames' windows each way, and the secret's
-    assert sum(p.startswith("not-found") for p in played) == 8, played
+    assert sum(p.startswith("not-found") for p in played) == 4, played
     assert any(p.startswith("no-secret-yet") for p in played), played
     log = (tmp_path / "rehearsal.log").read_text()
     assert "pulumi up" in log and "pulumi refresh --yes" in log
