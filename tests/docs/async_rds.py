@@ -5,12 +5,14 @@ DBInstanceNotFound for a while (so ``aws rds wait db-instance-available`` on it 
 aws/aws-sdk#421) and the old name is still taken (a rename back to it fails with DBInstanceAlreadyExists);
 after ``--manage-master-user-password`` the instance has no ``MasterUserSecret`` until the change is applied.
 This proxy forwards every request to moto and plays those windows for the next ``LAG`` describes of the
-instance concerned. Loopback only; it stands in for the cloud API, never for our code.
+instance concerned, and logs the service's count and scaling changes in order, so the rehearsal can tell
+that scaling was suspended around the switch. Loopback only; it stands in for the cloud API, never for our code.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -68,6 +70,7 @@ def _handler(target: str, state: _State) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+            self._note_switch_steps(body)
             action, name = form.get("Action"), form.get("DBInstanceIdentifier", "")
             xml = [("Content-Type", "text/xml")]
             with state.lock:
@@ -95,6 +98,19 @@ def _handler(target: str, state: _State) -> type[BaseHTTPRequestHandler]:
                     state.seen.append(f"no-secret-yet {name}")
                     data = re.sub(rb"<MasterUserSecret>.*?</MasterUserSecret>", b"", data, flags=re.S)
             return self._reply(status, headers, data)
+
+        def _note_switch_steps(self, body: bytes) -> None:
+            """Log the service's count and scaling changes, in order (JSON-protocol ECS and autoscaling)."""
+            operation = (self.headers.get("X-Amz-Target") or "").rsplit(".", 1)[-1]
+            if operation not in ("UpdateService", "RegisterScalableTarget"):
+                return
+            request = json.loads(body or b"{}")
+            with state.lock:
+                if operation == "UpdateService" and "desiredCount" in request:
+                    state.seen.append(f"desired-count {request['desiredCount']}")
+                suspended = request.get("SuspendedState")
+                if operation == "RegisterScalableTarget" and suspended:
+                    state.seen.append("scaling " + ("suspended" if all(suspended.values()) else "resumed"))
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 

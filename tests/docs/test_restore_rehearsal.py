@@ -263,5 +263,8 @@ def _rehearse(aws_cli: Path, moto_endpoint: str, proxy: str, played: list[str], 
     # the stand-in did play RDS's delays: two renames' windows each way, and the secret's
     assert sum(p.startswith("not-found") for p in played) == 4, played
     assert any(p.startswith("no-secret-yet") for p in played), played
+    # scaling suspended before the count goes to 0 and resumed after it is back, in the switch and the rollback
+    steps = [p for p in played if p.startswith(("desired-count", "scaling"))]
+    assert steps == ["scaling suspended", "desired-count 0", "desired-count 2", "scaling resumed"] * 2, steps
     log = (tmp_path / "rehearsal.log").read_text()
     assert "pulumi up" in log and "pulumi refresh --yes" in log
