@@ -3,12 +3,14 @@ and the procedure rules a runbook must follow (each names the page and line it f
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from botocore import xform_name
 from botocore.model import ListShape, MapShape, StructureShape
 
 from infra.aws.alarms import RUNBOOK_DIR, runbook_files
@@ -142,8 +144,11 @@ def run(cli: Path, filled: Filled, env: dict[str, str], cwd: Path) -> str | None
         return None
     message = (done.stderr.strip() or done.stdout.strip()).split("\n\nusage:")[0]  # the CLI's help text adds nothing
     code = ERROR_CODE.search(message)
-    # moto answers an API it does not implement with a bare 404 page: the request still parsed and validated
-    stand_in_lacks_it = code is not None and (code.group(1) == "404" or "not been implemented" in message)
+    # moto answers an API it does not implement with a bare 404 page (REST) or 500 page (query protocol): the CLI
+    # parsed and validated the command before sending it, and there is nothing more the stand-in can check
+    stand_in_lacks_it = (code is not None and code.group(1) == "404") or "not been implemented" in message
+    if "Internal Server Error" in message and not moto_implements(filled.command):
+        return None
     if done.returncode in (254, 255) and code is not None and (NOT_FOUND.search(code.group(1)) or stand_in_lacks_it):
         return None
     if done.returncode == 254 and NOT_FOUND_MESSAGES.search(message):
@@ -151,6 +156,18 @@ def run(cli: Path, filled: Filled, env: dict[str, str], cwd: Path) -> str | None
     if done.returncode == 255 and message.startswith("Waiter") and NOT_FOUND.search(message):
         return None
     return f"exit {done.returncode}: {message[:600]}"
+
+
+def moto_implements(command: Command) -> bool:
+    """Whether moto's responses for the service define the operation (``def get_sms_attributes(``)."""
+    op = operation(command.words)
+    if op is None:
+        return False
+    module = op.model.service_model.service_name.replace("-", "")
+    spec = importlib.util.find_spec(f"moto.{module}.responses")
+    if spec is None or spec.origin is None:
+        return False
+    return f"def {xform_name(op.model.name)}(" in Path(spec.origin).read_text()
 
 
 # ------------------------------------------------------------------------------------------ static rules
