@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import subprocess
 import uuid
 import zipfile
@@ -179,6 +180,8 @@ def aws_cli() -> Path:
 
 
 def test_restore_runbook_rehearsed_in_order(aws_cli: Path, moto_endpoint: str, tmp_path: Path) -> None:
+    if shutil.which("jq") is None or shutil.which("bash") is None:
+        pytest.fail("the rehearsal runs the page as its reader would: it needs bash and jq (apt-get install jq)")
     with async_rds(moto_endpoint) as (proxy, played):
         _rehearse(aws_cli, moto_endpoint, proxy, played, tmp_path)
 
