@@ -11,13 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from app.db import SSL_MODES, DatabaseConfigError, DatabaseTarget
+from app.db import SSL_MODES, DatabaseConfigError, DatabaseTarget, IamTokenSigner
 
 DEFAULT_UPLOAD_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_UPLOAD_ALLOWED_TYPES = ("jpg", "jpeg", "png", "pdf", "mp4")
 MIN_SECRET_LENGTH = 32
 _EXTENSION = re.compile(r"^[a-z0-9]{1,10}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DATABASE_AUTH_MODES = ("password", "iam")
+DEFAULT_POOL_SIZE = 4
+"""gunicorn's default GUNICORN_THREADS: one connection per thread of a worker is the most it can use."""
+DEFAULT_STATEMENT_TIMEOUT_MS = 10_000
 
 
 class ConfigError(ValueError):
@@ -41,6 +45,8 @@ class Settings:
     # Uploads (issue 15): the rest of the S3 settings, see `UploadsSettings`.
     uploads: UploadsSettings = field(default_factory=lambda: UploadsSettings())
     redis: RedisTarget | None = None
+    database_pool_size: int = DEFAULT_POOL_SIZE
+    database_statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -58,6 +64,10 @@ class Settings:
             stack=env.get("STACK", "").strip(),
             uploads=uploads_settings_from_env(env),
             redis=redis_target_from_env(env),
+            database_pool_size=_positive_int(env, "DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE),
+            database_statement_timeout_ms=_positive_int(
+                env, "DATABASE_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS
+            ),
         )
 
 
@@ -159,34 +169,65 @@ def redis_target_from_env(env: Mapping[str, str]) -> RedisTarget | None:
 
 
 def database_target_from_env(env: Mapping[str, str]) -> DatabaseTarget:
-    """``DATABASE_URL``, or the parts (how ECS injects the RDS-managed secret's username/password)."""
+    """``DATABASE_URL``, or the parts: ``DATABASE_AUTH=iam`` (AWS: the API's own role, an IAM token per new
+    connection) or ``password`` (the default: DATABASE_USER/PASSWORD, how the migrate task gets the master
+    secret from ECS)."""
     try:
+        auth = _choice(env, "DATABASE_AUTH", "password", DATABASE_AUTH_MODES)
         if env.get("DATABASE_URL"):
+            if auth == "iam":
+                raise ConfigError("DATABASE_AUTH=iam takes DATABASE_HOST/PORT/NAME/USER, not DATABASE_URL")
             return DatabaseTarget.from_url(env["DATABASE_URL"])
-        missing = [
-            name
-            for name in ("DATABASE_HOST", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD")
-            if not env.get(name)
-        ]
+        needed = ("DATABASE_HOST", "DATABASE_NAME", "DATABASE_USER")
+        missing = [name for name in (*needed, *(() if auth == "iam" else ("DATABASE_PASSWORD",))) if not env.get(name)]
         if missing:
             raise ConfigError(
                 f"set DATABASE_URL, or all of DATABASE_HOST/NAME/USER/PASSWORD (missing: {', '.join(missing)})"
+                if auth == "password"
+                else f"DATABASE_AUTH=iam needs DATABASE_HOST/NAME/USER (missing: {', '.join(missing)})"
             )
         sslmode = _choice(env, "DATABASE_SSLMODE", "require", SSL_MODES)
         ca_file = env.get("DATABASE_CA_FILE") or None
         if sslmode == "verify-full" and not ca_file:
             raise ConfigError("DATABASE_SSLMODE=verify-full needs DATABASE_CA_FILE (the RDS CA bundle)")
-        return DatabaseTarget(
-            host=env["DATABASE_HOST"],
-            port=_positive_int(env, "DATABASE_PORT", 5432),
+        host, port, user = env["DATABASE_HOST"], _positive_int(env, "DATABASE_PORT", 5432), env["DATABASE_USER"]
+        target = DatabaseTarget(
+            host=host,
+            port=port,
             database=env["DATABASE_NAME"],
-            user=env["DATABASE_USER"],
-            password=env["DATABASE_PASSWORD"],
+            user=user,
+            password=env.get("DATABASE_PASSWORD", ""),
             sslmode=sslmode,
             ca_file=ca_file,
         )
+        if auth == "password":
+            return target
+        return _iam_target(env, target)
     except DatabaseConfigError as error:
         raise ConfigError(str(error)) from error
+
+
+def _iam_target(env: Mapping[str, str], target: DatabaseTarget) -> DatabaseTarget:
+    if env.get("DATABASE_PASSWORD"):
+        # Two ways to log in is one too many: a leftover master password would hide a broken IAM setup.
+        raise ConfigError("DATABASE_PASSWORD must not be set with DATABASE_AUTH=iam (the token is the password)")
+    if target.sslmode == "disable":
+        # RDS refuses IAM-authenticated logins without TLS (AWS docs, "IAM database authentication").
+        raise ConfigError("DATABASE_AUTH=iam needs TLS: DATABASE_SSLMODE must be require or verify-full")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError("DATABASE_AUTH=iam needs AWS_REGION (the region the token is signed for)")
+    signer = IamTokenSigner(target.host, target.port, target.user, region)
+    return DatabaseTarget(
+        host=target.host,
+        port=target.port,
+        database=target.database,
+        user=target.user,
+        password="",
+        sslmode=target.sslmode,
+        ca_file=target.ca_file,
+        password_source=signer,
+    )
 
 
 def _secret(env: Mapping[str, str], name: str) -> str:

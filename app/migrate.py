@@ -9,6 +9,11 @@
   adding a migration, never by rewriting an applied one). Versions in the database that this code does
   not know (a rolled-back deploy) are reported, not touched.
 - Then ``app/seed.sql`` inserts missing system_config rows without overwriting operators' values.
+- Then, on every run, each ``--app-login`` (``DATABASE_APP_LOGINS``, comma-separated) is made a member of
+  the consumer roles a platform without per-consumer logins needs (:data:`APP_LOGIN_ROLES`): DigitalOcean's
+  app user, created through DO's API, acts as the API and the auto-confirm worker that way, while this job
+  runs as the cluster's admin. Membership is re-granted each run (idempotent), so it also heals a user that
+  DO re-created.
 
 Exit status: 0 done, 1 failed (one JSON log line says why), 2 bad command line.
 """
@@ -38,6 +43,9 @@ SEED_FILE = Path(__file__).resolve().parent / "seed.sql"
 # Any constant works as long as every runner uses the same one; this is crc32("shipyard.migrations").
 LOCK_KEY = 0x2F6C_8E51
 _NAME_PATTERN = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+APP_LOGIN_ROLES = ("api", "auto_confirm")
+"""Roles (migration 0004) an ``--app-login`` joins: the DO app's one login serves the API and the worker."""
+_LOGIN_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 log = logging.getLogger("app.migrate")
 
@@ -67,6 +75,7 @@ class MigrationReport:
     already_applied: list[str] = field(default_factory=list)
     unknown_in_database: list[int] = field(default_factory=list)
     seed_inserted: list[str] = field(default_factory=list)
+    app_logins: list[str] = field(default_factory=list)
     waited_for_lock_s: float = 0.0
 
 
@@ -91,6 +100,7 @@ def migrate(
     lock_timeout_s: float = 300,
     migrations: list[Migration] | None = None,
     connect_timeout_s: float = 10,
+    app_logins: tuple[str, ...] = (),
 ) -> MigrationReport:
     target = (
         database_url
@@ -98,6 +108,7 @@ def migrate(
         else DatabaseTarget.from_url(database_url, setting="--database-url")
     )
     pending_files = discover() if migrations is None else migrations
+    app_logins = check_app_logins(app_logins)
     # No statement timeout: a migration may legitimately rewrite a big table. Lock waits are bounded
     # instead, so a runner stuck behind another one (or behind a long transaction) fails visibly.
     connection = connect(
@@ -121,6 +132,7 @@ def migrate(
         try:
             _apply(connection, pending_files, report)
             _seed(connection, report)
+            _grant_app_logins(connection, app_logins, report)
         finally:
             connection.run("SELECT pg_advisory_unlock(:key)", key=LOCK_KEY)
     finally:
@@ -129,13 +141,17 @@ def migrate(
 
 
 def _apply(connection: pg8000.native.Connection, migrations: list[Migration], report: MigrationReport) -> None:
-    connection.run(
-        """CREATE TABLE IF NOT EXISTS schema_migrations (
-               version     integer PRIMARY KEY,
-               name        text NOT NULL,
-               checksum    text NOT NULL,
-               applied_at  timestamptz NOT NULL DEFAULT now())"""
-    )
+    try:
+        connection.run(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version     integer PRIMARY KEY,
+                   name        text NOT NULL,
+                   checksum    text NOT NULL,
+                   applied_at  timestamptz NOT NULL DEFAULT now())"""
+        )
+    except Exception as error:
+        # e.g. a login without CREATE on `public` (PostgreSQL >= 15, DO's API-made users): say so, no traceback
+        raise MigrationError(f"cannot create schema_migrations: {describe_error(error)}") from error
     recorded = {int(row[0]): str(row[1]) for row in connection.run("SELECT version, checksum FROM schema_migrations")}
     known = {migration.version for migration in migrations}
     report.unknown_in_database = sorted(set(recorded) - known)
@@ -192,6 +208,26 @@ def _seed(connection: pg8000.native.Connection, report: MigrationReport) -> None
     report.seed_inserted = sorted(str(key) for key, inserted in (rows or []) if inserted)
 
 
+def check_app_logins(logins: tuple[str, ...] | list[str], setting: str = "--app-login") -> tuple[str, ...]:
+    """Plain lower-case PostgreSQL identifiers only: the names are spliced into GRANT (quoted, but still)."""
+    bad = [login for login in logins if not _LOGIN_PATTERN.match(login)]
+    if bad:
+        raise DatabaseConfigError(f"{setting}: not a plain PostgreSQL user name: {bad}")
+    return tuple(logins)
+
+
+def _grant_app_logins(connection: pg8000.native.Connection, logins: tuple[str, ...], report: MigrationReport) -> None:
+    roles = ", ".join(f'"{role}"' for role in APP_LOGIN_ROLES)
+    for login in logins:
+        if not connection.run("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = :login", login=login):
+            raise MigrationError(f"--app-login {login}: no such user on this server (create it first)")
+        try:
+            connection.run(f'GRANT {roles} TO "{login}"')
+        except Exception as error:
+            raise MigrationError(f"cannot make {login} a member of {roles}: {describe_error(error)}") from error
+        report.app_logins.append(login)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.migrate", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -201,7 +237,18 @@ def main(argv: list[str] | None = None) -> int:
         "(default: $DATABASE_URL, else the DATABASE_HOST/PORT/NAME/USER/PASSWORD parts the API reads too)",
     )
     parser.add_argument("--lock-timeout", type=float, default=300, help="seconds to wait for another runner")
+    parser.add_argument(
+        "--app-login",
+        action="append",
+        default=[item.strip() for item in os.environ.get("DATABASE_APP_LOGINS", "").split(",") if item.strip()],
+        help=f"a login to make a member of {', '.join(APP_LOGIN_ROLES)} after migrating (repeatable; "
+        "default: $DATABASE_APP_LOGINS, comma-separated). DigitalOcean's app user.",
+    )
     args = parser.parse_args(argv)
+    try:
+        app_logins = check_app_logins(args.app_login)
+    except DatabaseConfigError as error:
+        parser.error(str(error))
     jsonlog.configure(os.environ.get("LOG_LEVEL", "INFO"))
     target: str | DatabaseTarget
     if args.database_url:
@@ -214,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as error:
             parser.error(f"--database-url or DATABASE_URL, or the DATABASE_* parts: {error}")
     try:
-        report = migrate(target, lock_timeout_s=args.lock_timeout)
+        report = migrate(target, lock_timeout_s=args.lock_timeout, app_logins=app_logins)
     except (DatabaseConfigError, DatabaseUnavailable, MigrationError) as error:
         event = jsonlog.DATABASE_ERROR if isinstance(error, DatabaseUnavailable) else "migration_failed"
         jsonlog.log_event(log, event, str(error))
@@ -227,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             "applied": report.applied,
             "already_applied": report.already_applied,
             "seed_inserted": report.seed_inserted,
+            "app_logins": report.app_logins,
             "waited_for_lock_s": report.waited_for_lock_s,
         },
     )

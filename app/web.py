@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app import jsonlog, uploads
 from app.config import Settings
-from app.db import DatabaseUnavailable, connect, describe_error
+from app.db import ConnectionPool, DatabaseUnavailable, connect, describe_error
 
 log = logging.getLogger("app.web")
 _QUIET_PATHS = frozenset({"/api/health", "/api/health/ready"})  # polled by health checkers
@@ -98,7 +98,8 @@ class ReadinessProbe:
         return True
 
 
-def create_app(settings: Settings) -> Flask:
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> Flask:
+    """The app; ``clock`` times the readiness cache (tests advance it instead of sleeping)."""
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -106,9 +107,10 @@ def create_app(settings: Settings) -> Flask:
         MAX_CONTENT_LENGTH=BODY_MAX_BYTES,  # per request: see _limit_body
     )
     app.extensions["shipyard.settings"] = settings
+    pool = app.extensions["shipyard.db_pool"] = database_pool(settings)
     _init_sentry(settings)
     uploads.register(app, settings)  # POST /api/uploads, GET /api/uploads/<key> (app/uploads.py)
-    readiness = ReadinessProbe(lambda: _database_round_trip(settings), READY_CACHE_SECONDS)
+    readiness = ReadinessProbe(lambda: _database_round_trip(pool, settings), READY_CACHE_SECONDS, clock)
     app.extensions["shipyard.readiness"] = readiness
 
     @app.get("/api/health")
@@ -180,19 +182,26 @@ def create_app(settings: Settings) -> Flask:
     return app
 
 
-def _database_round_trip(settings: Settings) -> None:
-    """One ``SELECT 1`` within ``READY_TIMEOUT_SECONDS`` (connect and statement)."""
-    timeout = settings.ready_timeout_s
-    connection = connect(
-        settings.database,
-        connect_timeout_s=timeout,
-        statement_timeout_ms=max(1, int(timeout * 1000)),
-        application_name="shipyard-api-ready",
+def database_pool(settings: Settings) -> ConnectionPool:
+    """The worker's connection pool; connections open lazily, each asking for a fresh password/IAM token."""
+
+    def open_connection() -> Any:
+        return connect(
+            settings.database,
+            connect_timeout_s=settings.ready_timeout_s,
+            statement_timeout_ms=settings.database_statement_timeout_ms,
+            application_name="shipyard-api",
+        )
+
+    return ConnectionPool(
+        open_connection, max_size=settings.database_pool_size, acquire_timeout_s=settings.ready_timeout_s
     )
-    try:
-        connection.run("SELECT 1")
-    finally:
-        connection.close()
+
+
+def _database_round_trip(pool: ConnectionPool, settings: Settings) -> None:
+    """One ``SELECT 1`` on a pooled connection (a dead one is replaced once), waiting at most
+    ``READY_TIMEOUT_SECONDS`` for a free connection; a new one connects within the same budget."""
+    pool.run(lambda connection: connection.run("SELECT 1"), acquire_timeout_s=settings.ready_timeout_s)
 
 
 def _is_upload_path(path: str) -> bool:

@@ -6,7 +6,8 @@ they talk to (auto-confirm, the restore validator). The bundle is public, versio
 few times a year, so it is fetched, not hand-copied: `make rds-ca` (this module's CLI) downloads it from
 AWS's trust store over HTTPS, checks that it holds only Amazon RDS CA certificates, at least one of them
 currently valid, and writes it to `lambdas/shared/rds-ca-bundle.pem` (lambdas/shared goes into every function
-archive). The deploy workflows run it before `pulumi up`/`preview`; commit the file if you prefer pinning it.
+archive) and to `app/certs/rds-ca-bundle.pem` (the API image's build context). The deploy workflows run it
+before `pulumi up`/`preview`; commit the files if you prefer pinning them.
 
 When the file is absent the program still plans and deploys: the components that would use it say so with
 `pulumi.log.warn` and leave the CA setting out (see `archive_path_or_warn`).
@@ -29,6 +30,11 @@ BUNDLE_PATH = REPO_ROOT / "lambdas" / "shared" / "rds-ca-bundle.pem"
 """Where the bundle lives in the repository (and so in every function archive)."""
 ARCHIVE_PATH = "lambdas/shared/rds-ca-bundle.pem"
 """The same file relative to the archive root, which is the Lambda's working directory (/var/task)."""
+APP_BUNDLE_RELATIVE = "certs/rds-ca-bundle.pem"
+"""Where `make rds-ca` also puts it inside the API's build context (app/), so the image carries it."""
+APP_BUNDLE_PATH = REPO_ROOT / "app" / APP_BUNDLE_RELATIVE
+IMAGE_PATH = "/srv/app/" + APP_BUNDLE_RELATIVE
+"""The bundle inside the API image: app/Dockerfile copies the build context to /srv/app."""
 DEFAULT_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 """All commercial regions' RDS CAs in one file (AWS: "Using SSL/TLS to encrypt a connection to a DB instance")."""
 MAX_BYTES = 2_000_000
@@ -102,7 +108,11 @@ def fetch(url: str, *, opener: Opener = urllib.request.urlopen, timeout_s: float
 
 def install(url: str = DEFAULT_URL, target: Path = BUNDLE_PATH, *, opener: Opener = urllib.request.urlopen) -> str:
     """Fetch, validate, and replace ``target`` atomically; an invalid download leaves ``target`` as it was."""
-    body = fetch(url, opener=opener)
+    return write_bundle(fetch(url, opener=opener), target, source=url)
+
+
+def write_bundle(body: bytes, target: Path, *, source: str) -> str:
+    """Validate ``body`` and replace ``target`` atomically (unchanged files are left alone)."""
     count = validate_bundle(body)
     if target.exists() and target.read_bytes() == body:
         return f"{target}: unchanged ({count} certificates)"
@@ -116,7 +126,7 @@ def install(url: str = DEFAULT_URL, target: Path = BUNDLE_PATH, *, opener: Opene
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return f"{target}: written ({count} certificates from {url})"
+    return f"{target}: written ({count} certificates from {source})"
 
 
 def archive_path_or_warn(purpose: str, bundle: Path = BUNDLE_PATH) -> str | None:
@@ -132,19 +142,42 @@ def archive_path_or_warn(purpose: str, bundle: Path = BUNDLE_PATH) -> str | None
     return None
 
 
+def image_path_or_warn(purpose: str, app_dir: Path) -> str | None:
+    """The bundle's path in the API image when the build context has it; otherwise None and a plan warning."""
+    if (app_dir / APP_BUNDLE_RELATIVE).is_file():
+        return IMAGE_PATH
+    import pulumi
+
+    pulumi.log.warn(
+        f"app/{APP_BUNDLE_RELATIVE} is missing, so {purpose} connect with sslmode=require and cannot verify the "
+        "database's certificate. Run `make rds-ca` before `pulumi up` (the deploy workflow does)."
+    )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.rds_ca", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=DEFAULT_URL, help=f"bundle to fetch (default {DEFAULT_URL})")
-    parser.add_argument("--output", type=Path, default=BUNDLE_PATH, help="where to write it")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        action="append",
+        help=f"where to write it (repeatable; default: {BUNDLE_PATH} for the Lambdas and {APP_BUNDLE_PATH} "
+        "for the API image)",
+    )
     parser.add_argument("--check", action="store_true", help="validate the existing file only; fetch nothing")
     args = parser.parse_args(argv)
+    outputs: list[Path] = args.output or [BUNDLE_PATH, APP_BUNDLE_PATH]
     try:
         if args.check:
-            if not args.output.is_file():
-                raise BundleError(f"{args.output}: no such file (run `make rds-ca`)")
-            print(f"{args.output}: {validate_bundle(args.output.read_bytes())} Amazon RDS CA certificates")
+            for output in outputs:
+                if not output.is_file():
+                    raise BundleError(f"{output}: no such file (run `make rds-ca`)")
+                print(f"{output}: {validate_bundle(output.read_bytes())} Amazon RDS CA certificates")
         else:
-            print(install(args.url, args.output))
+            print(install(args.url, outputs[0]))
+            for output in outputs[1:]:  # one download, the same checked bytes everywhere
+                print(write_bundle(outputs[0].read_bytes(), output, source=str(outputs[0])))
     except BundleError as error:
         print(f"rds-ca: {error}", file=sys.stderr)
         return 1

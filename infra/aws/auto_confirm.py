@@ -1,10 +1,12 @@
 """The auto-confirm job: lambdas/auto_confirm run hourly by EventBridge Scheduler, inside the VPC.
 
-Contract (lambdas/auto_confirm/README.md): DATABASE_SECRET_ARN (the RDS-managed secret's ARN, read at run
-time — never the password), DATABASE_HOST/PORT/NAME, STACK; TLS always. The function runs in the private
-subnets with its own security group, the only one besides the API's and the health checker's that the
-database admits. Its alarms (failed two hours running, did not run, overdue backlog) live in the monitoring
-catalogue (infra/aws/alarms.py), fed by `watch()`, so every alarm is declared once.
+Contract (lambdas/auto_confirm/README.md): DATABASE_AUTH=iam and DATABASE_USER=auto_confirm (its own role,
+migration 0004: exactly the reads and writes of the job; an IAM token signed per connection, so no secret is
+read and a master password rotation changes nothing), DATABASE_HOST/PORT/NAME, STACK; TLS always. The
+function runs in the private subnets with its own security group, the only one besides the API's and the
+health checker's that the database admits. Its alarms (failed two hours running, did not run, overdue
+backlog) live in the monitoring catalogue (infra/aws/alarms.py), fed by `watch()`, so every alarm is
+declared once.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import rds_ca
+from infra.aws import db_access
 from infra.aws.database import Database
 from infra.aws.function import PythonFunction, PythonFunctionArgs, VpcPlacement
 from infra.aws.monitoring import AutoConfirmWatch, FunctionWatch, QueueWatch
@@ -48,8 +51,9 @@ class AutoConfirmJob(Component):
     def __init__(self, name: str, args: AutoConfirmArgs, naming: Naming, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aws", "AutoConfirmJob", name, naming, opts)
         settings = args.settings
+        # PostgreSQL only: the IAM token is signed locally and metrics leave as EMF log lines (no AWS call).
         self.security_group = args.database.client_security_group(
-            self, args.network, "auto-confirm", "Auto-confirm Lambda: out to the database and Secrets Manager only"
+            self, args.network, "auto-confirm", "Auto-confirm Lambda: out to the database only", aws_api_egress=False
         )
         # With the RDS CA bundle the job verifies the server's certificate and name; without it the
         # connection is still TLS-only (force_ssl), just not authenticated.
@@ -65,14 +69,18 @@ class AutoConfirmJob(Component):
                 memory_mb=settings.memory_mb,
                 timeout_seconds=settings.timeout_seconds,
                 environment={
-                    "DATABASE_SECRET_ARN": args.database.master_secret_arn,
+                    "DATABASE_AUTH": db_access.IAM_AUTH_ENV,
+                    "DATABASE_USER": db_access.AUTO_CONFIRM_DB_USER,
                     "DATABASE_HOST": args.database.address,
                     "DATABASE_PORT": args.database.port.apply(str),
                     "DATABASE_NAME": args.database.db_name,
                     **ca_environment,
                 },
-                policy_statements=args.database.secret_read_statements(),
-                # Private subnets: the database is in the isolated tier, Secrets Manager via NAT or endpoint.
+                policy_statements=db_access.connect_statements(
+                    args.database.arn, args.database.instance.resource_id, db_access.AUTO_CONFIRM_DB_USER
+                ),
+                # Private subnets: the database is in the isolated tier. No AWS API is called (the token is
+                # signed locally; metrics leave as EMF log lines), so it needs no NAT or endpoint.
                 vpc=VpcPlacement(
                     subnet_ids=args.network.private_subnet_ids, security_group_ids=[self.security_group.id]
                 ),

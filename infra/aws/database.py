@@ -359,30 +359,35 @@ class Database(Component):
         return pulumi.Output.all(self.master_secret_arn, key_arn).apply(statements)
 
     def client_security_group(
-        self, owner: Component, network: Network, name: str, description: str
+        self, owner: Component, network: Network, name: str, description: str, *, aws_api_egress: bool = True
     ) -> aws.ec2.SecurityGroup:
         """A security group for a client Lambda of this database, created under `owner` and admitted here.
 
-        Egress is PostgreSQL inside the VPC and HTTPS for Secrets Manager: through NAT when there is one,
-        else only to the VPC (the Secrets Manager interface endpoint).
+        Egress is PostgreSQL inside the VPC and, with `aws_api_egress`, HTTPS for AWS APIs such as Secrets
+        Manager: through NAT when there is one, else only to the VPC (the interface endpoints). A client that
+        logs in with an IAM token (signed locally) and calls no AWS API passes False and gets PostgreSQL only.
         """
         cidr = network.settings.cidr
-        group = aws.ec2.SecurityGroup(
-            owner.child_name("sg"),
-            vpc_id=network.vpc.id,
-            description=description,
-            egress=[
-                aws.ec2.SecurityGroupEgressArgs(
-                    protocol="tcp", from_port=PORT, to_port=PORT, cidr_blocks=[cidr], description="PostgreSQL"
-                ),
+        egress = [
+            aws.ec2.SecurityGroupEgressArgs(
+                protocol="tcp", from_port=PORT, to_port=PORT, cidr_blocks=[cidr], description="PostgreSQL"
+            )
+        ]
+        if aws_api_egress:
+            egress.append(
                 aws.ec2.SecurityGroupEgressArgs(
                     protocol="tcp",
                     from_port=443,
                     to_port=443,
                     cidr_blocks=["0.0.0.0/0"] if network.settings.nat != "none" else [cidr],
                     description="Secrets Manager (endpoint or NAT)",
-                ),
-            ],
+                )
+            )
+        group = aws.ec2.SecurityGroup(
+            owner.child_name("sg"),
+            vpc_id=network.vpc.id,
+            description=description,
+            egress=egress,
             tags={"Name": self.naming.physical(name)},
             opts=owner.opts(),
         )

@@ -2,16 +2,18 @@
 
 - `public`: outside the VPC, checks the public URLs (the frontend, the API's /api/health and
   /api/health/ready) over the internet, the way users reach them.
-- `vpc`: inside the VPC (private subnets), checks the database (TCP + TLS + login + `SELECT 1`); it reads the
-  RDS-managed secret through the Secrets Manager endpoint (staging) or NAT (prod).
+- `vpc`: inside the VPC (private subnets), checks the database (TCP + TLS + login + `SELECT 1`) as the
+  `health_check` role (migration 0004: connect and `SELECT 1`, nothing else) with an IAM token it signs
+  locally — no secret, no AWS call, so it needs no NAT or endpoint.
 
 Why always two, even with NAT: the public checks then never depend on our own NAT gateway or VPC routing,
 so a NAT failure shows up as what it is instead of paging "frontend down"; the VPC function needs no
 internet; both stacks run the same topology (staging exercises what prod runs); and the second function
 costs nothing measurable (43,200 short invocations a month each).
 
-Contract (lambdas/health_check/README.md): TARGETS as compact JSON, RUN_DEADLINE_S, DATABASE_SECRET_ARN (an
-ARN, never the secret), timeout ≥ deadline + 2 s, no async retries, schedule retries 0 with a 60-s event age.
+Contract (lambdas/health_check/README.md): TARGETS as compact JSON, RUN_DEADLINE_S, DATABASE_AUTH=iam and
+DATABASE_USER (the role; never a secret), timeout ≥ deadline + 2 s, no async retries, schedule retries 0
+with a 60-s event age.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import rds_ca
+from infra.aws import db_access
 from infra.aws.database import Database
 from infra.aws.function import PythonFunction, PythonFunctionArgs, VpcPlacement
 from infra.aws.monitoring import FunctionWatch, HealthEndpointWatch, HealthWatch, QueueWatch
@@ -199,7 +202,7 @@ class HealthCheck(Component):
 
     def _vpc_function(self, args: HealthCheckArgs, database: Database) -> None:
         self.security_group = database.client_security_group(
-            self, args.network, "health-check", "Health checker Lambda (SELECT 1 over TLS)"
+            self, args.network, "health-check", "Health checker Lambda (SELECT 1 over TLS)", aws_api_egress=False
         )
 
         ca_file = rds_ca.archive_path_or_warn("the database health check (it will report reason 'tls')")
@@ -219,13 +222,15 @@ class HealthCheck(Component):
                 target["ca_file"] = ca_file
             return compact([target])
 
-        statements = database.secret_read_statements()
+        statements = db_access.connect_statements(
+            database.arn, database.instance.resource_id, db_access.HEALTH_CHECK_DB_USER
+        )
         self.vpc = self._function(
             "vpc",
             "the database from inside the VPC",
             database.address.apply(database_target),
             args,
-            environment={"DATABASE_SECRET_ARN": database.master_secret_arn},
+            environment={"DATABASE_AUTH": db_access.IAM_AUTH_ENV, "DATABASE_USER": db_access.HEALTH_CHECK_DB_USER},
             policy_statements=statements,
             vpc=VpcPlacement(subnet_ids=args.network.private_subnet_ids, security_group_ids=[self.security_group.id]),
         )

@@ -17,12 +17,18 @@ the task definitions of scheduled jobs.
 - Workers: the same task pattern with their own command and no load balancer.
 - Migrations: a `migrate` task definition (same image, `python -m app.migrate`) that the deploy pipeline runs
   as a one-off task before rolling the service (docs/deploy.md, infra/deploy.py).
+- Database logins (issue #14): the migrate task is the ONLY consumer of the RDS-managed master secret (ECS
+  injects it when the task starts, and the task lives for one run, so a rotation never strands it). The API,
+  workers and jobs log in as the `api` role with an IAM auth token signed per new connection
+  (`DATABASE_AUTH=iam`, app/db.py), so a master password rotation does not touch them. TLS is verify-full
+  against the RDS CA bundle the image carries (app/certs/, written by `make rds-ca`).
 
 IAM, least privilege:
 - execution role (the ECS agent): pull from this repository only, write to this stack's ECS log groups only,
   read exactly the secrets injected (their customer KMS keys already let account principals decrypt
   through Secrets Manager, see infra/aws/kms.py, so no KMS statement is needed);
-- task role (the app): the uploads statements for its bucket prefix; SSM messages only with ECS Exec.
+- task role (the app): the uploads statements for its bucket prefix; `rds-db:connect` as the `api` database
+  user only; SSM messages only with ECS Exec.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
+from infra import rds_ca
+from infra.aws import db_access
 from infra.aws.load_balancer import LoadBalancerTarget
 from infra.aws.task_definition import (
     ContainerRuntime,
@@ -116,9 +124,13 @@ class DatabaseAccess:
     port: pulumi.Input[int]
     name: pulumi.Input[str]
     master_secret_arn: pulumi.Input[str]
-    """RDS-managed master secret (JSON with `username` and `password`)."""
+    """RDS-managed master secret (JSON with `username` and `password`): the migrate task's, nobody else's."""
     security_group_id: pulumi.Input[str]
     """The database's security group: tasks get egress to it on `port`."""
+    instance_arn: pulumi.Input[str]
+    """The DB instance's ARN (partition, region and account of the `rds-db:connect` resource)."""
+    resource_id: pulumi.Input[str]
+    """The instance's DbiResourceId (`db-...`): `rds-db:connect` resources name it, not the identifier."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +217,8 @@ class Service(Component):
         )
         self._security_groups(naming)
         secrets = self._secrets()
-        self.execution_role = self._execution_role(naming, secrets, log_group_prefix)
+        migrate_secrets = self._migrate_secrets()
+        self.execution_role = self._execution_role(naming, secrets | migrate_secrets, log_group_prefix)
         self.task_role = self._task_role(naming)
 
         factory = TaskDefinitionFactory(
@@ -232,13 +245,24 @@ class Service(Component):
                 memory=settings.memory,
                 port=settings.port,
                 health_check=API_HEALTH_CHECK,
+                extra_environment=self._app_login_environment(),
             ),
         )
         # Migrations are short and single-threaded: the smallest Fargate size is plenty.
-        self.migrate = factory.create(self, TaskSpec(name="migrate", cpu=256, memory=512, command=MIGRATE_COMMAND))
+        self.migrate = factory.create(
+            self,
+            TaskSpec(name="migrate", cpu=256, memory=512, command=MIGRATE_COMMAND, extra_secrets=migrate_secrets),
+        )
         self.scheduled_task_definitions = {
             task.name: factory.create(
-                self, TaskSpec(name=f"job-{task.name}", cpu=task.cpu, memory=task.memory, command=task.command)
+                self,
+                TaskSpec(
+                    name=f"job-{task.name}",
+                    cpu=task.cpu,
+                    memory=task.memory,
+                    command=task.command,
+                    extra_environment=self._app_login_environment(),
+                ),
             )
             for task in args.scheduled_tasks
         }
@@ -255,7 +279,13 @@ class Service(Component):
         for worker in settings.workers:
             bundle = factory.create(
                 self,
-                TaskSpec(name=f"worker-{worker.name}", cpu=worker.cpu, memory=worker.memory, command=worker.command),
+                TaskSpec(
+                    name=f"worker-{worker.name}",
+                    cpu=worker.cpu,
+                    memory=worker.memory,
+                    command=worker.command,
+                    extra_environment=self._app_login_environment(),
+                ),
             )
             self.workers[worker.name] = self._ecs_service(
                 f"worker-{worker.name}",
@@ -428,10 +458,9 @@ class Service(Component):
                 "DATABASE_HOST": args.database.address,
                 "DATABASE_PORT": pulumi.Output.from_input(args.database.port).apply(str),
                 "DATABASE_NAME": args.database.name,
-                # rds.force_ssl=1 refuses plain connections anyway; verify-full would need the RDS CA bundle
-                # in the image.
-                "DATABASE_SSLMODE": "require",
-            }
+                # The region IAM auth tokens are signed for (botocore reads AWS_REGION).
+                "AWS_REGION": args.region,
+            } | self._tls_environment()
         if args.uploads is not None:
             env |= {
                 "UPLOADS_BUCKET": args.uploads.bucket_name,
@@ -441,15 +470,38 @@ class Service(Component):
             }
         return env
 
+    def _tls_environment(self) -> dict[str, pulumi.Input[str]]:
+        """verify-full against the RDS CA bundle in the image; `require` (encrypted, unverified) without it.
+
+        `require` checks nothing about the server (CERT_NONE): anyone on the path could answer. The bundle is
+        in the build context after `make rds-ca` (app/certs/), so the image carries it at IMAGE_PATH.
+        """
+        image_path = rds_ca.image_path_or_warn("the API and the migrate task", self.args.app_dir)
+        if image_path is None:
+            return {"DATABASE_SSLMODE": "require"}
+        return {"DATABASE_SSLMODE": "verify-full", "DATABASE_CA_FILE": image_path}
+
+    def _app_login_environment(self) -> dict[str, str]:
+        """The API, workers and jobs: the `api` database role with an IAM token per new connection."""
+        if self.args.database is None:
+            return {}
+        return {"DATABASE_AUTH": db_access.IAM_AUTH_ENV, "DATABASE_USER": db_access.API_DB_USER}
+
     def _secrets(self) -> dict[str, pulumi.Input[str]]:
-        """Env var → valueFrom: the ECS agent resolves these at start; the task definition holds only ARNs."""
-        args = self.args
-        secrets: dict[str, pulumi.Input[str]] = dict(args.app_secrets)
-        if args.database is not None:
-            master = pulumi.Output.from_input(args.database.master_secret_arn)
-            secrets["DATABASE_USER"] = master.apply(lambda arn: f"{arn}:username::")
-            secrets["DATABASE_PASSWORD"] = master.apply(lambda arn: f"{arn}:password::")
-        return secrets
+        """Env var → valueFrom for every task: the ECS agent resolves these at start; the task definition holds
+        only ARNs. No database password: the running API must survive the master secret's rotation."""
+        return dict(self.args.app_secrets)
+
+    def _migrate_secrets(self) -> dict[str, pulumi.Input[str]]:
+        """The master user, for the migrate task only (it reads the current password each time it runs)."""
+        database = self.args.database
+        if database is None:
+            return {}
+        master = pulumi.Output.from_input(database.master_secret_arn)
+        return {
+            "DATABASE_USER": master.apply(lambda arn: f"{arn}:username::"),
+            "DATABASE_PASSWORD": master.apply(lambda arn: f"{arn}:password::"),
+        }
 
     # ------------------------------------------------------------------------------------------------ IAM
     def _execution_role(
@@ -510,17 +562,22 @@ class Service(Component):
         role = aws.iam.Role(
             self.child_name("task-role"),
             name=naming.account_wide(self.component_name, "task", max_length=64),  # IAM: account-global
-            description="The app's own AWS calls: its uploads prefix; ECS Exec channels when enabled",
+            description="The app's own AWS calls: its uploads prefix, database login as api; ECS Exec when enabled",
             assume_role_policy=_assume_role("ecs-tasks.amazonaws.com"),
             opts=self.opts(),
         )
         uploads: pulumi.Input[Sequence[Mapping[str, Any]]] = args.uploads.policy_statements if args.uploads else []
+        database: pulumi.Input[Sequence[Mapping[str, Any]]] = (
+            db_access.connect_statements(args.database.instance_arn, args.database.resource_id, db_access.API_DB_USER)
+            if args.database
+            else []
+        )
         execute_command = args.settings.execute_command
-        if args.uploads is None and not execute_command:
+        if args.uploads is None and args.database is None and not execute_command:
             return role
 
-        def policy(upload_statements: Sequence[Mapping[str, Any]]) -> str:
-            statements = [dict(s) for s in upload_statements]
+        def policy(parts: list[Sequence[Mapping[str, Any]]]) -> str:
+            statements = [dict(s) for s in [*parts[0], *parts[1]]]
             if execute_command:
                 # ssmmessages has no resource-level permissions; only granted while ECS Exec is on.
                 statements.append(
@@ -531,7 +588,7 @@ class Service(Component):
         aws.iam.RolePolicy(
             self.child_name("task-policy"),
             role=role.id,
-            policy=pulumi.Output.from_input(uploads).apply(policy),
+            policy=pulumi.Output.all(uploads, database).apply(policy),
             opts=self.opts(),
         )
         return role

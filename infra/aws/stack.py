@@ -509,6 +509,8 @@ def _api_service(
                 name=database.db_name,
                 master_secret_arn=database.master_secret_arn,
                 security_group_id=database.security_group.id,
+                instance_arn=database.arn,
+                resource_id=database.instance.resource_id,
             ),
             app_secrets=secrets,
             uploads=UploadsAccess(

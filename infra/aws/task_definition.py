@@ -90,6 +90,8 @@ class TaskSpec:
     port: int | None = None
     """Container port, for the service behind the load balancer; None for workers and jobs."""
     extra_environment: Mapping[str, str] = field(default_factory=dict)
+    extra_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Secrets for this task only (env var → valueFrom), e.g. the master secret for the migrate task alone."""
     health_check: Sequence[str] | None = None
     """Container health check command (`CMD` form); ECS ignores the Dockerfile's HEALTHCHECK."""
 
@@ -177,12 +179,13 @@ class TaskDefinitionFactory:
         )
         environment = dict(runtime.environment) | dict(spec.extra_environment)
         env_names = sorted(environment)
-        secret_names = sorted(runtime.secrets)
+        secrets = dict(runtime.secrets) | dict(spec.extra_secrets)
+        secret_names = sorted(secrets)
         rendered = pulumi.Output.all(
             runtime.image,
             log_group.name,
             *[environment[n] for n in env_names],
-            *[runtime.secrets[n] for n in secret_names],
+            *[secrets[n] for n in secret_names],
         ).apply(
             lambda values: json.dumps(
                 [

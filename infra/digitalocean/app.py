@@ -5,8 +5,9 @@ domains, alerts and the routing between them.
   a fixed instance count — or CPU autoscaling when `maxCount > minCount` (dedicated sizes only; config checks).
 - `web` (static site): built by App Platform from the repository, `index.html` as catch-all so client-side routes
   load the SPA instead of a 404.
-- `migrate` (PRE_DEPLOY job): `python -m app.migrate` before every rollout; a failure stops the deploy and the
-  old version keeps serving.
+- `migrate` (PRE_DEPLOY job): `python -m app.migrate` before every rollout, as the cluster's admin (doadmin),
+  which then makes the app user a member of the `api` and `auto_confirm` roles (DATABASE_APP_LOGINS); a
+  failure stops the deploy and the old version keeps serving. The service and the worker use the app user.
 - `auto-confirm` (worker): `python -m lambdas.auto_confirm.worker`, the hourly loop around the same core the
   AWS Lambda runs (App Platform has no scheduled jobs: terraform-provider-digitalocean #1529).
 - Routing: `/api` goes to the service (path kept: the app serves `/api/...`), everything else to the SPA, on
@@ -94,7 +95,11 @@ class AppArgs:
     api_database_url: pulumi.Input[str]
     """Secret URL the API uses (direct or pool, per `service.databaseConnection`)."""
     direct_database_url: pulumi.Input[str]
-    """Secret URL of the primary (session semantics) for the migration job and the worker."""
+    """Secret URL of the primary (session semantics) for the worker, as the app user."""
+    migrate_database_url: pulumi.Input[str]
+    """Secret URL of the primary as the cluster's admin user, for the migration job only."""
+    app_login: pulumi.Input[str]
+    """The app user's name: the migrate job grants it the `api` and `auto_confirm` roles."""
     uploads_bucket: pulumi.Input[str]
     uploads_endpoint: str
     uploads_region: str
@@ -175,7 +180,11 @@ class App(Component):
             Env("AWS_SECRET_ACCESS_KEY", args.uploads_secret_key, secret=True),
             *(Env(key, value) for key, value in sorted(service.environment.items())),
         ]
-        self.migrate_env: list[Env] = [*common_env, *database_env]
+        self.migrate_env: list[Env] = [
+            *common_env,
+            Env("DATABASE_URL", args.migrate_database_url, secret=True),
+            Env("DATABASE_APP_LOGINS", args.app_login),
+        ]
         self.worker_env: list[Env] = [
             *common_env,
             *database_env,

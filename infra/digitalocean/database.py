@@ -94,6 +94,20 @@ class Database(Component):
             )
         )
         """The same user through PgBouncer (the pool's name is the database name clients ask for)."""
+        self.admin_url: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(self.cluster.user, self.cluster.password, self.cluster.host, self.cluster.port).apply(
+                lambda v: postgres_url(v[0], v[1], v[2], int(v[3]), DATABASE_NAME)
+            )
+        )
+        """The cluster's admin (`doadmin`: the DatabaseCluster's `user`/`password` outputs) on the product's
+        database, for the PRE_DEPLOY migrate job ONLY. Migrations create tables and roles (0003/0004): a user
+        made through DO's API has no CREATEROLE and, on PostgreSQL >= 15, no CREATE on `public`, so the job
+        cannot run as the app user (issue #14 item 3). doadmin is not a superuser either (like RDS's master):
+        exactly what tests/app/test_app_roles.py migrates as. DigitalOcean: "a default administrative user
+        (doadmin) ... New users receive minimal permissions by default"
+        (https://docs.digitalocean.com/products/databases/postgresql/how-to/manage-users-and-databases/)."""
+        self.app_user_name: pulumi.Output[str] = self.user.name
+        """The app's login; the migrate job makes it a member of the `api` and `auto_confirm` roles."""
         self.firewall: digitalocean.DatabaseFirewall | None = None
         self.register_outputs({"host": self.host, "clusterId": self.cluster.id})
 

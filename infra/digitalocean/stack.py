@@ -76,6 +76,8 @@ def build_digitalocean_stack(config: DigitalOceanStack, naming: Naming) -> dict[
             image_digest=image.digest,
             api_database_url=database.pool_url if config.service.database_connection == "pool" else database.direct_url,
             direct_database_url=database.direct_url,
+            migrate_database_url=database.admin_url,
+            app_login=database.app_user_name,
             uploads_bucket=uploads.bucket_name,
             uploads_endpoint=uploads.endpoint_url,
             uploads_region=uploads.region,

@@ -1,6 +1,7 @@
 """Lambda entry point ``lambdas.auto_confirm.handler.handler`` (hourly, from EventBridge Scheduler).
 
-Thin on purpose: read the event and the environment, fetch the database secret, connect with TLS, call
+Thin on purpose: read the event and the environment, sign an IAM token as the ``auto_confirm`` role (or
+fetch the database secret when no IAM user is configured), connect with TLS, call
 :func:`lambdas.auto_confirm.core.run`, publish the metrics, log one summary line. Any failure publishes
 ``RunFailed = 1`` and re-raises, so the invocation fails (Scheduler retries, then its DLQ). Module load
 imports only the standard library and our own modules; boto3, pg8000 and Powertools load on first use.
@@ -17,10 +18,13 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambdas.auto_confirm import core
 from lambdas.shared import logs
+
+if TYPE_CHECKING:
+    from lambdas.shared.db import Credentials, DatabaseEndpoint, TokenSigner
 
 SAFETY_MARGIN_S = 15.0  # stop starting batches this long before the Lambda timeout
 _ENVELOPE_KEYS = frozenset(
@@ -64,6 +68,23 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     return handle(event, os.environ, clock=utc_now, time_left_s=time_left_s)
 
 
+def database_credentials(
+    env: Mapping[str, str], endpoint: DatabaseEndpoint, secrets_client: Any, sign_token: TokenSigner | None
+) -> Credentials:
+    """As the function's own role with an IAM token (AWS), or from the secret named by DATABASE_SECRET_ARN."""
+    from lambdas.shared import db
+
+    iam_user = db.iam_user_from_env(env)
+    if iam_user is not None:
+        return db.iam_credentials(endpoint, iam_user, sign_token or db.rds_token_signer())
+    secret_arn = db.secret_arn_from_env(env)
+    if secrets_client is None:
+        import boto3
+
+        secrets_client = boto3.client("secretsmanager")
+    return db.fetch_credentials(secret_arn, secrets_client)
+
+
 def handle(
     event: Any,
     env: Mapping[str, str],
@@ -71,7 +92,9 @@ def handle(
     clock: Callable[[], dt.datetime],
     time_left_s: Callable[[], float],
     secrets_client: Any = None,
+    sign_token: TokenSigner | None = None,
 ) -> dict[str, Any]:
+    """One run. ``sign_token`` (a ``db.TokenSigner``) and ``secrets_client`` default to the real AWS ones."""
     from lambdas.shared import db, metrics
 
     log = logs.get_logger("lambdas.auto_confirm")
@@ -82,12 +105,7 @@ def handle(
     try:
         batch_size, dry_run = parse_event(event)
         endpoint = db.DatabaseEndpoint.from_env(env)
-        secret_arn = db.secret_arn_from_env(env)
-        if secrets_client is None:
-            import boto3
-
-            secrets_client = boto3.client("secretsmanager")
-        credentials = db.fetch_credentials(secret_arn, secrets_client)
+        credentials = database_credentials(env, endpoint, secrets_client, sign_token)
         connection = db.connect(endpoint, credentials, tls=True, application_name="shipyard-auto-confirm")
         try:
             result = core.run(connection, clock, batch_size=batch_size, dry_run=dry_run, time_left_s=time_left_s)

@@ -180,6 +180,8 @@ def _shutdown(sock: socket.socket) -> None:
 Resolver = Callable[[str, int], list[tuple[Any, ...]]]
 SslContextFactory = Callable[[str | None], ssl.SSLContext]
 CredentialSource = Callable[[], DbCredentials]
+TargetCredentialSource = Callable[[str, int], DbCredentials]
+"""(host, port) -> credentials for one new connection to that server (an IAM token is signed per host)."""
 DbSession = Callable[[socket.socket, DbCredentials, str, CheckContext], None]
 
 
@@ -223,6 +225,8 @@ class CheckDeps:
     now: Callable[[], datetime] = utc_now
     credentials: CredentialSource = _no_credentials
     db_session: DbSession | None = None  # None: pg8000, imported only when a database is checked
+    target_credentials: TargetCredentialSource | None = None
+    """When set (IAM auth), used instead of `credentials`: asked once per connection, for its host."""
 
 
 def run_check(target: Target, ctx: CheckContext, deps: CheckDeps) -> CheckResult:
@@ -498,7 +502,7 @@ def _json_equal(actual: Any, expected: Any) -> bool:
 def _check_postgres(target: PostgresTarget, ctx: CheckContext, deps: CheckDeps, result: CheckResult) -> None:
     ctx.phase = "credentials"
     fetched_at = ctx.clock()
-    credentials = deps.credentials()
+    credentials = deps.target_credentials(target.host, target.port) if deps.target_credentials else deps.credentials()
     ctx.phases_ms["credentials"] = round((ctx.clock() - fetched_at) * 1000, 3)
 
     # Latency is the database's, from resolution to the answer of SELECT 1; fetching the secret is not.

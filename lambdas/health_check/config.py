@@ -109,6 +109,8 @@ class Settings:
     targets: tuple[Target, ...]
     run_deadline_s: float
     database_secret_arn: str | None
+    database_iam_user: str | None = None
+    """DATABASE_AUTH=iam + DATABASE_USER: log in to every postgres target as this role with an IAM token."""
 
     @property
     def needs_database_credentials(self) -> bool:
@@ -352,7 +354,7 @@ def parse_deadline(raw: str | None, where: str = "RUN_DEADLINE_S") -> float:
 
 
 def load_settings(env: Mapping[str, str], *, default_stack: str | None = None) -> Settings:
-    """Read STACK, TARGETS, RUN_DEADLINE_S and DATABASE_SECRET_ARN; report every problem at once.
+    """Read STACK, TARGETS, RUN_DEADLINE_S and DATABASE_AUTH/USER or DATABASE_SECRET_ARN; report every problem.
 
     Relative `ca_file` paths resolve against LAMBDA_TASK_ROOT (where Lambda unpacks the code) when set.
     """
@@ -380,11 +382,12 @@ def load_settings(env: Mapping[str, str], *, default_stack: str | None = None) -
         problems.extend(error.problems)
 
     secret_arn = env.get("DATABASE_SECRET_ARN") or None
+    iam_user = _iam_user(env, problems)
     postgres_at = [i for i, t in enumerate(targets) if isinstance(t, PostgresTarget)]
-    if postgres_at and secret_arn is None:
+    if postgres_at and secret_arn is None and iam_user is None:
         problems.append(
-            f"DATABASE_SECRET_ARN: required because TARGETS[{postgres_at[0]}] is a postgres target "
-            "(the ARN of the RDS-managed master user secret)"
+            f"DATABASE_AUTH=iam with DATABASE_USER (or DATABASE_SECRET_ARN): required because "
+            f"TARGETS[{postgres_at[0]}] is a postgres target"
         )
     elif secret_arn is not None and not secret_arn.startswith("arn:"):
         # Only the ARN belongs in the environment, never the secret itself.
@@ -393,4 +396,24 @@ def load_settings(env: Mapping[str, str], *, default_stack: str | None = None) -
     if problems:
         raise ConfigError(problems)
     assert stack is not None
-    return Settings(stack=stack, targets=targets, run_deadline_s=deadline, database_secret_arn=secret_arn)
+    return Settings(
+        stack=stack,
+        targets=targets,
+        run_deadline_s=deadline,
+        database_secret_arn=secret_arn,
+        database_iam_user=iam_user,
+    )
+
+
+def _iam_user(env: Mapping[str, str], problems: list[str]) -> str | None:
+    auth = env.get("DATABASE_AUTH") or "secret"
+    if auth not in ("iam", "secret"):
+        problems.append(f"DATABASE_AUTH: must be iam or secret (got {auth!r})")
+        return None
+    if auth == "secret":
+        return None
+    user = env.get("DATABASE_USER") or ""
+    if not _NAME_PATTERN.match(user):
+        problems.append(f"DATABASE_USER: the database role to log in as with DATABASE_AUTH=iam (got {user!r})")
+        return None
+    return user

@@ -1,4 +1,10 @@
-"""Database credentials from the RDS-managed Secrets Manager secret, fetched when a run needs them.
+"""Database credentials: an IAM auth token as the `health_check` role (AWS, issue #14), or a Secrets Manager
+secret fetched when a run needs it (the command-line tool, other deployments).
+
+IAM: the token is signed locally for each connection (no AWS call, so the in-VPC function needs no NAT or
+endpoint for it) and the role can only connect and `SELECT 1` (migration 0004).
+
+Secret:
 
 Fetched once per run (never cached across runs): RDS rotates the managed master password, and a cached
 stale password would turn a rotation into a false "database down". At one run a minute this is about
@@ -12,7 +18,29 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from lambdas.health_check.checks import CREDENTIALS, CheckFailure, DbCredentials
+from lambdas.health_check.checks import CREDENTIALS, CheckFailure, DbCredentials, TargetCredentialSource
+
+TokenSigner = Callable[[str, int, str], str]
+"""(host, port, user) -> an IAM auth token (lambdas.shared.db.TokenSigner)."""
+
+
+def iam_credentials(user: str, sign: TokenSigner) -> TargetCredentialSource:
+    """Per connection: `user` with a fresh token for that host; a signer that fails is a `credentials` failure."""
+
+    def credentials(host: str, port: int) -> DbCredentials:
+        try:
+            return DbCredentials(username=user, password=sign(host, port, user))
+        except Exception as error:
+            raise CheckFailure(CREDENTIALS, f"cannot sign an IAM auth token: {type(error).__name__}") from None
+
+    return credentials
+
+
+def rds_token_signer() -> TokenSigner:
+    """The shared signer (a boto3 rds client built once per container, region from AWS_REGION)."""
+    from lambdas.shared.db import rds_token_signer as shared_signer
+
+    return shared_signer()
 
 
 def parse_secret(secret_string: object) -> DbCredentials:

@@ -13,7 +13,13 @@ from typing import Any
 from lambdas.health_check.app import effective_deadline, execute
 from lambdas.health_check.checks import CheckDeps
 from lambdas.health_check.config import ConfigError, Settings, load_settings
-from lambdas.health_check.credentials import OncePerRun, fetch_db_credentials, secrets_manager_client
+from lambdas.health_check.credentials import (
+    OncePerRun,
+    fetch_db_credentials,
+    iam_credentials,
+    rds_token_signer,
+    secrets_manager_client,
+)
 from lambdas.health_check.report import SOURCE
 
 _secrets_client: Any = None  # built on the first run that checks a database, reused while warm
@@ -25,6 +31,8 @@ def emit(document: dict[str, Any]) -> None:
 
 
 def _deps(settings: Settings) -> CheckDeps:
+    if settings.database_iam_user is not None:
+        return CheckDeps(target_credentials=iam_credentials(settings.database_iam_user, rds_token_signer()))
     secret_arn = settings.database_secret_arn
     if secret_arn is None:
         return CheckDeps()

@@ -175,7 +175,4 @@ def iam_credentials(rds: Any, target: Target, user: str) -> Any:
     """A 15-minute IAM auth token as the password (signed locally by the SDK; no API call, no stored secret)."""
     from lambdas.shared import db
 
-    token = rds.generate_db_auth_token(
-        DBHostname=target.address, Port=target.port, DBUsername=user, Region=rds.meta.region_name
-    )
-    return db.Credentials(username=user, password=token)
+    return db.Credentials(username=user, password=db.sign_iam_token(rds, target.address, target.port, user))

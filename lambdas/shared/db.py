@@ -8,7 +8,11 @@ statements per batch, so a C driver would not make it measurably faster.
 
 Environment (read by :meth:`DatabaseEndpoint.from_env`):
 
-- ``DATABASE_SECRET_ARN``: the RDS-managed master secret (JSON with ``username`` and ``password``),
+- ``DATABASE_AUTH=iam`` and ``DATABASE_USER`` (how AWS deploys every function since issue #14): log in as
+  the function's own role (migration 0004: ``auto_confirm``, ``health_check``) with an IAM auth token,
+  signed locally by the SDK for each new connection (:func:`iam_credentials`; no Secrets Manager call, so a
+  function without NAT needs no endpoint for it, and a rotation of the master password changes nothing).
+- otherwise ``DATABASE_SECRET_ARN``: a Secrets Manager secret (JSON with ``username`` and ``password``),
   fetched at run time. The password is never in the function's environment or in logs.
 - ``DATABASE_HOST``, ``DATABASE_PORT`` (default 5432), ``DATABASE_NAME``.
 - ``DATABASE_CA_FILE`` (optional): path to the RDS CA bundle inside the code archive. When set, the
@@ -24,7 +28,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -70,6 +74,64 @@ class DatabaseEndpoint:
 class Credentials:
     username: str
     password: str = field(repr=False)
+
+
+TokenSigner = Callable[[str, int, str], str]
+"""(host, port, user) -> the password for one new connection: an RDS IAM auth token on AWS."""
+
+
+def iam_user_from_env(env: Mapping[str, str]) -> str | None:
+    """The role to log in as with an IAM token (``DATABASE_AUTH=iam``), or None for the secret's user."""
+    auth = env.get("DATABASE_AUTH", "").strip() or "secret"
+    if auth not in ("iam", "secret"):
+        raise DatabaseConfigError(f"DATABASE_AUTH must be iam or secret, got {auth!r}")
+    if auth == "secret":
+        return None
+    user = env.get("DATABASE_USER", "").strip()
+    if not user:
+        raise DatabaseConfigError("DATABASE_USER must name the database role when DATABASE_AUTH=iam")
+    return user
+
+
+def sign_iam_token(rds_client: Any, host: str, port: int, user: str) -> str:
+    """A 15-minute RDS IAM auth token, signed locally with the function's credentials (no API call).
+
+    RDS checks it only when the connection is opened, so it is asked for once per new connection.
+    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.IAMDBAuth.Connecting.Python.html
+    """
+    token: str = rds_client.generate_db_auth_token(
+        DBHostname=host, Port=port, DBUsername=user, Region=rds_client.meta.region_name
+    )
+    return token
+
+
+_rds_clients: dict[str | None, Any] = {}
+
+
+def rds_token_signer(region: str | None = None) -> TokenSigner:
+    """A :data:`TokenSigner` over a boto3 ``rds`` client built once per container (building makes no call)."""
+
+    def sign(host: str, port: int, user: str) -> str:
+        if region not in _rds_clients:
+            import boto3
+
+            _rds_clients[region] = boto3.client("rds", region_name=region)
+        return sign_iam_token(_rds_clients[region], host, port, user)
+
+    return sign
+
+
+def iam_credentials(endpoint: DatabaseEndpoint, user: str, sign: TokenSigner) -> Credentials:
+    """Credentials for one new connection as ``user``: a fresh token from ``sign``.
+
+    A signer that cannot sign (no credentials in the environment) is a :class:`DatabaseUnavailable`.
+    """
+    try:
+        return Credentials(username=user, password=sign(endpoint.host, endpoint.port, user))
+    except Exception as error:
+        raise DatabaseUnavailable(
+            f"cannot sign an IAM auth token for {user}@{endpoint.describe()}: {describe_error(error)}"
+        ) from error
 
 
 def secret_arn_from_env(env: Mapping[str, str]) -> str:

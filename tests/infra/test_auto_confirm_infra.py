@@ -26,6 +26,7 @@ def test_function_runs_the_handler_in_private_subnets_with_its_own_group(any_sta
     assert set(function.inputs["vpcConfig"]["subnetIds"]) == private
     group = any_stack.one("aws:ec2/securityGroup:SecurityGroup", "auto-confirm-sg")
     assert function.inputs["vpcConfig"]["securityGroupIds"] == [group.id]
+    assert [(e["fromPort"], e["toPort"]) for e in group.inputs["egress"]] == [(5432, 5432)]  # no AWS API call
     rule = any_stack.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "database-from-auto-confirm")
     assert rule.inputs["referencedSecurityGroupId"] == group.id
     assert rule.inputs["fromPort"] == 5432
@@ -33,11 +34,12 @@ def test_function_runs_the_handler_in_private_subnets_with_its_own_group(any_sta
     assert rule.inputs["securityGroupId"] == database_group.id
 
 
-def test_environment_names_the_secret_never_holds_it(any_stack: StackRun) -> None:
+def test_environment_names_its_own_role_and_holds_no_secret(any_stack: StackRun) -> None:
     function = _function(any_stack)
     variables = function.inputs["environment"]["variables"]
     instance = any_stack.one("aws:rds/instance:Instance")
-    assert variables["DATABASE_SECRET_ARN"] == instance.outputs["masterUserSecrets"][0]["secretArn"]
+    assert (variables["DATABASE_AUTH"], variables["DATABASE_USER"]) == ("iam", "auto_confirm")
+    assert "DATABASE_SECRET_ARN" not in variables  # issue #14: the master secret is the migrate task's alone
     assert variables["DATABASE_HOST"] == instance.outputs["address"]
     assert variables["DATABASE_NAME"] == instance.inputs["dbName"]
     assert variables["STACK"] == any_stack.stack
@@ -45,14 +47,15 @@ def test_environment_names_the_secret_never_holds_it(any_stack: StackRun) -> Non
     assert not any("password" in key.lower() for key in variables)
 
 
-def test_role_reads_exactly_the_database_secret(any_stack: StackRun) -> None:
+def test_role_may_log_in_as_auto_confirm_only_and_reads_no_secret(any_stack: StackRun) -> None:
     policy = json.loads(any_stack.one("aws:iam/rolePolicy:RolePolicy", "auto-confirm-function-policy").inputs["policy"])
-    secret_arn = _function(any_stack).inputs["environment"]["variables"]["DATABASE_SECRET_ARN"]
-    reads = [s for s in policy["Statement"] if "secretsmanager:GetSecretValue" in s["Action"]]
-    assert reads == [{"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": [secret_arn]}]
-    decrypts = [s for s in policy["Statement"] if "kms:Decrypt" in s["Action"]]
-    # Prod encrypts the database (and its secret) with a customer key; staging uses AWS-managed keys.
-    assert len(decrypts) == (1 if any_stack.stack == "prod" else 0)
+    instance = any_stack.one("aws:rds/instance:Instance").outputs
+    _, partition, _, region, account = instance["arn"].split(":")[:5]
+    logins = [s for s in policy["Statement"] if s["Action"] == "rds-db:connect"]
+    assert [s["Resource"] for s in logins] == [
+        f"arn:{partition}:rds-db:{region}:{account}:dbuser:{instance['resourceId']}/auto_confirm"
+    ]
+    assert not any("secretsmanager" in str(s["Action"]) or "kms" in str(s["Action"]) for s in policy["Statement"])
     # Describe calls take only "*" (AWS); they come with the VPC placement, and nothing else is unscoped.
     unscoped = [s for s in policy["Statement"] if s["Resource"] in ("*", ["*"])]
     assert unscoped == [vpc_access_statements("123456789012", "us-east-1")[1]]

@@ -166,14 +166,33 @@ def test_worker_interval_follows_the_schedule_and_disappears_when_disabled() -> 
     assert not _spec(disabled).get("workers")
 
 
-def test_migration_job_runs_before_each_deploy_with_the_direct_database_url(staging_do: StackRun) -> None:
+def test_migration_job_runs_before_each_deploy_as_the_cluster_admin(staging_do: StackRun) -> None:
+    """Issue #14 item 3: the API-made app user cannot CREATE in `public` (PG >= 15) nor CREATE ROLE, so the
+    PRE_DEPLOY job migrates as doadmin and makes the app user a member of the roles it needs."""
     job = _component(staging_do, "jobs", "migrate")
     assert job["runCommand"] == "python -m app.migrate"
     url = _envs(job)["DATABASE_URL"]
     assert url["type"] == "SECRET"
     cluster = staging_do.one(CLUSTER)
-    assert url["value"].startswith(f"postgresql://shipyard_app:{staging_do.one(DB_USER).outputs['password']}@")
-    assert f"@{cluster.outputs['host']}:25060/shipyard?sslmode=require" in url["value"]
+    admin, admin_password = cluster.outputs["user"], cluster.outputs["password"]
+    assert admin == "doadmin"
+    assert (
+        url["value"]
+        == f"postgresql://doadmin:{admin_password}@{cluster.outputs['host']}:25060/shipyard?sslmode=require"
+    )
+    logins = _envs(job)["DATABASE_APP_LOGINS"]
+    assert (logins["value"], logins["type"]) == ("shipyard_app", "GENERAL")
+
+
+def test_service_and_worker_keep_the_app_user(staging_do: StackRun) -> None:
+    app_password = staging_do.one(DB_USER).outputs["password"]
+    admin_password = staging_do.one(CLUSTER).outputs["password"]
+    for kind, name in (("services", "api"), ("workers", "auto-confirm")):
+        url = _envs(_component(staging_do, kind, name))["DATABASE_URL"]["value"]
+        assert url.startswith("postgresql://shipyard_app:"), name
+        assert admin_password not in url and "doadmin" not in url, name
+    worker_url = _envs(_component(staging_do, "workers", "auto-confirm"))["DATABASE_URL"]["value"]
+    assert worker_url.startswith(f"postgresql://shipyard_app:{app_password}@")
 
 
 def test_api_service_size_count_health_check_and_port(staging_do: StackRun) -> None:

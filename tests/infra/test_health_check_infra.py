@@ -90,13 +90,15 @@ def test_vpc_function_checks_only_the_database_from_private_subnets(checker: Sta
         assert target["ca_file"] == rds_ca.ARCHIVE_PATH
     else:
         assert "ca_file" not in target  # the plan warned: `make rds-ca` was not run (health-endpoint-down runbook)
-    secret = instance.outputs["masterUserSecrets"][0]["secretArn"]
-    assert _env(vpc)["DATABASE_SECRET_ARN"] == secret
+    # its own role with an IAM token (issue #14), never the master secret
+    assert (_env(vpc)["DATABASE_AUTH"], _env(vpc)["DATABASE_USER"]) == ("iam", "health_check")
+    assert "DATABASE_SECRET_ARN" not in _env(vpc)
     private = sorted(_id(s) for s in checker.of_type("aws:ec2/subnet:Subnet") if "private" in s.name)
     sg = checker.one("aws:ec2/securityGroup:SecurityGroup", "health-check-sg")
     assert sorted(vpc.inputs["vpcConfig"]["subnetIds"]) == private
     assert vpc.inputs["vpcConfig"]["securityGroupIds"] == [_id(sg)]
-    assert {(e["fromPort"], e["toPort"]) for e in sg.inputs["egress"]} == {(5432, 5432), (443, 443)}
+    # PostgreSQL only: the IAM token is signed locally, so no Secrets Manager endpoint or NAT is needed
+    assert {(e["fromPort"], e["toPort"]) for e in sg.inputs["egress"]} == {(5432, 5432)}
 
 
 def test_database_admits_the_checker(checker: StackRun) -> None:
@@ -108,22 +110,23 @@ def test_database_admits_the_checker(checker: StackRun) -> None:
     assert (rule.inputs["fromPort"], rule.inputs["toPort"], rule.inputs["ipProtocol"]) == (5432, 5432, "tcp")
 
 
-def test_reads_only_its_secret_and_decrypts_only_through_secrets_manager(checker: StackRun) -> None:
-    instance = checker.one("aws:rds/instance:Instance")
+def test_logs_in_as_health_check_only_and_reads_no_secret(checker: StackRun) -> None:
+    """`rds-db:connect` on this one database user (DbiResourceId format); no Secrets Manager, no KMS."""
+    instance = checker.one("aws:rds/instance:Instance").outputs
     policy = json.loads(checker.one("aws:iam/rolePolicy:RolePolicy", "health-check-vpc-policy").inputs["policy"])
-    statements = {tuple(s["Action"]): s for s in policy["Statement"]}
-    assert statements[("secretsmanager:GetSecretValue",)]["Resource"] == [
-        instance.outputs["masterUserSecrets"][0]["secretArn"]
+    _, partition, _, region, account = instance["arn"].split(":")[:5]
+    logins = [s for s in policy["Statement"] if s["Action"] == "rds-db:connect"]
+    assert logins == [
+        {
+            "Sid": "DatabaseLogin",
+            "Effect": "Allow",
+            "Action": "rds-db:connect",
+            "Resource": f"arn:{partition}:rds-db:{region}:{account}:dbuser:{instance['resourceId']}/health_check",
+        }
     ]
-    key = instance.inputs.get("masterUserSecretKmsKeyId")
-    if key:  # prod: customer-managed key
-        decrypt = statements[("kms:Decrypt",)]
-        assert decrypt["Resource"] == [key]
-        assert decrypt["Condition"] == {"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}}
-    else:
-        assert ("kms:Decrypt",) not in statements
+    assert not any("secretsmanager" in str(s["Action"]) or "kms" in str(s["Action"]) for s in policy["Statement"])
     public = json.loads(checker.one("aws:iam/rolePolicy:RolePolicy", "health-check-public-policy").inputs["policy"])
-    assert not any("secretsmanager" in str(s["Action"]) for s in public["Statement"])
+    assert not any("secretsmanager" in str(s["Action"]) or "rds-db" in str(s["Action"]) for s in public["Statement"])
 
 
 @pytest.mark.parametrize("variant", ["public", "vpc"])

@@ -173,6 +173,21 @@ def test_cli_check_and_fetch(served: tuple[_Served, str], tmp_path: Path, capsys
     assert "3 Amazon RDS CA certificates" in capsys.readouterr().out
 
 
+def test_cli_by_default_writes_the_lambdas_copy_and_the_api_image_copy(
+    served: tuple[_Served, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One download, the same checked bytes in lambdas/shared/ and in the API's build context (app/certs/)."""
+    _, url = served
+    lambdas_copy, image_copy = tmp_path / "lambdas" / "bundle.pem", tmp_path / "app" / "certs" / "bundle.pem"
+    monkeypatch.setattr(rds_ca, "BUNDLE_PATH", lambdas_copy)
+    monkeypatch.setattr(rds_ca, "APP_BUNDLE_PATH", image_copy)
+    assert rds_ca.main(["--url", url]) == 0
+    assert lambdas_copy.read_bytes() == image_copy.read_bytes() == GOOD
+    assert rds_ca.main(["--check"]) == 0
+    assert rds_ca.IMAGE_PATH == "/srv/app/certs/rds-ca-bundle.pem"
+    assert rds_ca.IMAGE_PATH.endswith("/" + rds_ca.APP_BUNDLE_RELATIVE)  # app/ is copied to /srv/app
+
+
 # ------------------------------------------------------------------------------------------------- packaging
 
 

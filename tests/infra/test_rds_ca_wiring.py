@@ -7,6 +7,7 @@ database-facing functions must point at it — and their code archives must cont
 
 from __future__ import annotations
 
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -34,6 +35,8 @@ def bundled(tmp_path_factory: pytest.TempPathFactory) -> tuple[StackRun, Path]:
         else:
             shutil.copy2(source, root / part)
     (root / rds_ca.ARCHIVE_PATH).write_bytes(GOOD)
+    (root / "app" / rds_ca.APP_BUNDLE_RELATIVE).parent.mkdir(parents=True, exist_ok=True)
+    (root / "app" / rds_ca.APP_BUNDLE_RELATIVE).write_bytes(GOOD)  # `make rds-ca` writes both
     return evaluate("prod", root=root), root
 
 
@@ -47,6 +50,17 @@ def test_database_facing_functions_point_at_the_bundle(bundled: tuple[StackRun, 
     assert _environment(run, "auto-confirm-function-function")["DATABASE_CA_FILE"] == rds_ca.ARCHIVE_PATH
     assert _environment(run, "backup-probe-function")["DB_CA_FILE"] == rds_ca.ARCHIVE_PATH
     assert f'"ca_file":"{rds_ca.ARCHIVE_PATH}"' in _environment(run, "health-check-vpc-function")["TARGETS"]
+
+
+def test_the_api_and_the_migrate_task_verify_the_server_against_the_bundle_in_the_image(
+    bundled: tuple[StackRun, Path],
+) -> None:
+    """Issue #22 item 6: `sslmode=require` checks nothing (CERT_NONE); with the bundle it is verify-full."""
+    run, _ = bundled
+    for task in ("api-api-task", "api-migrate-task"):
+        (container,) = json.loads(run.one("aws:ecs/taskDefinition:TaskDefinition", task).inputs["containerDefinitions"])
+        env = {e["name"]: e["value"] for e in container["environment"]}
+        assert (env["DATABASE_SSLMODE"], env["DATABASE_CA_FILE"]) == ("verify-full", rds_ca.IMAGE_PATH), task
 
 
 def test_with_the_bundle_the_program_does_not_warn_about_it(bundled: tuple[StackRun, Path]) -> None:

@@ -211,17 +211,42 @@ def test_no_secret_is_a_plain_environment_value(any_stack: StackRun) -> None:
 def test_secrets_are_injected_by_secrets_manager_arn(any_stack: StackRun) -> None:
     container = _container(any_stack, "api")
     secrets = {s["name"]: s["valueFrom"] for s in container["secrets"]}
-    assert {"SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_USER", "DATABASE_PASSWORD"} <= set(secrets)
+    assert {"SECRET_KEY", "JWT_SECRET_KEY"} <= set(secrets)
     master = any_stack.outputs["databaseSecretArn"]
-    assert secrets["DATABASE_USER"] == f"{master}:username::"
-    assert secrets["DATABASE_PASSWORD"] == f"{master}:password::"
     app_secret = any_stack.outputs["appSecretArn"]
     assert secrets["SECRET_KEY"] == f"{app_secret}:SECRET_KEY::"
     assert secrets["JWT_SECRET_KEY"] == f"{app_secret}:JWT_SECRET_KEY::"
-    # The execution role reads exactly these secrets, nothing else.
+    # The execution role reads exactly these secrets (the master one for the migrate task), nothing else.
     policy = _policy(any_stack, "api-execution-policy")
     assert sorted(_statement(policy, "InjectedSecrets")["Resource"]) == sorted({master, app_secret})
     assert _statement(policy, "InjectedSecrets")["Action"] == "secretsmanager:GetSecretValue"
+
+
+def test_only_the_migrate_task_gets_the_master_secret(with_worker_and_jobs: StackRun) -> None:
+    """Issue #14 item 1: ECS injects a secret only at task start, so a rotated master password would strand
+    every running API task. The API, workers and jobs log in as `api` with IAM tokens instead."""
+    run = with_worker_and_jobs
+    master = run.outputs["databaseSecretArn"]
+    migrate = {s["name"]: s["valueFrom"] for s in _container(run, "migrate")["secrets"]}
+    assert migrate["DATABASE_USER"] == f"{master}:username::"
+    assert migrate["DATABASE_PASSWORD"] == f"{master}:password::"
+    migrate_env = {e["name"]: e["value"] for e in _container(run, "migrate")["environment"]}
+    assert "DATABASE_AUTH" not in migrate_env  # password login, as the master
+    for name in ("api", "worker-bot", "job-reminders", "job-cleanup"):
+        container = _container(run, name)
+        assert not [s for s in container["secrets"] if master in s["valueFrom"]], name
+        env = {e["name"]: e["value"] for e in container["environment"]}
+        assert (env["DATABASE_AUTH"], env["DATABASE_USER"]) == ("iam", "api"), name
+        assert env["AWS_REGION"] == "us-east-1"
+
+
+def test_task_role_may_log_in_to_the_database_as_api_only(any_stack: StackRun) -> None:
+    """`rds-db:connect` names the DbiResourceId and one database user (AWS IAM DB auth policy format)."""
+    instance = any_stack.one("aws:rds/instance:Instance").outputs
+    _, partition, _, region, account = instance["arn"].split(":")[:5]
+    login = _statement(_policy(any_stack, "api-task-policy"), "DatabaseLogin")
+    assert login["Action"] == "rds-db:connect"
+    assert login["Resource"] == f"arn:{partition}:rds-db:{region}:{account}:dbuser:{instance['resourceId']}/api"
 
 
 def test_plain_settings_reach_the_app(staging: StackRun, prod: StackRun) -> None:
@@ -231,6 +256,7 @@ def test_plain_settings_reach_the_app(staging: StackRun, prod: StackRun) -> None
         assert env["DATABASE_HOST"] == host
         assert env["DATABASE_PORT"] == port
         assert env["DATABASE_NAME"]
+        # the repository has no RDS CA bundle until `make rds-ca` (tests/infra/test_rds_ca_wiring.py: verify-full)
         assert env["DATABASE_SSLMODE"] == "require"
         assert env["WEB_CONCURRENCY"] == workers
         assert env["PORT"] == "8000"
@@ -251,7 +277,7 @@ def test_task_role_reaches_only_its_uploads_prefix(any_stack: StackRun) -> None:
     assert uploads["Resource"] == f"{bucket}/uploads/*"
     # Exactly what app/uploads.py signs with: PutObject (presigned POST), GetObject (presigned GET, HeadObject).
     assert sorted(uploads["Action"]) == ["s3:GetObject", "s3:PutObject"]
-    expected = {"UploadsUnderPrefix", "EcsExec"} if any_stack.stack == "staging" else {"UploadsUnderPrefix"}
+    expected = {"UploadsUnderPrefix", "DatabaseLogin"} | ({"EcsExec"} if any_stack.stack == "staging" else set())
     assert {s["Sid"] for s in policy["Statement"]} == expected
 
 
@@ -415,7 +441,9 @@ def test_migrate_task_runs_the_app_migrations_with_the_same_image_and_secrets(an
     api = _container(any_stack, "api")
     assert migrate["command"] == ["python", "-m", "app.migrate"]
     assert migrate["image"] == api["image"]
-    assert migrate["secrets"] == api["secrets"]
+    # the API's secrets plus the master user's (only the migrate task logs in with a password)
+    extra = [s for s in migrate["secrets"] if s not in api["secrets"]]
+    assert sorted(s["name"] for s in extra) == ["DATABASE_PASSWORD", "DATABASE_USER"]
     assert "portMappings" not in migrate
     task = any_stack.one(TASK_DEFINITION, "api-migrate-task").inputs
     assert task["family"] == f"shipyard-{any_stack.stack}-migrate"

@@ -230,8 +230,8 @@ def test_environment_problems_are_all_reported() -> None:
     assert caught.value.problems == [
         "STACK: not set (the stack name is the `Stack` metric dimension)",
         "RUN_DEADLINE_S: must be a number of seconds (got 'soon')",
-        "DATABASE_SECRET_ARN: required because TARGETS[1] is a postgres target "
-        "(the ARN of the RDS-managed master user secret)",
+        "DATABASE_AUTH=iam with DATABASE_USER (or DATABASE_SECRET_ARN): required because "
+        "TARGETS[1] is a postgres target",
     ]
     assert str(caught.value).startswith("invalid health-check configuration:\n  STACK: not set")
 
@@ -264,3 +264,16 @@ def test_environment_mistakes(env: dict[str, str], problem: str) -> None:
 
     assert caught.value.problems == [problem]
     assert "hunter2" not in str(caught.value)  # a secret pasted by mistake is not echoed back
+
+
+def test_iam_auth_settings() -> None:
+    base = {"STACK": "staging", "TARGETS": json.dumps([GOOD_PG])}
+    settings = load_settings(base | {"DATABASE_AUTH": "iam", "DATABASE_USER": "health_check"})
+    assert (settings.database_iam_user, settings.database_secret_arn) == ("health_check", None)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(base | {"DATABASE_AUTH": "iam"})
+    assert caught.value.problems[0] == ("DATABASE_USER: the database role to log in as with DATABASE_AUTH=iam (got '')")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(base | {"DATABASE_AUTH": "kerberos"})
+    assert caught.value.problems[0] == "DATABASE_AUTH: must be iam or secret (got 'kerberos')"

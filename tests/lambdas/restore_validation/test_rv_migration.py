@@ -78,8 +78,9 @@ def test_on_rds_the_role_joins_rds_iam(make_pg_server: Callable[[], EmbeddedPost
         members = connection.run(
             """SELECT m.rolname FROM pg_auth_members a
                  JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member
-                WHERE r.rolname = 'rds_iam'"""
+                WHERE r.rolname = 'rds_iam' ORDER BY 1"""
         )
     finally:
         connection.close()
-    assert members == [[VALIDATION_ROLE]]
+    # every IAM-auth login joins rds_iam: the validator (0003) and the consumers of 0004
+    assert members == [[name] for name in sorted([VALIDATION_ROLE, "api", "auto_confirm", "health_check"])]
