@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STACK  ?= staging
-REQS   := requirements.txt requirements-dev.txt lambdas/requirements.txt app/requirements.txt app/requirements.in policy/requirements.txt
+REQS   := requirements.txt requirements-dev.txt requirements-awscli.txt lambdas/requirements.txt app/requirements.txt app/requirements.in policy/requirements.txt
 STAMP  := $(VENV)/.installed
 
 .PHONY: plan test lint typecheck pytest schema runbooks bench clean deploy-frontend rds-ca
@@ -12,6 +12,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): $(REQS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-awscli.txt
 	@touch $(STAMP)
 
 ## make plan [STACK=prod] [ARGS="--json"]: offline plan of a stack, no credentials needed

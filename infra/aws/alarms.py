@@ -679,9 +679,12 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
             "alertDlqUrl / alertDeliveryDlqUrl depth (dlq-depth alarms): alerts waiting for a replay.",
         ),
         fixes=(
-            "Fix the channel (a new value with `aws secretsmanager put-secret-value --secret-id <alert channels "
-            "secret>`; warm forwarders read it again within SECRETS_TTL_SECONDS, 5 minutes), then replay what "
-            "the DLQs hold as the dlq-depth runbook says: targets that already succeeded are not sent twice.",
+            "Fix the channel: write the whole corrected JSON document (every channel, not only the broken one: "
+            "start from `get-secret-value`) to a file outside the repo, then `aws secretsmanager put-secret-value "
+            "--secret-id <alert channels secret> --secret-string file://alert-channels.json` (a file keeps the "
+            "credentials out of shell history) and delete the file; warm forwarders read it again within "
+            "SECRETS_TTL_SECONDS, 5 minutes. Then replay what the DLQs hold as the dlq-depth runbook says: targets "
+            "that already succeeded are not sent twice.",
         ),
     ),
     # ---------------------------------------------------------------------------------------------- auto-confirm
@@ -708,7 +711,8 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         ),
         fixes=(
             "Fix the cause; the next hourly run catches up (it settles everything overdue in batches). To run now: "
-            "`aws lambda invoke --function-name <auto-confirm function> --payload '{}' /dev/stdout`.",
+            "`aws lambda invoke --function-name <auto-confirm function> --cli-binary-format raw-in-base64-out "
+            "--payload '{}' /dev/stdout` (AWS CLI v2: without the flag it reads the payload as base64).",
         ),
     ),
     AlarmSpec(
