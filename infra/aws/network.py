@@ -31,7 +31,7 @@ MINIMAL_ENDPOINTS = ("secretsmanager",)
 @dataclass(frozen=True)
 class NetworkArgs:
     settings: NetworkConfig
-    """The `shipyard:network` block (cidr, azCount, nat, vpcEndpoints, flowLogs); see infra/config.py."""
+    """The `shipyard:network` block (cidr, azCount, nat, vpcEndpoints, flowLogs); see infra/config/."""
     region: str
     """`aws:region`; endpoint service names are `com.amazonaws.<region>.<service>`."""
 

@@ -41,7 +41,7 @@ APP_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")
 @dataclass(frozen=True)
 class UploadsArgs:
     settings: UploadsConfig
-    """The `shipyard:uploads` block: size limit, allowed types, prefix and lifecycle days (infra/config.py)."""
+    """The `shipyard:uploads` block: size limit, allowed types, prefix and lifecycle days (infra/config/)."""
     allowed_origins: pulumi.Input[Sequence[str]]
     """Browser origins allowed to upload (the frontend's URL, e.g. `https://app.example.com`); no wildcard."""
 
