@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+from functools import cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -15,18 +18,50 @@ from pydantic import (
 from infra.config.common import CommonStack, UploadsConfig
 from infra.config.validators import (
     PROJECT,
+    AwsRegion,
     Cidr,
     LogRetentionDays,
     RdsWindow,
     Schedule,
+    TagValue,
     TimeZone,
     _Model,
+    aws_regions,
     reject_secret_like_env,
 )
 
 # --------------------------------------------------------------------------------------------------------
 # AWS
 # --------------------------------------------------------------------------------------------------------
+
+
+PRICES_FILE = Path(__file__).resolve().parent.parent / "prices.json"
+
+
+@cache
+def priced_keys() -> frozenset[str]:
+    """Keys of the dated price table (infra/prices.json) the cost estimate reads."""
+    return frozenset(row["key"] for row in json.loads(PRICES_FILE.read_text())["prices"])
+
+
+def priced_classes(prefix: str) -> list[str]:
+    """Instance classes with a list price under `prefix` (e.g. `rds.instance.` -> db.t4g.micro, ...)."""
+    return sorted(key.removeprefix(prefix) for key in priced_keys() if key.startswith(prefix))
+
+
+def validate_rds_instance_class(value: str) -> str:
+    """An RDS class the cost estimate can price: an unknown one (db.t9.huge) fails `pulumi up`, and an unpriced
+    real one would make the estimate look cheaper than the bill. Add a row to infra/prices.json to use another."""
+    known = priced_classes("rds.instance.")
+    if value not in known:
+        raise ValueError(
+            f"{value!r} is not an RDS instance class with a list price in infra/prices.json; known: "
+            f"{', '.join(known)} (to use another real class, add its price row there first)"
+        )
+    return value
+
+
+RdsInstanceClass = Annotated[str, AfterValidator(validate_rds_instance_class)]
 
 
 class NetworkConfig(_Model):
@@ -49,7 +84,7 @@ class NetworkConfig(_Model):
 
 class DatabaseConfig(_Model):
     engine_version: str = Field("17", pattern=r"^\d{2}(\.\d+)?$", description="PostgreSQL major (or major.minor).")
-    instance_class: str = Field("db.t4g.micro", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    instance_class: RdsInstanceClass = Field("db.t4g.micro", description="RDS instance class (priced ones only).")
     allocated_storage_gb: int = Field(20, ge=20, le=65_536)
     max_allocated_storage_gb: int = Field(100, ge=20, le=65_536, description="Storage autoscaling ceiling.")
     multi_az: bool = False
@@ -77,7 +112,11 @@ _FARGATE_MEMORY = {
     1024: tuple(range(2048, 8193, 1024)),
     2048: tuple(range(4096, 16385, 1024)),
     4096: tuple(range(8192, 30721, 1024)),
+    8192: tuple(range(16384, 61441, 4096)),
+    16384: tuple(range(32768, 122881, 8192)),
 }
+"""Fargate task sizes (Linux): CPU units -> memory MiB. Source: "Fargate task CPU and memory",
+https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size."""
 
 
 def validate_fargate_size(cpu: int, memory: int) -> None:
@@ -205,7 +244,7 @@ class FrontendConfig(_Model):
 class CacheConfig(_Model):
     enabled: bool = False
     engine: Literal["valkey", "redis"] = "valkey"
-    node_type: str = Field("cache.t4g.micro", pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")
+    node_type: str = Field("cache.t4g.micro", description="ElastiCache node type (priced ones for `engine`).")
     replicas: int = Field(0, ge=0, le=5)
     maxmemory_policy: Literal[
         "noeviction",
@@ -221,6 +260,16 @@ class CacheConfig(_Model):
         description="noeviction: queues (BullMQ, RQ) lose jobs silently under any evicting policy.",
     )
 
+    @model_validator(mode="after")
+    def _priced_node_type(self) -> CacheConfig:
+        known = priced_classes(f"elasticache.{self.engine}.")
+        if self.node_type not in known:
+            raise ValueError(
+                f"nodeType {self.node_type!r} is not an ElastiCache node type with a {self.engine} list price in "
+                f"infra/prices.json; known: {', '.join(known)} (add its price row there to use another)"
+            )
+        return self
+
 
 CONTINUOUS_BACKUP_MAX_DAYS = 35
 """AWS Backup keeps continuous (point-in-time) recovery points of RDS and S3 at most 35 days."""
@@ -229,8 +278,7 @@ CONTINUOUS_BACKUP_MAX_DAYS = 35
 class OffsiteCopyConfig(_Model):
     """Copies of the backups in a vault in a second region (disaster recovery when the stack's region is lost)."""
 
-    region: str = Field(
-        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$",
+    region: AwsRegion = Field(
         description="Region of the offsite vault; must differ from aws:region (the copy is for losing that region).",
     )
     retention_days: int = Field(365, ge=1, description="Days each offsite copy is kept (1 year: the issue's anchor).")
@@ -296,16 +344,18 @@ class BackupsConfig(_Model):
         description="Hours the restored copy lives for validation; AWS Backup deletes it when the validator "
         "reports or when the window ends, whichever is first.",
     )
-    restore_test_instance_class: str = Field(
+    restore_test_instance_class: RdsInstanceClass = Field(
         "db.t4g.micro",
-        pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$",
         description="Instance class of the restored copy: the smallest, it only answers a few catalogue queries.",
     )
 
 
 class AwsStack(CommonStack):
     cloud: Literal["aws"] = "aws"
-    region: str = Field(description="From `aws:region`.", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    region: AwsRegion = Field(description="From `aws:region` (a region in botocore's partition data).")
+    owner: TagValue = Field(
+        min_length=2, description="Team or person accountable; becomes the `owner` tag on every resource."
+    )
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
@@ -328,6 +378,11 @@ def _aws_problems(config: AwsStack, source: str) -> list[str]:
             f"{source}: {PROJECT}:alerts.emailFrom: required when alerts.routing uses email and no domain is set "
             "(the sender SES sends alert e-mails from)"
         )
+    for index, task in enumerate(config.jobs.scheduled_tasks):
+        try:
+            validate_fargate_size(task.cpu, task.memory)
+        except ValueError as error:
+            problems.append(f"{source}: {PROJECT}:jobs.scheduledTasks[{index}]: {error}")
     if config.alerts.routing.get("info") and "sms" in config.alerts.routing["info"]:
         problems.append(f"{source}: {PROJECT}:alerts.routing.info: SMS for info alerts would page people for noise")
     return problems
@@ -343,6 +398,13 @@ def _backup_problems(config: AwsStack, source: str) -> list[str]:
         retentions["offsite.retentionDays"] = backups.offsite.retention_days
         if backups.offsite.region == config.region:
             problems.append(f"{key}.offsite.region: must differ from aws:region ({config.region})")
+        elif aws_regions()[backups.offsite.region] != aws_regions()[config.region]:
+            # AWS Backup copies only within a partition (aws, aws-cn, aws-us-gov...): ARNs and accounts differ.
+            problems.append(
+                f"{key}.offsite.region: {backups.offsite.region} is in partition "
+                f"{aws_regions()[backups.offsite.region]}, aws:region {config.region} in "
+                f"{aws_regions()[config.region]}; cross-partition copies are not possible"
+            )
     if backups.vault_lock is not None:
         lock = backups.vault_lock
         if lock.min_retention_days > lock.max_retention_days:

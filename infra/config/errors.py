@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,16 +17,59 @@ from infra.config.digitalocean import DigitalOceanStack
 from infra.config.validators import PROJECT
 
 
-class ConfigError(RunError):
-    """An invalid stack configuration. `problems` holds one line per problem, already formatted.
+class Problem(str):
+    """One problem, formatted `<file>: <key path>: <message>`, that also keeps its parts.
 
-    A `pulumi.RunError`, so the CLI prints the message without a Python traceback.
+    A `str`, so code that prints or searches `ConfigError.problems` keeps working; `file`, `key` and
+    `message` let a caller re-label the file (`--config-file`) or emit the problems as data (`plan --json`).
     """
 
-    def __init__(self, problems: list[str]):
-        self.problems = problems
+    file: str
+    key: str
+    message: str
+
+    def __new__(cls, file: str, key: str, message: str) -> Problem:
+        self = super().__new__(cls, f"{file}: {key}: {message}" if key else f"{file}: {message}")
+        self.file, self.key, self.message = file, key, message
+        return self
+
+    @classmethod
+    def parse(cls, text: str, file: str | None = None) -> Problem:
+        """A problem from its text (`<file>: <key>: <message>`), e.g. one formatted by a check before `Problem`."""
+        if all(hasattr(text, attribute) for attribute in ("file", "key", "message")):
+            return cls(text.file, text.key, text.message)  # type: ignore[attr-defined]
+        rest = text
+        if file is not None and text.startswith(f"{file}: "):
+            rest = text[len(file) + 2 :]
+        else:
+            file, _, rest = text.partition(": ")
+        key, separator, message = rest.partition(": ")
+        if not separator or " " in key:
+            return cls(file or "", "", rest)
+        return cls(file or "", key, message)
+
+    def relabel(self, file: str) -> Problem:
+        return Problem(file, self.key, self.message)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"file": self.file, "key": self.key, "message": self.message}
+
+
+class ConfigError(RunError):
+    """An invalid stack configuration: `problems` holds every problem found (one run reports them all).
+
+    Each problem is a `Problem`: a formatted line that also carries `file`, `key` and `message`
+    (`as_dicts()` gives them as data, e.g. for an `errors` document). A `pulumi.RunError`, so the CLI
+    prints the message without a Python traceback.
+    """
+
+    def __init__(self, problems: Iterable[str]):
+        self.problems: list[Problem] = [Problem.parse(problem) for problem in problems]
         self.registered: list[str] = []  # URNs registered before the error (the harness fills it in)
-        super().__init__("invalid stack configuration:\n  " + "\n  ".join(problems))
+        super().__init__("invalid stack configuration:\n  " + "\n  ".join(self.problems))
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        return [problem.as_dict() for problem in self.problems]
 
 
 def _key_path(loc: tuple[int | str, ...], is_aws: bool) -> str:
@@ -85,7 +130,51 @@ def _is_aws_key(loc: tuple[int | str, ...]) -> bool:
     return str(loc[-1]) in {(f.alias or n) for n, f in parent.model_fields.items()}
 
 
-def _describe(kind: str, message: str, loc: tuple[int | str, ...], model: type[BaseModel]) -> str:
+def _allowed_keys(parent: type[BaseModel]) -> list[str]:
+    return sorted((f.alias or n) for n, f in parent.model_fields.items() if n not in {"secrets", "cloud", "region"})
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for a close match (typos, case), else ``: the end of a message."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean {lowered[close[0]]!r}?" if close else ""
+
+
+# pydantic's error types, said in the stack file's words (no class names, no "Input should be").
+_PLAIN: dict[str, str] = {
+    "model_type": "must be a mapping of keys to values (indented under the key)",
+    "model_attributes_type": "must be a mapping of keys to values (indented under the key)",
+    "dict_type": "must be a mapping of keys to values",
+    "list_type": "must be a list (one '- item' per line, or [a, b])",
+    "string_type": "must be a text value",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number, not a fraction",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number (.nan and .inf are not settings)",
+}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(
+    kind: str,
+    message: str,
+    loc: tuple[int | str, ...],
+    model: type[BaseModel],
+    value: Any = None,
+    context: dict[str, Any] | None = None,
+) -> str:
     if kind == "extra_forbidden":
         parent = _field_for(model, loc[:-1])
         aws_only = ""
@@ -93,11 +182,24 @@ def _describe(kind: str, message: str, loc: tuple[int | str, ...], model: type[B
             why = _AWS_ONLY_WHY.get(str(loc[0])) if len(loc) == 1 else None
             aws_only = f"AWS-only key, not available with cloud: digitalocean{f' — {why}' if why else ''}; "
         if parent is not None:
-            allowed = sorted(
-                (f.alias or n) for n, f in parent.model_fields.items() if n not in {"secrets", "cloud", "region"}
-            )
-            return f"{aws_only or 'unknown key; '}allowed here: {', '.join(allowed)}"
+            allowed = _allowed_keys(parent)
+            hint = "" if aws_only else did_you_mean(str(loc[-1]), allowed)
+            return f"{aws_only or 'unknown key; '}allowed here: {', '.join(allowed)}{hint}"
         return aws_only.rstrip("; ") or "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind == "union_tag_invalid":
+        tags = (context or {}).get("expected_tags", "'aws', 'digitalocean'")
+        return f"{_shown(value)} is not a supported cloud; allowed: {tags.replace(chr(39), '')}"
+    if kind in _PLAIN:
+        return f"{_PLAIN[kind]}, got {_shown(value)}"
+    if kind == "string_pattern_mismatch":
+        pattern = (context or {}).get("pattern", "")
+        return f"{_shown(value)} has the wrong form (allowed: text matching {pattern})"
+    if kind.startswith(("greater_than", "less_than", "too_short", "too_long", "literal_error", "enum")):
+        said = message.replace("Input should be", "must be").replace("Value should be", "must be")
+        said = said.replace(" should ", " must ")
+        for noun in ("String ", "List ", "Dictionary "):
+            said = said.removeprefix(noun)
+        return f"{said}, got {_shown(value)}"
     return message.removeprefix("Value error, ")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import json
+import re
 from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
@@ -17,7 +22,7 @@ from infra.aws.alarms import override_problems
 from infra.config.aws import AwsStack, _aws_problems
 from infra.config.common import ALERT_CHANNEL_SECRETS, SECRET_KEYS
 from infra.config.digitalocean import DigitalOceanStack, _digitalocean_problems
-from infra.config.errors import ConfigError, _describe, _key_path
+from infra.config.errors import ConfigError, Problem, _describe, _key_path
 from infra.config.tiers import DO_TIER_DEFAULTS, PROD_MINIMUMS, TIER_DEFAULTS
 from infra.config.validators import PROJECT
 
@@ -61,27 +66,35 @@ def parse_stack_config(
     marks secret; a key from SECRET_KEYS given in plain text is an error (it would sit in git).
     """
     secret_keys = set(secret_keys)
-    problems: list[str] = []
+    problems: list[Problem] = []
     document: dict[str, Any] = {}
     secrets: dict[str, str] = {}
-    for full_key, value in sorted(raw.items()):
+    for full_key, value in sorted(raw.items(), key=lambda item: str(item[0])):
+        if not isinstance(full_key, str):
+            problems.append(Problem(source, str(full_key), f"keys are text like '{PROJECT}:<name>', not {full_key!r}"))
+            continue
         namespace, _, key = full_key.partition(":")
         if namespace == "aws" and key == "region":
             document["region"] = value
             continue
         if namespace != PROJECT:
+            problems.extend(_foreign_key_problems(full_key, source))
             continue
         if key in SECRET_KEYS:
             if full_key not in secret_keys:
                 problems.append(
-                    f"{source}: {full_key}: is a secret but is stored in plain text; remove it and run "
-                    f"`pulumi config set --secret {full_key} <value>`"
+                    Problem(
+                        source,
+                        full_key,
+                        f"is a secret but is stored in plain text; remove it and run "
+                        f"`pulumi config set --secret {full_key} <value>`",
+                    )
                 )
                 continue
             secrets[key] = str(value)
             continue
         if key == "secrets":
-            problems.append(f"{source}: {full_key}: reserved; set secrets as top-level secret keys")
+            problems.append(Problem(source, full_key, "reserved; set secrets as top-level secret keys"))
             continue
         document[key] = _parse_value(value)
     document.setdefault("cloud", "aws")
@@ -90,23 +103,109 @@ def parse_stack_config(
     if isinstance(tier, str) and tier in tier_defaults:
         document = _deep_merge(tier_defaults[tier], document)
     document["secrets"] = secrets
-    is_aws = document.get("cloud") == "aws"
-    model: type[BaseModel] = AwsStack if is_aws else DigitalOceanStack
-    config: AwsStack | DigitalOceanStack | None = None
-    try:
-        config = _STACK_ADAPTER.validate_python(document)
-    except ValidationError as exc:
-        for error in exc.errors():
-            loc = tuple(error["loc"])
-            if loc and loc[0] in {"aws", "digitalocean"}:
-                loc = loc[1:]
-            problems.append(f"{source}: {_key_path(loc, is_aws)}: {_describe(error['type'], error['msg'], loc, model)}")
+    config, model_problems, dropped = _validate_reporting_all(document, source)
+    problems.extend(model_problems)
     if config is not None:
-        problems.extend(_semantic_problems(config, source))
+        for text in _semantic_problems(config, source):
+            problem = Problem.parse(text, source)
+            # A check of a value that was invalid (and so left at its default for this pass) would only repeat it.
+            if not any(problem.key == key or problem.key.startswith((f"{key}.", f"{key}[")) for key in dropped):
+                problems.append(problem)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(list(dict.fromkeys(problems)))
     assert config is not None
     return config
+
+
+KNOWN_NAMESPACES = (PROJECT, "aws", "digitalocean", "pulumi")
+"""Config namespaces a stack file may use: this project's, the two providers' and Pulumi's own."""
+_PROVIDER_PACKAGES = {"aws": "pulumi_aws", "digitalocean": "pulumi_digitalocean"}
+
+
+@cache
+def provider_config_keys(namespace: str) -> frozenset[str]:
+    """Keys a provider reads from its namespace (`aws:profile`...), from its generated config module, unimported."""
+    spec = importlib.util.find_spec(_PROVIDER_PACKAGES[namespace])
+    if spec is None or spec.origin is None:  # pragma: no cover - both are in requirements.txt
+        return frozenset({"region"})
+    text = (Path(spec.origin).parent / "config" / "vars.py").read_text()
+    return frozenset(re.findall(r"__config__\.get\w*\('(\w+)'\)", text))
+
+
+def _foreign_key_problems(full_key: str, source: str) -> list[Problem]:
+    """A key outside the project namespace: a typo (`shipyrd:database`, `aws:regoin`) would silently be ignored."""
+    namespace, _, key = full_key.partition(":")
+    if namespace == "pulumi":
+        return []
+    if namespace in _PROVIDER_PACKAGES:
+        known = provider_config_keys(namespace)
+        if key in known:
+            return []
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean '{namespace}:{close[0]}'?" if close else ""
+        message = f"unknown {namespace}: key (the {namespace} provider reads {', '.join(sorted(known))}){hint}"
+        return [Problem(source, full_key, message)]
+    close = difflib.get_close_matches(namespace.lower(), KNOWN_NAMESPACES, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}:{key}'?" if close else ""
+    where = f"namespace {namespace!r}" if key else "a key without a namespace"
+    message = f"unknown {where}: keys go under {PROJECT}: (this project), aws:, digitalocean: or pulumi:{hint}"
+    return [Problem(source, full_key, message)]
+
+
+def _validate_reporting_all(
+    document: dict[str, Any], source: str
+) -> tuple[AwsStack | DigitalOceanStack | None, list[Problem], list[str]]:
+    """Validate, and when values are invalid, validate again without them (defaults in their place) so checks
+    that need a whole model still run: every problem shows in one run, not one layer per fix.
+
+    Returns (config or None, problems, key paths of the values left out).
+    """
+    is_aws = document.get("cloud") == "aws"
+    model: type[BaseModel] = AwsStack if is_aws else DigitalOceanStack
+    problems: list[Problem] = []
+    dropped: list[str] = []
+    for _ in range(_MAX_PASSES):
+        try:
+            return _STACK_ADAPTER.validate_python(document), problems, dropped
+        except ValidationError as exc:
+            progress = False
+            for error in exc.errors():
+                loc = tuple(element for element in error["loc"] if element != "[key]")
+                if loc and loc[0] in {"aws", "digitalocean"}:
+                    loc = loc[1:]
+                kind = error["type"]
+                if kind in {"union_tag_invalid", "union_tag_not_found"}:
+                    loc, value = ("cloud",), document.get("cloud")
+                else:
+                    value = error.get("input")
+                key = _key_path(loc, is_aws)
+                message = _describe(kind, error["msg"], loc, model, value, error.get("ctx"))
+                problems.append(Problem(source, key, message))
+                if kind != "missing" and _drop(document, loc):
+                    dropped.append(key)
+                    progress = True
+            if not progress:
+                break
+    return None, problems, dropped
+
+
+_MAX_PASSES = 4
+"""Enough for nested sections: each pass removes every value the previous one found invalid."""
+
+
+def _drop(document: dict[str, Any], loc: tuple[int | str, ...]) -> bool:
+    """Remove the value at `loc` (a list is removed whole, an item of it would shift the others)."""
+    node: Any = document
+    for index, element in enumerate(loc):
+        if not isinstance(node, dict) or element not in node:
+            return False
+        if index == len(loc) - 1 or isinstance(node[element], list):
+            if element in {"cloud", "secrets"}:
+                return False
+            del node[element]
+            return True
+        node = node[element]
+    return False
 
 
 def _semantic_problems(config: AwsStack | DigitalOceanStack, source: str) -> list[str]:
