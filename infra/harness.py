@@ -166,7 +166,7 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if isinstance(key, str | int | float | bool) and key in first_line:
                 self.duplicates.append(f"key {key!r} appears twice (lines {first_line[key]} and {line}); keep one")
@@ -189,7 +189,7 @@ def read_stack_document(path: Path, shown: str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError([f"{shown}: not valid YAML: {exc}"]) from None
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
     if loader.duplicates:
         raise ConfigError([f"{shown}: {duplicate}" for duplicate in loader.duplicates])
     if document is None:

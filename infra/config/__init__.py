@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from infra.config.aws import (
     CONTINUOUS_BACKUP_MAX_DAYS,
-    PRICES_FILE,
     AwsStack,
     BackupsConfig,
     CacheConfig,
@@ -41,8 +40,6 @@ from infra.config.aws import (
     VaultLockConfig,
     WafConfig,
     WorkerConfig,
-    priced_classes,
-    priced_keys,
     validate_fargate_size,
     validate_path_pattern,
     validate_rds_instance_class,
@@ -68,6 +65,7 @@ from infra.config.common import (
     StormConfig,
     UploadsConfig,
     validate_alarm_id,
+    validate_upload_types,
 )
 from infra.config.digitalocean import (
     DO_ALERT_CHANNELS,
@@ -102,12 +100,14 @@ from infra.config.loading import (
     provider_config_keys,
     required_secret_keys,
     stack_file_name,
+    threshold_problems,
 )
 from infra.config.schema import json_schema, main
 from infra.config.tiers import DO_TIER_DEFAULTS, PROD_MINIMUMS, TIER_DEFAULTS, ProdMinimum
 from infra.config.validators import (
     _SECRETISH,
     AWS_TAG_VALUE_MAX,
+    PRICES_FILE,
     PROJECT,
     AwsRegion,
     Cidr,
@@ -119,6 +119,8 @@ from infra.config.validators import (
     Tier,
     TimeZone,
     aws_regions,
+    priced_classes,
+    priced_keys,
     rate_seconds,
     reject_secret_like_env,
     validate_aws_region,
@@ -219,6 +221,7 @@ __all__ = [
     "reject_secret_like_env",
     "required_secret_keys",
     "stack_file_name",
+    "threshold_problems",
     "validate_alarm_id",
     "validate_app_size",
     "validate_aws_region",
@@ -232,5 +235,6 @@ __all__ = [
     "validate_schedule",
     "validate_tag_value",
     "validate_timezone",
+    "validate_upload_types",
     "validate_window",
 ]

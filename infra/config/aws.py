@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-from functools import cache
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -27,26 +24,13 @@ from infra.config.validators import (
     TimeZone,
     _Model,
     aws_regions,
+    priced_classes,
     reject_secret_like_env,
 )
 
 # --------------------------------------------------------------------------------------------------------
 # AWS
 # --------------------------------------------------------------------------------------------------------
-
-
-PRICES_FILE = Path(__file__).resolve().parent.parent / "prices.json"
-
-
-@cache
-def priced_keys() -> frozenset[str]:
-    """Keys of the dated price table (infra/prices.json) the cost estimate reads."""
-    return frozenset(row["key"] for row in json.loads(PRICES_FILE.read_text())["prices"])
-
-
-def priced_classes(prefix: str) -> list[str]:
-    """Instance classes with a list price under `prefix` (e.g. `rds.instance.` -> db.t4g.micro, ...)."""
-    return sorted(key.removeprefix(prefix) for key in priced_keys() if key.startswith(prefix))
 
 
 def validate_rds_instance_class(value: str) -> str:
@@ -187,6 +171,18 @@ class ServiceConfig(_Model):
     def _no_secrets_in_env(cls, env: dict[str, str]) -> dict[str, str]:
         reject_secret_like_env(env, "the task definition")
         return env
+
+    @field_validator("workers")
+    @classmethod
+    def _unique_worker_names(cls, workers: list[WorkerConfig]) -> list[WorkerConfig]:
+        # Each worker is an ECS service named after it: ECS refuses two services of one name in a cluster.
+        names = [worker.name for worker in workers]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"worker names must be unique (each is an ECS service name); repeated: {', '.join(repeated)}"
+            )
+        return workers
 
     @model_validator(mode="after")
     def _counts(self) -> ServiceConfig:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -21,17 +22,58 @@ from infra.config.validators import Reason, Schedule, Tier, TimeZone, _Model
 # --------------------------------------------------------------------------------------------------------
 
 
+def validate_dns_label(value: str) -> str:
+    """A host name label under the domain (RFC 1035: 1-63 of a-z, 0-9 and '-', not at either end), or '@'."""
+    if value != "@" and not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", value):
+        raise ValueError(
+            f"{value!r} is not a DNS label: 1-63 characters of a-z, 0-9 and '-' (not first or last), "
+            "or '@' for the apex"
+        )
+    return value
+
+
+def validate_domain_name(value: str) -> str:
+    """ACM and Route 53 take at most 253 characters, 63 per label (RFC 1035)."""
+    long_labels = [label for label in value.split(".") if len(label) > 63]
+    if len(value) > 253 or long_labels:
+        raise ValueError(f"a domain name has at most 253 characters and 63 per label; {value[:40]!r}... is longer")
+    return value
+
+
+def validate_hosted_zone_id(value: str) -> str:
+    """Route 53 hosted zone ids: 'Z' and upper-case letters/digits, at most 32 characters (the API's HostedZone Id,
+    https://docs.aws.amazon.com/Route53/latest/APIReference/API_HostedZone.html); the console's '/hostedzone/'
+    prefix is not part of it."""
+    if not re.fullmatch(r"Z[A-Z0-9]{1,31}", value):
+        raise ValueError(
+            f"{value!r} is not a Route 53 hosted zone id (like Z0123456789ABCDEFGHIJ, without /hostedzone/)"
+        )
+    return value
+
+
 class DomainConfig(_Model):
     """Custom domain. Without it the stack serves on the CloudFront / load balancer host names."""
 
-    name: str = Field(description="Apex domain, e.g. 'example.com'.", pattern=r"^([a-z0-9-]+\.)+[a-z]{2,}$")
-    frontend_host: str = Field("app", description="Sub-domain of the SPA: app.example.com. '@' = apex.")
-    api_host: str = Field("api", description="Sub-domain of the API: api.example.com.")
-    hosted_zone_id: str | None = Field(
+    name: Annotated[str, AfterValidator(validate_domain_name)] = Field(
+        description="Apex domain, e.g. 'example.com'.", pattern=r"^([a-z0-9-]+\.)+[a-z]{2,}$"
+    )
+    frontend_host: Annotated[str, AfterValidator(validate_dns_label)] = Field(
+        "app", description="Sub-domain of the SPA: app.example.com. '@' = apex."
+    )
+    api_host: Annotated[str, AfterValidator(validate_dns_label)] = Field(
+        "api", description="Sub-domain of the API: api.example.com."
+    )
+    hosted_zone_id: Annotated[str, AfterValidator(validate_hosted_zone_id)] | None = Field(
         None,
         description="Route 53 zone for `name`. Given: ACM certificates are DNS-validated and alias records "
         "created automatically. Absent: you create the records shown in the outputs yourself.",
     )
+
+    @model_validator(mode="after")
+    def _distinct_hosts(self) -> DomainConfig:
+        if self.frontend_host == self.api_host:
+            raise ValueError(f"frontendHost and apiHost are both {self.api_host!r}; one DNS name cannot point at both")
+        return self
 
     def host(self, sub: str) -> str:
         return self.name if sub == "@" else f"{sub}.{self.name}"
@@ -191,10 +233,25 @@ def _default_health_endpoints() -> list[HealthEndpointConfig]:
     ]
 
 
+def _unique_names(items: list[Any], what: str) -> list[Any]:
+    names = [item.name for item in items]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(repeated)}")
+    return items
+
+
 class HealthChecksConfig(_Model):
     enabled: bool = True
     schedule: Schedule = Field("rate(1 minute)", description="How often the health-check Lambda runs.")
     endpoints: list[HealthEndpointConfig] = Field(default_factory=_default_health_endpoints)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _unique_endpoint_names(cls, endpoints: list[HealthEndpointConfig]) -> list[HealthEndpointConfig]:
+        # The name is the metric dimension and alarm name segment: two endpoints with one name would share both.
+        return _unique_names(endpoints, "endpoint")
+
     database: bool = Field(True, description="Also check the database (TCP + TLS + SELECT 1) from inside the VPC.")
     cert_warn_days: int = Field(14, ge=1, le=90)
 
@@ -242,10 +299,68 @@ class PolicyConfig(_Model):
 
 class UploadsConfig(_Model):
     max_size_mb: int = Field(10, ge=1, le=5_000)
-    allowed_types: list[str] = Field(default_factory=lambda: ["jpg", "jpeg", "png", "pdf", "mp4"], min_length=1)
+    allowed_types: list[str] = Field(
+        default_factory=lambda: ["jpg", "jpeg", "png", "pdf", "mp4"],
+        min_length=1,
+        description="File extensions (lowercase, no dot) the API accepts for upload; executables and types a "
+        "browser runs (html, svg, js...) are refused.",
+    )
     prefix: str = Field("uploads/", pattern=r"^[a-z0-9-]+/$")
     noncurrent_version_days: int = Field(30, ge=1)
     abort_multipart_days: int = Field(7, ge=1)
+
+    @field_validator("allowed_types")
+    @classmethod
+    def _extensions(cls, types: list[str]) -> list[str]:
+        return validate_upload_types(types)
+
+
+_ACTIVE_TYPES = frozenset(
+    [
+        "exe",
+        "com",
+        "bat",
+        "cmd",
+        "msi",
+        "scr",
+        "dll",
+        "sh",
+        "ps1",
+        "vbs",
+        "jar",
+        "apk",
+        "app",
+        "dmg",
+        "html",
+        "htm",
+        "xhtml",
+        "shtml",
+        "svg",
+        "svgz",
+        "js",
+        "mjs",
+        "php",
+        "xml",
+        "swf",
+    ]
+)
+"""Extensions an OS executes or a browser renders as active content: served back from our bucket or domain,
+they would carry malware or stored XSS (OWASP File Upload Cheat Sheet: block dangerous extensions)."""
+
+
+def validate_upload_types(types: list[str]) -> list[str]:
+    problems = []
+    for index, extension in enumerate(types):
+        if not re.fullmatch(r"[a-z0-9]{1,10}", extension):
+            problems.append(f"[{index}] {extension!r} is not a file extension (lowercase letters/digits, no dot)")
+        elif extension in _ACTIVE_TYPES:
+            problems.append(f"[{index}] {extension!r} is an executable or browser-active type")
+    repeated = sorted({t for t in types if types.count(t) > 1})
+    if repeated:
+        problems.append(f"listed twice: {', '.join(repeated)}")
+    if problems:
+        raise ValueError("; ".join(problems) + " (allowed: e.g. jpg, png, pdf, mp4)")
+    return types
 
 
 class CommonStack(_Model):

@@ -13,7 +13,7 @@ from pydantic import (
 )
 
 from infra.config.common import AlertsConfig, CommonStack, UploadsConfig
-from infra.config.validators import PROJECT, _Model, rate_seconds, reject_secret_like_env
+from infra.config.validators import PROJECT, _Model, priced_classes, rate_seconds, reject_secret_like_env
 
 # --------------------------------------------------------------------------------------------------------
 # DigitalOcean (issue 8): App Platform, managed PostgreSQL, Spaces
@@ -81,7 +81,7 @@ def validate_app_size(value: str) -> str:
             f"{value!r} is not an App Platform instance size slug; e.g. apps-s-1vcpu-0.5gb, apps-s-1vcpu-1gb, "
             "apps-s-2vcpu-4gb (shared) or apps-d-1vcpu-2gb (dedicated; `doctl apps tier instance-size list`)"
         )
-    return value
+    return _priced(value, "do.app.", "App Platform instance size")
 
 
 def validate_db_size(value: str) -> str:
@@ -89,6 +89,17 @@ def validate_db_size(value: str) -> str:
         raise ValueError(
             f"{value!r} is not a managed database size slug; e.g. db-s-1vcpu-1gb, db-s-1vcpu-2gb, db-s-2vcpu-4gb "
             "(`doctl databases options slugs --engine pg`)"
+        )
+    return _priced(value, "do.db.", "managed database size")
+
+
+def _priced(value: str, prefix: str, what: str) -> str:
+    """The cost estimate must price every size it is given (an unpriced one would under-report the total)."""
+    known = priced_classes(prefix)
+    if value not in known:
+        raise ValueError(
+            f"{value!r}: no {what} list price in infra/prices.json; priced: {', '.join(known)} "
+            "(add its row there to use another)"
         )
     return value
 

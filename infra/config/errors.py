@@ -161,7 +161,7 @@ _PLAIN: dict[str, str] = {
 
 
 def _shown(value: Any) -> str:
-    if value is None:
+    if value is None or value == "null":  # the engine hands a YAML null to the program as the text "null"
         return "nothing (null)"
     text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -18,7 +18,7 @@ from pydantic import (
     ValidationError,
 )
 
-from infra.aws.alarms import override_problems
+from infra.aws.alarms import BY_ID, override_problems
 from infra.config.aws import AwsStack, _aws_problems
 from infra.config.common import ALERT_CHANNEL_SECRETS, SECRET_KEYS
 from infra.config.digitalocean import DigitalOceanStack, _digitalocean_problems
@@ -179,6 +179,8 @@ def _validate_reporting_all(
                 else:
                     value = error.get("input")
                 key = _key_path(loc, is_aws)
+                if kind == "missing" and key in dropped:
+                    continue  # missing only because an earlier pass left the invalid value out
                 message = _describe(kind, error["msg"], loc, model, value, error.get("ctx"))
                 problems.append(Problem(source, key, message))
                 if kind != "missing" and _drop(document, loc):
@@ -232,13 +234,34 @@ def _semantic_problems(config: AwsStack | DigitalOceanStack, source: str) -> lis
                     f"run `pulumi config set --secret {PROJECT}:{key} <value> -s {stack}`"
                 )
     for alarm_id, override in sorted(config.monitoring.alarms.items()):
-        for problem in override_problems(alarm_id, override):
+        for problem in [*override_problems(alarm_id, override), *threshold_problems(alarm_id, override.threshold)]:
             problems.append(f"{source}: {PROJECT}:monitoring.alarms.{alarm_id}: {problem}")
     if isinstance(config, AwsStack):
         problems.extend(_aws_problems(config, source))
     else:
         problems.extend(_digitalocean_problems(config, source))
     return problems
+
+
+def threshold_problems(alarm_id: str, threshold: float | None) -> list[str]:
+    """A threshold that makes the alarm always fire, or never: every catalogued metric is >= 0 (counts, percents,
+    seconds, days), and a percentage is at most 100."""
+    spec = BY_ID[alarm_id]
+    if threshold is None or spec.is_composite:
+        return []
+    greater = spec.comparison.startswith("Greater")
+    inclusive = "OrEqual" in spec.comparison
+    sign = (">=" if inclusive else ">") if greater else ("<=" if inclusive else "<")
+    condition = f"the alarm fires when the metric {sign} {threshold:g}"
+    below_zero = threshold < 0 or (threshold == 0 and inclusive == greater)
+    if below_zero:
+        outcome = "always fires (it is in ALARM all the time)" if greater else "can never fire"
+        return [f"threshold {threshold:g}: {condition} and the metric is never negative, so it {outcome}"]
+    above_full = threshold > 100 or (threshold == 100 and inclusive != greater)
+    if spec.unit == "%" and above_full:
+        outcome = "can never fire" if greater else "always fires (it is in ALARM all the time)"
+        return [f"threshold {threshold:g}: {condition} of a percentage (0-100), so it {outcome}"]
+    return []
 
 
 def required_secret_keys(raw: Mapping[str, Any]) -> list[str]:

@@ -286,6 +286,20 @@ def validate_tag_value(value: str) -> str:
     return value
 
 
+PRICES_FILE = Path(__file__).resolve().parent.parent / "prices.json"
+
+
+@cache
+def priced_keys() -> frozenset[str]:
+    """Keys of the dated price table (infra/prices.json) the cost estimate reads."""
+    return frozenset(row["key"] for row in json.loads(PRICES_FILE.read_text())["prices"])
+
+
+def priced_classes(prefix: str) -> list[str]:
+    """Instance classes with a list price under `prefix` (e.g. `rds.instance.` -> db.t4g.micro, ...)."""
+    return sorted(key.removeprefix(prefix) for key in priced_keys() if key.startswith(prefix))
+
+
 Schedule = Annotated[str, AfterValidator(validate_schedule)]
 AwsRegion = Annotated[str, AfterValidator(validate_aws_region)]
 TagValue = Annotated[str, AfterValidator(validate_tag_value)]
