@@ -46,7 +46,10 @@ class DatabaseTarget:
     @classmethod
     def from_url(cls, url: str, *, setting: str = "DATABASE_URL") -> DatabaseTarget:
         """``postgresql://user:password@host:port/db?sslmode=require&sslrootcert=/path``."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as error:  # e.g. an unclosed IPv6 bracket
+            raise DatabaseConfigError(f"{setting}: not a URL ({error})") from None
         if parts.scheme not in ("postgresql", "postgres"):
             raise DatabaseConfigError(f"{setting}: scheme must be postgresql://, got {parts.scheme or '(none)'}")
         if not parts.hostname:

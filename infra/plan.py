@@ -491,12 +491,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--diff", type=Path, metavar="BASE.json", help="compare with an earlier --json output")
     parser.add_argument(
         "--max-chars",
-        type=int,
+        type=_positive_int,
         default=GITHUB_COMMENT_LIMIT,
         help=f"markdown size limit (default and maximum {GITHUB_COMMENT_LIMIT}: GitHub's comment limit)",
     )
     parser.add_argument("--mermaid", type=Path, metavar="FILE", help="also write a Mermaid diagram of the components")
     return parser
+
+
+def _positive_int(value: str) -> int:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -520,7 +526,11 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     if args.mermaid is not None:
-        args.mermaid.write_text(mermaid_diagram(run))
+        try:
+            args.mermaid.write_text(mermaid_diagram(run))
+        except OSError as exc:
+            print(f"--mermaid {args.mermaid}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     if args.diff is not None:
         try:
             base = json.loads(args.diff.read_text())

@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=BUNDLE_PATH, help="where to write it")
     parser.add_argument("--check", action="store_true", help="validate the existing file only; fetch nothing")
     args = parser.parse_args(argv)
+    if not args.check and not args.url.startswith("https://"):
+        parser.error(f"--url {args.url}: the bundle is a trust anchor; fetch it over https only")  # exit 2
     try:
         if args.check:
             if not args.output.is_file():

@@ -473,6 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     try:
         snapshot_identifier("x", args.git_sha)
+    except DeployError as error:
+        parser.error(str(error))  # a bad argument: exit 2
+    try:
         for line in deploy(
             args.stack,
             args.git_sha,

@@ -107,7 +107,10 @@ def parse_database_url(url: str) -> tuple[DatabaseEndpoint, Credentials, bool]:
 
     Returns (endpoint, credentials, tls). For people running the job by hand; sslmode defaults to require.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # e.g. an unclosed IPv6 bracket
+        raise DatabaseConfigError(f"--database-url is not a URL ({error})") from None
     if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.username:
         raise DatabaseConfigError(
             f"--database-url must look like postgresql://user:password@host:port/dbname "
