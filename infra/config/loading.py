@@ -65,7 +65,27 @@ def parse_stack_config(
     `source` names the stack file in messages. `secret_keys` are the fully qualified keys the engine
     marks secret; a key from SECRET_KEYS given in plain text is an error (it would sit in git).
     """
-    secret_keys = set(secret_keys)
+    document, secrets, problems = _read_keys(raw, source, set(secret_keys))
+    document.setdefault("cloud", "aws")
+    tier = document.get("tier")
+    tier_defaults = TIER_DEFAULTS if document.get("cloud") == "aws" else DO_TIER_DEFAULTS
+    if isinstance(tier, str) and tier in tier_defaults:
+        document = _deep_merge(tier_defaults[tier], document)
+    document["secrets"] = secrets
+    config, model_problems, dropped = _validate_reporting_all(document, source)
+    problems.extend(model_problems)
+    if config is not None:
+        problems.extend(_cross_field_problems(config, source, dropped))
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    assert config is not None
+    return config
+
+
+def _read_keys(
+    raw: Mapping[str, Any], source: str, secret_keys: set[str]
+) -> tuple[dict[str, Any], dict[str, str], list[Problem]]:
+    """(the project's keys as a document, the secrets, problems with keys): every key is looked at, none ignored."""
     problems: list[Problem] = []
     document: dict[str, Any] = {}
     secrets: dict[str, str] = {}
@@ -76,45 +96,41 @@ def parse_stack_config(
         namespace, _, key = full_key.partition(":")
         if namespace == "aws" and key == "region":
             document["region"] = value
-            continue
-        if namespace != PROJECT:
+        elif namespace != PROJECT:
             problems.extend(_foreign_key_problems(full_key, source))
-            continue
-        if key in SECRET_KEYS:
-            if full_key not in secret_keys:
-                problems.append(
-                    Problem(
-                        source,
-                        full_key,
-                        f"is a secret but is stored in plain text; remove it and run "
-                        f"`pulumi config set --secret {full_key} <value>`",
-                    )
+        elif key in SECRET_KEYS and full_key not in secret_keys:
+            problems.append(
+                Problem(
+                    source,
+                    full_key,
+                    f"is a secret but is stored in plain text; remove it and run "
+                    f"`pulumi config set --secret {full_key} <value>`",
                 )
-                continue
+            )
+        elif key in SECRET_KEYS:
             secrets[key] = str(value)
-            continue
-        if key == "secrets":
+        elif key == "secrets":
             problems.append(Problem(source, full_key, "reserved; set secrets as top-level secret keys"))
-            continue
-        document[key] = _parse_value(value)
-    document.setdefault("cloud", "aws")
-    tier = document.get("tier")
-    tier_defaults = TIER_DEFAULTS if document.get("cloud") == "aws" else DO_TIER_DEFAULTS
-    if isinstance(tier, str) and tier in tier_defaults:
-        document = _deep_merge(tier_defaults[tier], document)
-    document["secrets"] = secrets
-    config, model_problems, dropped = _validate_reporting_all(document, source)
-    problems.extend(model_problems)
-    if config is not None:
-        for text in _semantic_problems(config, source):
-            problem = Problem.parse(text, source)
-            # A check of a value that was invalid (and so left at its default for this pass) would only repeat it.
-            if not any(problem.key == key or problem.key.startswith((f"{key}.", f"{key}[")) for key in dropped):
-                problems.append(problem)
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
-    assert config is not None
-    return config
+        else:
+            document[key] = _parse_value(value)
+    return document, secrets, problems
+
+
+def _cross_field_problems(config: AwsStack | DigitalOceanStack, source: str, dropped: list[str]) -> list[Problem]:
+    """The checks that need a whole model. A value left out as invalid was replaced by its default for this
+    pass: a check about it, or one citing it, would only repeat the first problem or mislead, so it is skipped."""
+    kept = []
+    for text in _semantic_problems(config, source):
+        problem = Problem.parse(text, source)
+        about_dropped = any(
+            problem.key == key
+            or problem.key.startswith((f"{key}.", f"{key}["))
+            or key.partition(":")[2] in problem.message
+            for key in dropped
+        )
+        if not about_dropped:
+            kept.append(problem)
+    return kept
 
 
 KNOWN_NAMESPACES = (PROJECT, "aws", "digitalocean", "pulumi")

@@ -43,6 +43,11 @@ def test_invalid_values_and_cross_field_problems_come_in_one_run() -> None:
     assert not any("differs from database.backupRetentionDays" in p.message for p in found)
 
 
+def test_a_check_citing_a_value_left_out_is_not_made_against_its_default() -> None:
+    found = problems(shipyard__database='{"backupRetentionDays": "a week"}', shipyard__backups='{"retentionDays": 14}')
+    assert [p.key for p in found] == ["shipyard:database.backupRetentionDays"]  # not "14 differs from ... (7)"
+
+
 def test_a_value_left_out_is_not_reported_again_as_missing() -> None:
     found = problems(aws__region="us-east-9")
     assert [p.key for p in found] == ["aws:region"]
