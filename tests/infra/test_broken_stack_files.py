@@ -70,7 +70,7 @@ CASES: list[tuple[str, str, dict[str, Any], str, str]] = [
         AWS,
         {"shipyard:database.instanceClass": "db.t9.huge"},
         "shipyard:database.instanceClass",
-        "known: db.t3.medium",
+        "db.t4g.micro, db.t4g.small",
     ),
     (
         "db-engine",
