@@ -326,7 +326,7 @@ CASES: list[tuple[str, str, dict[str, Any], str, str]] = [
         AWS,
         {"shipyard:backups.restoreTestInstanceClass": "db.x.y"},
         "shipyard:backups.restoreTestInstanceClass",
-        "known: db.t3",
+        "known: db.",
     ),
     # ---- jobs, alerts, health checks, monitoring, policy, waivers
     (
