@@ -169,7 +169,9 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if isinstance(key, str | int | float | bool) and key in first_line:
-                self.duplicates.append(f"key {key!r} appears twice (lines {first_line[key]} and {line}); keep one")
+                self.duplicates.append(
+                    f"{key}: written twice (lines {first_line[key]} and {line}); the last would win silently, keep one"
+                )
             elif isinstance(key, str | int | float | bool):
                 first_line[key] = line
         return super().construct_mapping(node, deep=deep)

@@ -518,7 +518,11 @@ RAW_CASES: list[tuple[str, str, str]] = [
     ("yaml-scalar", "hello\n", "must be a mapping with a `config:` block"),
     ("yaml-int-key", "config:\n  1: staging\n  aws:region: us-east-1\n", "keys are text like shipyard:<name>"),
     ("yaml-config-list", "config:\n  - shipyard:tier\n", "config: must be a mapping"),
-    ("yaml-duplicate", "config:\n  shipyard:tier: staging\n  shipyard:tier: prod\n", "appears twice (lines 2 and 3)"),
+    (
+        "yaml-duplicate",
+        "config:\n  shipyard:tier: staging\n  shipyard:tier: prod\n",
+        "tier: written twice (lines 2 and 3)",
+    ),
     ("yaml-invalid", "config: [unclosed\n", "not valid YAML"),
 ]
 
