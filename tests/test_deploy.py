@@ -348,6 +348,9 @@ def test_first_deploy_creates_everything_then_migrates() -> None:
     assert cli.steps() == ["pulumi stack output", "pulumi up --yes", "pulumi stack output", "aws ecs run-task"]
 
 
-def test_main_rejects_a_bad_sha_with_exit_code_1(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--stack", "prod", "--git-sha", "not-a-sha"]) == 1
+def test_main_rejects_a_bad_sha_with_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    # A bad --git-sha is a bad argument: exit 2, as the module docstring says (issue 17), before any step runs.
+    with pytest.raises(SystemExit) as exit_:
+        main(["--stack", "prod", "--git-sha", "not-a-sha"])
+    assert exit_.value.code == 2
     assert "--git-sha" in capsys.readouterr().err
