@@ -3,6 +3,7 @@ problems as data for `--json` consumers, AWS's cron grammar, and a cost estimate
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -112,9 +113,8 @@ def test_regions_come_from_botocore_and_know_partitions() -> None:
     ("value", "said"), [("a" * 257, "at most 256"), ("team\u202e", "U+202E"), ("ops 🚀", "'🚀'"), ("AWS:x", "reserved")]
 )
 def test_tag_values_follow_the_aws_tag_rules(value: str, said: str) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=re.escape(said)):
         validate_tag_value(value)
-    assert said in str(caught.value)
     assert (
         validate_tag_value("Équipe plateforme: ops/sre @br +1=x_y.z-w") == "Équipe plateforme: ops/sre @br +1=x_y.z-w"
     )
