@@ -146,10 +146,13 @@ def connect(
         )
     except Exception as error:
         sock.close()
-        cause = _reason(error)
-        if cause == "timed out":
-            cause = f"no answer within {connect_timeout_s:g} s while logging in (phase: auth)"
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {target.describe()}: {cause}", cause) from error
+        cause = _reason(error)  # short, for HTTP answers ("timed out"); the message also names the phase
+        said = (
+            f"no answer within {connect_timeout_s:g} s while logging in (phase: auth)"
+            if cause == "timed out"
+            else cause
+        )
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {target.describe()}: {said}", cause) from error
     sock.settimeout(None if statement_timeout_ms == 0 else statement_timeout_ms / 1000 + connect_timeout_s)
     return connection
 
@@ -162,13 +165,13 @@ def _open_socket(target: DatabaseTarget, context: ssl.SSLContext | None, timeout
     """TCP connect, then (with `context`) SSLRequest + TLS handshake, each phase at most `timeout_s`."""
     where = target.describe()
 
-    def unavailable(cause: str, reach: str = "connect to") -> DatabaseUnavailable:
-        return DatabaseUnavailable(f"cannot {reach} PostgreSQL at {where}: {cause}", cause)
+    def unavailable(cause: str, reach: str = "connect to", short: str | None = None) -> DatabaseUnavailable:
+        return DatabaseUnavailable(f"cannot {reach} PostgreSQL at {where}: {cause}", short or cause)
 
     try:
         sock = socket.create_connection((target.host, target.port), timeout=timeout_s)
     except TimeoutError as error:
-        raise unavailable(f"no TCP connection within {timeout_s:g} s (phase: connect)", "reach") from error
+        raise unavailable(f"no TCP connection within {timeout_s:g} s (phase: connect)", "reach", "timed out") from error
     except OSError as error:
         raise unavailable(_reason(error), "reach") from error
     sock.settimeout(timeout_s)
@@ -184,7 +187,9 @@ def _open_socket(target: DatabaseTarget, context: ssl.SSLContext | None, timeout
         raise
     except TimeoutError as error:
         sock.close()
-        raise unavailable(f"the server accepted TCP but did not answer within {timeout_s:g} s (phase: TLS)") from error
+        raise unavailable(
+            f"the server accepted TCP but did not answer within {timeout_s:g} s (phase: TLS)", short="timed out"
+        ) from error
     except OSError as error:
         sock.close()
         raise unavailable(f"TLS failed: {_reason(error)}") from error

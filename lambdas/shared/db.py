@@ -193,7 +193,7 @@ def connect(
         sock.close()
         cause = describe_error(error)
         if cause == "timed out":
-            cause = f"no answer within {connect_timeout_s:g} s while logging in (phase: auth)"
+            cause = f"timed out: no answer within {connect_timeout_s:g} s while logging in (phase: auth)"
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {endpoint.describe()}: {cause}") from error
     sock.settimeout(statement_timeout_ms / 1000 + connect_timeout_s)
     return connection
@@ -210,7 +210,7 @@ def open_socket(host: str, port: int, context: ssl.SSLContext | None, timeout_s:
         sock = socket.create_connection((host, port), timeout=timeout_s)
     except TimeoutError as error:
         raise DatabaseUnavailable(
-            f"cannot reach PostgreSQL at {where}: no TCP connection within {timeout_s:g} s (phase: connect)"
+            f"cannot reach PostgreSQL at {where}: timed out: no TCP connection within {timeout_s:g} s (phase: connect)"
         ) from error
     except OSError as error:
         raise DatabaseUnavailable(f"cannot reach PostgreSQL at {where}: {describe_error(error)}") from error
@@ -231,7 +231,7 @@ def open_socket(host: str, port: int, context: ssl.SSLContext | None, timeout_s:
     except TimeoutError as error:
         sock.close()
         raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {where}: the server accepted TCP but did not answer within "
+            f"cannot connect to PostgreSQL at {where}: timed out: the server accepted TCP but did not answer within "
             f"{timeout_s:g} s (phase: TLS)"
         ) from error
     except (OSError, ssl.SSLError) as error:
