@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ from infra.config import (
     validate_tag_value,
 )
 from infra.cost import build_section
-from infra.harness import StackRun
+from infra.harness import PROJECT_ROOT, StackRun, run_stack
+from infra.plan import plan_document, render_text
 
 BASE = {"shipyard:tier": "staging", "shipyard:owner": "platform-team", "aws:region": "us-east-1"}
 
@@ -128,3 +130,14 @@ def test_the_cost_section_refuses_to_total_an_unpriced_item(staging: StackRun) -
         build_section(run)
     assert "no list price, the estimate would under-report" in caught.value.problems[0]
     assert "rds.instance.db.x9.huge" in caught.value.problems[0]
+
+
+def test_the_plan_header_names_the_config_file_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "edits").mkdir()
+    (tmp_path / "edits" / "my-edit.yaml").write_text((PROJECT_ROOT / "Pulumi.staging.yaml").read_text())
+    run = run_stack("staging", config_file=Path("edits/my-edit.yaml"), placeholders_for_missing_secrets=True)
+    assert run.config_file == "edits/my-edit.yaml"  # before: the basename only
+    assert render_text(run, plan_document(run)).startswith(
+        "Offline plan of stack 'staging' (project shipyard, config edits/my-edit.yaml)"
+    )
