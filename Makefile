@@ -32,7 +32,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## make schema: regenerate docs/stack-config.schema.json from infra/config.py
+## make schema: regenerate docs/stack-config.schema.json from infra/config/
 schema: $(STAMP)
 	$(PY) -m infra.config --schema > docs/stack-config.schema.json
 

@@ -69,7 +69,10 @@ class DatabaseTarget:
     @classmethod
     def from_url(cls, url: str, *, setting: str = "DATABASE_URL") -> DatabaseTarget:
         """``postgresql://user:password@host:port/db?sslmode=require&sslrootcert=/path``."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as error:  # e.g. an unclosed IPv6 bracket
+            raise DatabaseConfigError(f"{setting}: not a URL ({error})") from None
         if parts.scheme not in ("postgresql", "postgres"):
             raise DatabaseConfigError(f"{setting}: scheme must be postgresql://, got {parts.scheme or '(none)'}")
         if not parts.hostname:
@@ -81,8 +84,10 @@ class DatabaseTarget:
             raise DatabaseConfigError(f"{setting}: missing user name")
         try:
             port = parts.port or 5432
-        except ValueError as error:
-            raise DatabaseConfigError(f"{setting}: invalid port") from error
+        except ValueError:
+            raise DatabaseConfigError(
+                f"{setting}: port must be a number from 1 to 65535, got {parts.netloc.rpartition(':')[2]!r}"
+            ) from None
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         unknown = set(query) - {"sslmode", "sslrootcert"}
         if unknown:
@@ -119,7 +124,12 @@ def ssl_context_for(target: DatabaseTarget) -> ssl.SSLContext | bool:
     if target.sslmode == "verify-full":
         if not target.ca_file:
             raise DatabaseConfigError("sslmode=verify-full needs a CA file (sslrootcert / DATABASE_CA_FILE)")
-        return ssl.create_default_context(cafile=target.ca_file)
+        try:
+            return ssl.create_default_context(cafile=target.ca_file)
+        except (OSError, ssl.SSLError) as error:
+            raise DatabaseConfigError(
+                f"sslrootcert {target.ca_file!r}: cannot load a CA bundle from it ({error})"
+            ) from None
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -151,14 +161,9 @@ def connect(
     except Exception as error:  # e.g. botocore without credentials: no connection can be authenticated
         cause = f"cannot get a login token: {_reason(error)}"
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {target.describe()}: {cause}", cause) from error
-    try:
-        sock = socket.create_connection((target.host, target.port), timeout=connect_timeout_s)
-    except OSError as error:
-        cause = _reason(error)
-        raise DatabaseUnavailable(f"cannot reach PostgreSQL at {target.describe()}: {cause}", cause) from error
-    # The TLS and login handshake is bounded by the connect timeout too (a server that accepts and then says
-    # nothing must not hold a request); afterwards every read waits up to the statement timeout plus margin.
-    sock.settimeout(connect_timeout_s)
+    # TCP, TLS and login are each bounded by the connect timeout (a server that accepts TCP and then says
+    # nothing must not hold a request or hang a deploy's migrate step); a stall names its phase.
+    sock = _open_socket(target, ssl_context if isinstance(ssl_context, ssl.SSLContext) else None, connect_timeout_s)
     try:
         connection = pg8000.native.Connection(
             target.user,
@@ -166,20 +171,62 @@ def connect(
             port=target.port,
             database=target.database,
             password=password,
-            ssl_context=ssl_context,
+            ssl_context=False,  # TLS, when asked for, is already up on `sock`
             sock=sock,
             application_name=application_name,
             startup_params={"statement_timeout": str(statement_timeout_ms)},
         )
     except Exception as error:
         sock.close()
-        cause = _reason(error)
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {target.describe()}: {cause}", cause) from error
-    # pg8000 keeps the socket it talks on (the TLS wrapper when encrypted) as `_usock` (pinned 1.31.6).
-    getattr(connection, "_usock", sock).settimeout(
-        None if statement_timeout_ms == 0 else statement_timeout_ms / 1000 + connect_timeout_s
-    )
+        cause = _reason(error)  # short, for HTTP answers ("timed out"); the message also names the phase
+        said = (
+            f"no answer within {connect_timeout_s:g} s while logging in (phase: auth)"
+            if cause == "timed out"
+            else cause
+        )
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {target.describe()}: {said}", cause) from error
+    # `sock` is the socket pg8000 talks on (the TLS wrapper when encrypted): after login every read waits up to
+    # the statement timeout plus margin.
+    sock.settimeout(None if statement_timeout_ms == 0 else statement_timeout_ms / 1000 + connect_timeout_s)
     return connection
+
+
+_SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
+"""PostgreSQL's SSLRequest message (protocol docs, "SSL Session Encryption")."""
+
+
+def _open_socket(target: DatabaseTarget, context: ssl.SSLContext | None, timeout_s: float) -> socket.socket:
+    """TCP connect, then (with `context`) SSLRequest + TLS handshake, each phase at most `timeout_s`."""
+    where = target.describe()
+
+    def unavailable(cause: str, reach: str = "connect to", short: str | None = None) -> DatabaseUnavailable:
+        return DatabaseUnavailable(f"cannot {reach} PostgreSQL at {where}: {cause}", short or cause)
+
+    try:
+        sock = socket.create_connection((target.host, target.port), timeout=timeout_s)
+    except TimeoutError as error:
+        raise unavailable(f"no TCP connection within {timeout_s:g} s (phase: connect)", "reach", "timed out") from error
+    except OSError as error:
+        raise unavailable(_reason(error), "reach") from error
+    sock.settimeout(timeout_s)
+    if context is None:
+        return sock
+    try:
+        sock.sendall(_SSL_REQUEST)
+        if sock.recv(1) != b"S":
+            raise unavailable("server does not offer TLS, and TLS is required")
+        return context.wrap_socket(sock, server_hostname=target.host)
+    except DatabaseUnavailable:
+        sock.close()
+        raise
+    except TimeoutError as error:
+        sock.close()
+        raise unavailable(
+            f"the server accepted TCP but did not answer within {timeout_s:g} s (phase: TLS)", short="timed out"
+        ) from error
+    except OSError as error:
+        sock.close()
+        raise unavailable(f"TLS failed: {_reason(error)}") from error
 
 
 def _reason(error: BaseException) -> str:

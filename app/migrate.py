@@ -33,7 +33,14 @@ from typing import TYPE_CHECKING
 
 from app import jsonlog
 from app.config import ConfigError, database_target_from_env
-from app.db import DatabaseConfigError, DatabaseTarget, DatabaseUnavailable, connect, describe_error
+from app.db import (
+    DatabaseConfigError,
+    DatabaseTarget,
+    DatabaseUnavailable,
+    connect,
+    describe_error,
+    ssl_context_for,
+)
 
 if TYPE_CHECKING:
     import pg8000.native
@@ -228,6 +235,16 @@ def _grant_app_logins(connection: pg8000.native.Connection, logins: tuple[str, .
         report.app_logins.append(login)
 
 
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 < seconds < 86_400:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be more than 0 and less than a day, got {value!r}")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.migrate", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -236,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         help="postgresql://user:password@host:port/db[?sslmode=disable|require|verify-full&sslrootcert=PATH] "
         "(default: $DATABASE_URL, else the DATABASE_HOST/PORT/NAME/USER/PASSWORD parts the API reads too)",
     )
-    parser.add_argument("--lock-timeout", type=float, default=300, help="seconds to wait for another runner")
+    parser.add_argument(
+        "--lock-timeout", type=_positive_seconds, default=300, help="seconds to wait for another runner"
+    )
     parser.add_argument(
         "--app-login",
         action="append",
@@ -250,15 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseConfigError as error:
         parser.error(str(error))
     jsonlog.configure(os.environ.get("LOG_LEVEL", "INFO"))
-    target: str | DatabaseTarget
+    target: DatabaseTarget
     if args.database_url:
-        target = args.database_url
+        try:
+            target = DatabaseTarget.from_url(args.database_url, setting="--database-url")
+            ssl_context_for(target)  # a missing or unreadable CA bundle is a bad argument too
+        except DatabaseConfigError as error:
+            parser.error(str(error))  # exit 2: a bad argument
     else:
         # The ECS migrate task gets the parts, like the API: the RDS-managed password cannot be put in a URL
         # by the deploy pipeline without exposing it.
         try:
             target = database_target_from_env(os.environ)
-        except ConfigError as error:
+        except (ConfigError, DatabaseConfigError) as error:
             parser.error(f"--database-url or DATABASE_URL, or the DATABASE_* parts: {error}")
     try:
         report = migrate(target, lock_timeout_s=args.lock_timeout, app_logins=app_logins)

@@ -22,6 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from infra.config import ConfigError
 from infra.harness import Resource, StackRun
 from infra.plan import PlanReport, register_report
 
@@ -467,6 +468,13 @@ def estimate(run: StackRun, prices: PriceTable | None = None) -> list[Item]:
 def build_section(run: StackRun) -> dict[str, Any]:
     prices = load_prices()
     items = estimate(run, prices)
+    unpriced = sorted({f"{i.name}: {i.item} ({i.note})" for i in items if i.unpriced})
+    if unpriced:
+        # A total without these would look cheaper than the bill: refuse it (the config checks sizes against the
+        # table first, so this is a size or service the table lacks). Exit 2 from the plan, like invalid config.
+        raise ConfigError(
+            [f"{run.config_file}: cost: no list price, the estimate would under-report: {line}" for line in unpriced]
+        )
     total = round(sum(i.monthly_usd for i in items), 2)
     tier = run.config.get("shipyard:tier", "")
     section: dict[str, Any] = {

@@ -36,7 +36,7 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 
-from infra.config import PROJECT, ConfigError, required_secret_keys
+from infra.config import PROJECT, ConfigError, Problem, required_secret_keys
 from infra.mock_cloud import CloudMocks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -204,27 +204,80 @@ def _engine_value(value: Any) -> str:
     """What the engine hands a Python program: strings, with objects, lists and booleans as JSON."""
     if isinstance(value, str):
         return value
-    return json.dumps(value)
+    return json.dumps(value, default=str)  # YAML dates and times arrive as text, as the CLI passes them
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that notes duplicate keys (PyYAML keeps the last one silently; `pulumi` would too)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in first_line:
+                self.duplicates.append(
+                    f"{key}: written twice (lines {first_line[key]} and {line}); the last would win silently, keep one"
+                )
+            elif isinstance(key, str | int | float | bool):
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_stack_document(path: Path, shown: str) -> dict[str, Any]:
+    """The stack file as a mapping, or `ConfigError` naming the file as `shown` (the name the user gave)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError([f"{shown}: no such stack file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{shown}: cannot read the stack file: {exc}"]) from None
+    loader = _StrictLoader(text)
+    try:
+        document = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{shown}: not valid YAML: {exc}"]) from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise ConfigError([f"{shown}: {duplicate}" for duplicate in loader.duplicates])
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(
+            [f"{shown}: must be a mapping with a `config:` block (keys like {PROJECT}:tier), not a {_kind(document)}"]
+        )
+    return document
+
+
+def _kind(value: Any) -> str:
+    return "list" if isinstance(value, list) else f"single value ({value!r:.40})"
 
 
 def engine_config(
-    path: Path, project: str, *, placeholders_for_missing_secrets: bool
+    path: Path, project: str, *, placeholders_for_missing_secrets: bool, shown: str | None = None
 ) -> tuple[dict[str, str], list[str], list[str]]:
-    """(config, secret keys, keys given placeholders) as the engine would pass them for this stack file."""
-    try:
-        with path.open() as handle:
-            document = yaml.safe_load(handle) or {}
-    except FileNotFoundError:
-        raise ConfigError([f"{path.name}: no such stack file"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path.name}: not valid YAML: {exc}"]) from None
+    """(config, secret keys, keys given placeholders) as the engine would pass them for this stack file.
+
+    `shown` is how messages name the file (default: its name).
+    """
+    shown = shown or path.name
+    document = read_stack_document(path, shown)
     raw = document.get("config") or {}
     if not isinstance(raw, dict):
-        raise ConfigError([f"{path.name}: config: must be a mapping of keys to values"])
+        raise ConfigError([f"{shown}: config: must be a mapping of keys to values, not a {_kind(raw)}"])
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     placeholders: list[str] = []
+    problems: list[str] = []
     for key, value in raw.items():
+        if not isinstance(key, str):
+            problems.append(f"{shown}: config.{key}: keys are text like {project}:<name>, not the number {key!r}")
+            continue
         # The CLI puts keys without a namespace into the project's.
         full_key = key if ":" in key else f"{project}:{key}"
         if isinstance(value, dict) and set(value) == {"secure"}:
@@ -236,6 +289,8 @@ def engine_config(
             config[full_key] = _engine_value(value["value"])
         else:
             config[full_key] = _engine_value(value)
+    if problems:
+        raise ConfigError(problems)
     if placeholders_for_missing_secrets:
         for full_key in required_secret_keys(config):
             if full_key not in config:
@@ -429,8 +484,10 @@ def run_stack(
     project_doc = read_project(root)
     project = str(project_doc["name"])
     path = config_file or stack_file(stack, root)
+    # Messages name the file the way the user gave it (`--config-file my-edit.yaml`), else Pulumi.<stack>.yaml.
+    shown = str(config_file) if config_file is not None else path.name
     config, secret_keys, placeholders = engine_config(
-        path, project, placeholders_for_missing_secrets=placeholders_for_missing_secrets
+        path, project, placeholders_for_missing_secrets=placeholders_for_missing_secrets, shown=shown
     )
     for key, value in (config_overrides or {}).items():
         if value is None:
@@ -478,7 +535,13 @@ def run_stack(
                 if type(exc).__name__ == "ConfigError" and hasattr(exc, "problems"):
                     # The program's own ConfigError class (it was imported afresh, CLI-style); re-raise ours,
                     # with what got registered before the error (tests require: nothing).
-                    error = ConfigError(list(exc.problems))
+                    default_name = f"Pulumi.{stack}.yaml"
+                    error = ConfigError(
+                        [
+                            problem.relabel(shown) if problem.file == default_name else problem
+                            for problem in map(Problem.parse, exc.problems)
+                        ]
+                    )
                     error.registered = [r.urn for r in monitor.registrations]
                     raise error from exc
                 raise HarnessError(f"the program for stack {stack!r} failed: {exc}") from exc
@@ -503,7 +566,7 @@ def run_stack(
     return StackRun(
         project=project,
         stack=stack,
-        config_file=path.name,
+        config_file=shown,
         resources=sorted(monitor.registrations, key=lambda r: r.urn),
         outputs=monitor.stack_outputs,
         secret_outputs=monitor.stack_secret_outputs,

@@ -826,7 +826,11 @@ def _plan(args: argparse.Namespace, output_format: str) -> int:
     except HarnessError as exc:
         raise PlanInputError([f"plan failed: {exc}"], "program") from None
     if args.mermaid is not None:
-        args.mermaid.write_text(mermaid_diagram(run))
+        try:
+            args.mermaid.write_text(mermaid_diagram(run))
+        except OSError as exc:
+            print(f"--mermaid {args.mermaid}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     if base is not None:
         diff = diff_documents(base, document)
         if output_format == "json":

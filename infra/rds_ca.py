@@ -91,10 +91,15 @@ def validate_bundle(pem: bytes, *, now: Any = None) -> int:
 Opener = Callable[..., Any]
 
 
+def fetchable(url: str) -> bool:
+    """HTTPS only; plain HTTP only from 127.0.0.1 (the tests' local server)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname == "127.0.0.1")
+
+
 def fetch(url: str, *, opener: Opener = urllib.request.urlopen, timeout_s: float = TIMEOUT_S) -> bytes:
     """Download ``url`` (HTTPS only; plain HTTP only from 127.0.0.1, for tests), at most :data:`MAX_BYTES`."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname == "127.0.0.1"):
+    if not fetchable(url):
         raise BundleError(f"{url}: the bundle is a trust anchor; fetch it over https only")
     try:
         with opener(url, timeout=timeout_s) as response:
@@ -168,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="validate the existing file only; fetch nothing")
     args = parser.parse_args(argv)
     outputs: list[Path] = args.output or [BUNDLE_PATH, APP_BUNDLE_PATH]
+    if not args.check and not fetchable(args.url):
+        parser.error(f"--url {args.url}: the bundle is a trust anchor; fetch it over https only")  # exit 2
     try:
         if args.check:
             for output in outputs:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 REVALIDATE_CACHE_CONTROL = "no-cache"
@@ -281,6 +282,14 @@ def deploy(
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _endpoint_url(value: str) -> str:
+    """botocore refuses anything but an http(s) URL with a host, with a ValueError: say so as a bad argument."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {value!r} (e.g. http://127.0.0.1:4566)")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dist", required=True, type=Path, help="the SPA build output (holds index.html)")
@@ -291,7 +300,9 @@ def _parser() -> argparse.ArgumentParser:
         default=json.dumps(list(DEFAULT_IMMUTABLE_PATHS)),
         help="stack output frontendImmutablePaths (JSON list or comma-separated); default %(default)s",
     )
-    parser.add_argument("--endpoint-url", help="S3 and CloudFront endpoint (tests, LocalStack); default AWS")
+    parser.add_argument(
+        "--endpoint-url", type=_endpoint_url, help="S3 and CloudFront endpoint (tests, LocalStack); default AWS"
+    )
     parser.add_argument("--region", help="AWS region of the bucket; default from the AWS profile/environment")
     parser.add_argument("--wait", action="store_true", help="wait (at most 10 minutes) for the invalidation")
     parser.add_argument("--dry-run", action="store_true", help="list what would be uploaded and invalidated")

@@ -11,7 +11,7 @@ The values it binds at deploy time (dimension values, the desired task count, th
 named in the spec as `{binding}` placeholders or `Bound("binding")` thresholds.
 
 Per stack, `shipyard:monitoring.alarms.<id>` overrides threshold, severity, evaluation periods,
-datapoints to alarm, or disables an alarm. infra/config.py validates those ids against `ALARM_IDS` before any
+datapoints to alarm, or disables an alarm. infra/config/ validates those ids against `ALARM_IDS` before any
 resource exists, which is why this module imports nothing but the standard library.
 """
 

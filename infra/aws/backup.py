@@ -1,6 +1,6 @@
 """Backups and disaster recovery with AWS Backup: the database and the uploads bucket, copied offsite, restore-tested.
 
-What this component creates (each piece is driven by `shipyard:backups`, infra/config.py):
+What this component creates (each piece is driven by `shipyard:backups`, infra/config/):
 - a vault encrypted with its own customer KMS key, and in prod a Vault Lock (see `BackupArgs.settings`);
 - a plan: a daily rule at `schedule` in `timezone` kept `retentionDays`, with continuous backup
   (point-in-time restore, RPO of minutes) for RDS and S3 when `continuous`; and, with `offsite`, a monthly
@@ -114,7 +114,7 @@ class BackupArgs:
     tier: Tier
     """prod keeps the vaults on `pulumi destroy` (force_destroy off); staging may drop its recovery points."""
     region: str
-    """The stack's region (the offsite vault must be elsewhere: infra/config.py checks it)."""
+    """The stack's region (the offsite vault must be elsewhere: infra/config/ checks it)."""
     database: Database
     """Its instance carries the selection tag; restore tests restore it; IAM auth is what the validator uses."""
     alert_topic_arn: pulumi.Input[str]

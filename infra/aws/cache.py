@@ -36,7 +36,7 @@ SNAPSHOT_RETENTION_DAYS: dict[str, int] = {"staging": 1, "prod": 7}
 @dataclass(frozen=True)
 class CacheArgs:
     settings: CacheConfig
-    """The `shipyard:cache` block: engine, node type, replicas, maxmemoryPolicy (infra/config.py)."""
+    """The `shipyard:cache` block: engine, node type, replicas, maxmemoryPolicy (infra/config/)."""
     tier: Tier
     """Snapshot retention (see SNAPSHOT_RETENTION_DAYS)."""
     vpc_id: pulumi.Input[str]

@@ -71,7 +71,7 @@ def master_password_rotation_schedule(maintenance_window: str) -> str:
 @dataclass(frozen=True)
 class DatabaseArgs:
     settings: DatabaseConfig
-    """The `shipyard:database` block: engine version, size, windows, retention, monitoring (infra/config.py)."""
+    """The `shipyard:database` block: engine version, size, windows, retention, monitoring (infra/config/)."""
     tier: Tier
     """prod adds the Pulumi `protect` option on the instance (tier, not config: it must not be waivable)."""
     vpc_id: pulumi.Input[str]

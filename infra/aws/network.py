@@ -32,7 +32,7 @@ MINIMAL_ENDPOINTS = ("secretsmanager",)
 @dataclass(frozen=True)
 class NetworkArgs:
     settings: NetworkConfig
-    """The `shipyard:network` block (cidr, azCount, nat, vpcEndpoints, flowLogs); see infra/config.py."""
+    """The `shipyard:network` block (cidr, azCount, nat, vpcEndpoints, flowLogs); see infra/config/."""
     region: str
     """`aws:region`; endpoint service names are `com.amazonaws.<region>.<service>`."""
     log_kms_key_arn: pulumi.Input[str] | None = None

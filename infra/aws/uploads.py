@@ -44,7 +44,7 @@ APP_ACTIONS = ("s3:PutObject", "s3:GetObject")
 @dataclass(frozen=True)
 class UploadsArgs:
     settings: UploadsConfig
-    """The `shipyard:uploads` block: size limit, allowed types, prefix and lifecycle days (infra/config.py)."""
+    """The `shipyard:uploads` block: size limit, allowed types, prefix and lifecycle days (infra/config/)."""
     allowed_origins: pulumi.Input[Sequence[str]]
     """Browser origins allowed to upload: the same origins the API answers (`CORS_ORIGINS`: the frontend's URL
     plus `service.corsOrigins`), so the API never hands a browser a URL it may not use; no wildcard."""

@@ -164,9 +164,9 @@ def fmt_number(value: Any) -> str | None:
         return None
     if number.is_integer() and abs(number) < 1e15:
         return str(int(number))
-    if abs(number) >= 1000:
+    if 1000 <= abs(number) < 1e15:
         return f"{number:.1f}"
-    return f"{number:.4g}"
+    return f"{number:.4g}"  # small fractions, and huge values (1e308 as 1e+308, not 309 digits)
 
 
 def _region_account_from_arn(arn: Any) -> tuple[str | None, str | None]:
@@ -266,7 +266,9 @@ def _dimensions_text(dimensions: Any) -> str:
 def _stat_name(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return None
-    return value.capitalize() if value.isupper() else value  # "SUM" -> "Sum", keep "p99"
+    if value.isupper():  # "SUM" -> "Sum", "SAMPLE_COUNT" -> "SampleCount" (CloudWatch's own spelling); keep "p99"
+        return "".join(word.capitalize() for word in value.split("_"))
+    return value
 
 
 def _describe_trigger(trigger: dict[str, Any]) -> tuple[str, str | None, str, list[tuple[str, str]]]:

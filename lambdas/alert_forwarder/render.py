@@ -12,7 +12,7 @@ import html
 import json
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 from .model import ALARM, EVENT, INSUFFICIENT_DATA, OK, SEVERITIES, Alert, Digest, Notice
@@ -128,7 +128,7 @@ def value_text(alert: Alert) -> str | None:
     if alert.value:
         return alert.value
     if alert.threshold:
-        return f"threshold {alert.threshold}"
+        return f"alarm when {alert.threshold}"
     return None
 
 
@@ -137,7 +137,8 @@ def facts(notice: Notice) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = [("Severity", alert.severity), ("State", state_change(alert))]
     value = value_text(alert)
     if value:
-        rows.append(("Value", value))
+        # Without a datapoint (INSUFFICIENT_DATA, a recovery without one) the row is the threshold, not a value.
+        rows.append(("Value" if alert.value else "Threshold", value))
     if alert.metric:
         rows.append(("Metric", alert.metric))
     where = " / ".join(x for x in (alert.region, alert.account) if x)
@@ -321,13 +322,15 @@ def render_telegram(notice: Notice, ctx: RenderContext, *, reply_to: str | None 
         build,
         utf16_len,
         TELEGRAM_LIMIT,
+        # Shrunk in this order: what happened (the reason) and the links are what on-call needs first, so the
+        # attached original and the alarm's standing description give way before the reason does.
         {
             "raw": len(alert.raw or ""),
-            "reason": len(alert.reason),
             "description": len(alert.description or ""),
             "note": len(alert.note or ""),
             "facts": longest_fact,
             "reference": len(reference or ""),
+            "reason": len(alert.reason),
             "title": len(headline(notice)),
         },
     )
@@ -367,7 +370,7 @@ def _one_line(text: str) -> str:
 def render_email(notice: Notice, ctx: RenderContext) -> EmailContent:
     alert = notice.alert
     prefix = f"[{ctx.stack}] " if ctx.stack else ""
-    subject = clip(_one_line(prefix + headline(notice)), EMAIL_SUBJECT_LIMIT)
+    subject = clip(_one_line(clean_text(prefix + headline(notice))), EMAIL_SUBJECT_LIMIT)
     rows = facts(notice)
     reference = reference_text(notice)
     reason = clip(alert.reason, EMAIL_FIELD_LIMIT)
@@ -449,11 +452,19 @@ _SMS_REPLACEMENTS = {
 
 def sms_safe(text: str) -> str:
     """Plain ASCII: a single emoji would switch the SMS to UCS-2 and cut a segment to 70 characters."""
+    lines = [line for line in (_sms_line(line) for line in text.splitlines()) if line]
+    return " / ".join(lines)  # a line break becomes a visible separator, not words run together
+
+
+def _sms_line(text: str) -> str:
     out = []
     for char in text:
         char = _SMS_REPLACEMENTS.get(char, char)
+        if char.isspace():
+            out.append(" ")
+            continue
         folded = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
-        out.append(folded if all(c.isprintable() or c == " " for c in folded) else "")
+        out.append(folded if folded.isprintable() else "")
     return " ".join("".join(out).split())
 
 
@@ -480,6 +491,8 @@ def render_sms(notice: Notice, ctx: RenderContext) -> str:
     if stack:
         head = f"[{stack}] {head}"
     detail = sms_safe(value) if value and alert.new_state != OK else reason
+    if detail.startswith(title):  # plain-text messages: the title is the reason's first line, said once
+        detail = detail[len(title) :].lstrip(" :/-")
 
     def build(caps: dict[str, int]) -> str:
         text = f"{head} {clip(title, caps['title'])}"
@@ -589,6 +602,44 @@ def webhook_bytes(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
+# ------------------------------------------------------------------------------------------- cleaning
+
+_LINE_BREAKS = {"\r\n": "\n", "\r": "\n", "\u2028": "\n", "\u2029": "\n", "\x85": "\n"}
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters (NUL, ESC... but not line breaks or tabs) and invisible format characters:
+    bidi overrides and isolates (U+202A-202E, U+2066-2069: "Trojan Source" reordering), zero-width ones
+    (U+200B-200D, U+2060, U+FEFF). CR and the Unicode line separators become plain line breaks, so no
+    channel sees a bare CR (in an e-mail header it could start a new header)."""
+    for old, new in _LINE_BREAKS.items():
+        text = text.replace(old, new)
+    return "".join(
+        char for char in text if char in "\n\t" or unicodedata.category(char) not in {"Cc", "Cf", "Cs", "Co"}
+    )
+
+
+def _clean_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, tuple):
+        return tuple(_clean_value(v) for v in value)
+    return value
+
+
+def clean_alert(alert: Alert) -> Alert:
+    return replace(alert, **{f.name: _clean_value(getattr(alert, f.name)) for f in fields(alert)})
+
+
+def clean_item(item: Notice | Digest) -> Notice | Digest:
+    if isinstance(item, Digest):
+        return replace(item, alerts=tuple(clean_alert(a) for a in item.alerts))
+    original = item.original
+    if original is not None:
+        original = replace(original, title=clean_text(original.title))
+    return replace(item, alert=clean_alert(item.alert), original=original)
+
+
 # ------------------------------------------------------------------------------------------- dispatcher
 
 
@@ -600,7 +651,11 @@ def render(
     reply_ref: str | None = None,
     sent_at: str = "",
 ) -> Any:
-    """Payload for one channel: Slack/Telegram/webhook dicts, `EmailContent`, or the SMS text."""
+    """Payload for one channel: Slack/Telegram/webhook dicts, `EmailContent`, or the SMS text.
+
+    Every text that came from outside is cleaned first (`clean_text`), for every channel.
+    """
+    item, ctx = clean_item(item), RenderContext(clean_text(ctx.project), clean_text(ctx.stack))
     if isinstance(item, Digest):
         if channel == "slack":
             return render_slack_digest(item, ctx)

@@ -61,14 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     clock: Callable[[], dt.datetime] = (lambda: fixed_now) if fixed_now else (lambda: dt.datetime.now(dt.UTC))
     try:
         endpoint, credentials, tls = db.parse_database_url(args.database_url)
+    except db.DatabaseConfigError as error:  # a bad argument: exit 2, as argparse does
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    try:
         connection = db.connect(endpoint, credentials, tls=tls, application_name="shipyard-auto-confirm-cli")
-    except (db.DatabaseConfigError, db.DatabaseUnavailable) as error:
+    except db.DatabaseUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     try:
         result = core.run(connection, clock, batch_size=args.batch_size, dry_run=args.dry_run, collect_orders=True)
     except core.AutoConfirmError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # e.g. the connection dropped mid-run: one line, never a traceback
+        print(f"error: auto-confirm run failed: {db.describe_error(error)}", file=sys.stderr)
         return 1
     finally:
         connection.close()

@@ -360,6 +360,25 @@ def find_platform_user(connection: pg8000.native.Connection) -> int:
     return int(user_id)
 
 
+UNMIGRATED_SQLSTATES = frozenset({"42P01", "42703", "42883"})
+"""undefined_table, undefined_column, undefined_function: the schema the job reads is not there (yet)."""
+
+
+def preflight_error(error: Exception) -> AutoConfirmError:
+    """What reading the settings failed on, in words: an un-migrated database says how to fix it."""
+    from lambdas.shared.db import describe_error, sqlstate
+
+    cause = describe_error(error)
+    if sqlstate(error) in UNMIGRATED_SQLSTATES:
+        return ConfigurationError(
+            f"the database has no auto-confirm schema ({cause}): run app.migrate first "
+            "(python -m app.migrate --database-url URL)"
+        )
+    if cause == "timed out":
+        cause = "no answer from the server to a statement (phase: statement)"
+    return AutoConfirmError(f"reading system_config and the platform wallet failed: {cause}")
+
+
 def run(
     connection: pg8000.native.Connection,
     clock: Clock,
@@ -383,14 +402,19 @@ def run(
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("the clock must return an aware datetime (UTC)")
     warnings: list[str] = []
-    deadline_hours = read_deadline_hours(connection, warnings)
-    result = RunResult(
-        now=now, deadline_hours=deadline_hours, fee_percentage=Decimal(0), dry_run=dry_run, warnings=warnings
-    )
-    result.fee_percentage = read_fee_percentage(connection)
-    result.platform_user_id = find_platform_user(connection)
-    cutoff = now - dt.timedelta(seconds=float(deadline_hours * 3600))
-    oldest = connection.run(OLDEST_OVERDUE_SQL, cutoff=cutoff)[0][0]
+    try:
+        deadline_hours = read_deadline_hours(connection, warnings)
+        result = RunResult(
+            now=now, deadline_hours=deadline_hours, fee_percentage=Decimal(0), dry_run=dry_run, warnings=warnings
+        )
+        result.fee_percentage = read_fee_percentage(connection)
+        result.platform_user_id = find_platform_user(connection)
+        cutoff = now - dt.timedelta(seconds=float(deadline_hours * 3600))
+        oldest = connection.run(OLDEST_OVERDUE_SQL, cutoff=cutoff)[0][0]
+    except AutoConfirmError:
+        raise
+    except Exception as error:
+        raise preflight_error(error) from error
     result.oldest_overdue_seconds = 0.0 if oldest is None else round((cutoff - oldest).total_seconds(), 3)
 
     after_ts, after_id = _START_OF_TIME, 0

@@ -26,6 +26,7 @@ it off; there is deliberately no environment variable for that.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 from collections.abc import Callable, Mapping
@@ -168,9 +169,15 @@ def parse_database_url(url: str) -> tuple[DatabaseEndpoint, Credentials, bool]:
 
     Returns (endpoint, credentials, tls). For people running the job by hand; sslmode defaults to require.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # e.g. an unclosed IPv6 bracket
+        raise DatabaseConfigError(f"--database-url is not a URL ({error})") from None
     if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.username:
-        raise DatabaseConfigError("--database-url must look like postgresql://user:password@host:port/dbname")
+        raise DatabaseConfigError(
+            f"--database-url must look like postgresql://user:password@host:port/dbname "
+            f"(scheme {parts.scheme or '(none)'!r}, host {parts.hostname or '(none)'!r})"
+        )
     database = unquote(parts.path.lstrip("/"))
     if not database:
         raise DatabaseConfigError("--database-url has no database name (the path after the host)")
@@ -181,9 +188,15 @@ def parse_database_url(url: str) -> tuple[DatabaseEndpoint, Credentials, bool]:
     ca_file = query.get("sslrootcert")
     if sslmode == "verify-full" and not ca_file:
         raise DatabaseConfigError("--database-url sslmode=verify-full needs sslrootcert=<CA bundle path>")
-    endpoint = DatabaseEndpoint(
-        parts.hostname, parts.port or 5432, database, ca_file if sslmode == "verify-full" else None
-    )
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise DatabaseConfigError(
+            f"--database-url port must be a number from 1 to 65535, got {parts.netloc.rpartition(':')[2]!r}"
+        ) from None
+    if sslmode == "verify-full" and ca_file and not os.path.isfile(ca_file):
+        raise DatabaseConfigError(f"--database-url sslrootcert {ca_file!r}: no such file")
+    endpoint = DatabaseEndpoint(parts.hostname, port, database, ca_file if sslmode == "verify-full" else None)
     credentials = Credentials(unquote(parts.username), unquote(parts.password or ""))
     return endpoint, credentials, sslmode != "disable"
 
@@ -208,30 +221,27 @@ def connect(
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
     application_name: str = "shipyard-lambda",
 ) -> pg8000.native.Connection:
-    """Open a connection, or raise :class:`DatabaseUnavailable` naming the server and the cause.
+    """Open a connection, or raise :class:`DatabaseUnavailable` naming the server, the cause and the phase.
 
     With ``tls=True`` a server that does not speak TLS is refused (never a silent plaintext fallback).
-    The timeouts are startup parameters, so they hold from the first statement; the socket itself waits
-    at most ``connect_timeout_s`` to connect and the statement timeout plus that margin for any answer.
+    The timeouts are startup parameters, so they hold from the first statement. The TCP connect, the TLS
+    handshake and the login each wait at most ``connect_timeout_s`` (a stall names its phase: connect, TLS,
+    auth); after that, any answer is awaited at most the statement timeout plus that margin (phase: statement).
     """
     import pg8000.native
 
-    context: ssl.SSLContext | bool = tls_context(endpoint.ca_file) if tls else False
+    context = tls_context(endpoint.ca_file) if tls else None
+    # Every phase before the first statement (TCP, TLS, login) is bounded by the connect timeout: a server that
+    # accepts TCP and then says nothing must not hold the job for the statement timeout.
+    sock = open_socket(endpoint.host, endpoint.port, context, connect_timeout_s, endpoint.describe())
     try:
-        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=connect_timeout_s)
-    except OSError as error:
-        raise DatabaseUnavailable(
-            f"cannot reach PostgreSQL at {endpoint.describe()}: {describe_error(error)}"
-        ) from error
-    sock.settimeout(statement_timeout_ms / 1000 + connect_timeout_s)
-    try:
-        return pg8000.native.Connection(
+        connection = pg8000.native.Connection(
             credentials.username,
             host=endpoint.host,
             port=endpoint.port,
             database=endpoint.database,
             password=credentials.password,
-            ssl_context=context,
+            ssl_context=False,  # TLS, when asked for, is already up on `sock` (open_socket)
             sock=sock,
             application_name=application_name,
             startup_params={
@@ -244,9 +254,53 @@ def connect(
     except Exception as error:
         sock.close()
         cause = describe_error(error)
-        if tls and "refuses SSL" in cause:
-            cause = "server does not offer TLS, and TLS is required"
+        if cause == "timed out":
+            cause = f"timed out: no answer within {connect_timeout_s:g} s while logging in (phase: auth)"
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {endpoint.describe()}: {cause}") from error
+    sock.settimeout(statement_timeout_ms / 1000 + connect_timeout_s)
+    return connection
+
+
+_SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
+"""PostgreSQL's SSLRequest message: length 8, code 1234.5679 (protocol docs, "SSL Session Encryption")."""
+
+
+def open_socket(host: str, port: int, context: ssl.SSLContext | None, timeout_s: float, where: str) -> socket.socket:
+    """TCP connect, then (with `context`) the SSLRequest and the TLS handshake; each phase waits at most
+    `timeout_s`, and a stall raises `DatabaseUnavailable` naming the phase (connect or TLS)."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+    except TimeoutError as error:
+        raise DatabaseUnavailable(
+            f"cannot reach PostgreSQL at {where}: timed out: no TCP connection within {timeout_s:g} s (phase: connect)"
+        ) from error
+    except OSError as error:
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL at {where}: {describe_error(error)}") from error
+    sock.settimeout(timeout_s)
+    if context is None:
+        return sock
+    try:
+        sock.sendall(_SSL_REQUEST)
+        answer = sock.recv(1)
+        if answer != b"S":
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL at {where}: server does not offer TLS, and TLS is required"
+            )
+        return context.wrap_socket(sock, server_hostname=host)
+    except DatabaseUnavailable:
+        sock.close()
+        raise
+    except TimeoutError as error:
+        sock.close()
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {where}: timed out: the server accepted TCP but did not answer within "
+            f"{timeout_s:g} s (phase: TLS)"
+        ) from error
+    except (OSError, ssl.SSLError) as error:
+        sock.close()
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {where}: TLS failed: {describe_error(error)}"
+        ) from error
 
 
 def describe_error(error: BaseException) -> str:

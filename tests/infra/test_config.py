@@ -17,7 +17,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("staging", {"shipyard:tier": "dev"}, "shipyard:tier", "'staging' or 'prod'"),
     ("staging", {"shipyard:owner": None}, "shipyard:owner", "required key is missing"),
     ("staging", {"aws:region": None}, "aws:region", "required key is missing"),
-    ("staging", {"aws:region": "Brazil"}, "aws:region", "should match pattern"),
+    ("staging", {"aws:region": "Brazil"}, "aws:region", "is not an AWS region"),
     ("staging", {"shipyard:databse": {"multiAz": True}}, "shipyard:databse", "unknown key; allowed here:"),
     (
         "staging",
@@ -39,7 +39,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "staging",
         {"shipyard:database": {"backupRetentionDays": "a week"}},
         "shipyard:database.backupRetentionDays",
-        "valid integer",
+        "must be a whole number, got 'a week'",
     ),
     (
         "staging",
@@ -280,7 +280,7 @@ def test_secret_in_plain_text_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         run_stack("staging", config_file=stack_file)
     assert any(
-        p.startswith("Pulumi.staging.yaml: shipyard:slackWebhookUrl: is a secret but is stored in plain text")
+        p.startswith(f"{stack_file}: shipyard:slackWebhookUrl: is a secret but is stored in plain text")
         for p in caught.value.problems
     )
 
