@@ -45,6 +45,7 @@ Subject = Literal[
     "health_checker",  # the health checker itself (Stack, checker_count)
     "backup",  # the AWS Backup vault (BackupVaultName)
     "alert_forwarder",  # the alert forwarder's own delivery metrics (Stack)
+    "alert_inbox",  # the SQS inbox the alert topics deliver to (QueueName)
     "restore_test",  # the monthly restore test's validator (Stack)
     "app_events",  # metrics from log metric filters on the app's JSON events (log_namespace)
     "slo",  # availability SLO burn rate over the ALB (LoadBalancer, burn thresholds)
@@ -685,6 +686,41 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
             "credentials out of shell history) and delete the file; warm forwarders read it again within "
             "SECRETS_TTL_SECONDS, 5 minutes. Then replay what the DLQs hold as the dlq-depth runbook says: targets "
             "that already succeeded are not sent twice.",
+        ),
+    ),
+    AlarmSpec(
+        id="alert-inbox-stale",
+        subject="alert_inbox",
+        resource="alerts-inbox",
+        condition="stale",
+        severity="critical",
+        title="Alerts are waiting in the inbox, unread",
+        description="The oldest alert in the forwarder's inbox has waited more than {threshold} s {window}.",
+        threshold=1800,
+        comparison="GreaterThanThreshold",
+        period=300,
+        evaluation_periods=2,
+        datapoints_to_alarm=2,
+        # SQS stops reporting a queue's metrics after hours without activity: a quiet inbox is a healthy one.
+        missing_data="notBreaching",
+        metrics=(_m("m1", "AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", ("QueueName", "queue")),),
+        unit=" s",
+        meaning="Alarms and events reached the topics but the forwarder is not taking them from its inbox: the "
+        "event source mapping is disabled or throttled, the function cannot be invoked, or its role lost the "
+        "SQS rights. Nothing reaches Slack, Telegram, e-mail or SMS meanwhile, and after 4 days (the inbox's "
+        "retention) the waiting alerts expire without ever reaching a dead-letter queue. A retried alert waits "
+        "out the 12-minute visibility timeout between tries, so only half an hour of waiting is this fault. "
+        "This alarm reaches on-call by the critical topic's direct e-mail subscription.",
+        checks=(
+            "The mapping's state: `aws lambda list-event-source-mappings --function-name <alertForwarderFunction> "
+            "--query 'EventSourceMappings[].[State,StateTransitionReason,LastProcessingResult]'`.",
+            "The forwarder's Throttles and Errors metrics, and its log group (a crash on every batch also keeps "
+            "alerts waiting, until they are dead-lettered after 5 receives).",
+        ),
+        fixes=(
+            "A disabled mapping: `pulumi up` enables it again (the program declares it enabled). A function "
+            "that fails: fix and deploy it; the waiting alerts are then delivered in batches, oldest first "
+            "within each alarm, and nothing already delivered is sent twice.",
         ),
     ),
     # ---------------------------------------------------------------------------------------------- auto-confirm

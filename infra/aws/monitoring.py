@@ -183,6 +183,8 @@ class MonitoringArgs:
     backup: BackupWatch | None = None
     alert_forwarder: bool = False
     """The alert forwarder is deployed: alarm on its DeliveryFailures and draw its metrics on the dashboard."""
+    alert_inbox_queue: pulumi.Input[str] | None = None
+    """The SQS inbox the alert topics deliver to (`Alerts.inbox`): alarm when alerts wait in it unread."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -444,6 +446,8 @@ class Monitoring(Component):
             return [_Instance("", {"vault": args.backup.vault_name})]
         if subject == "alert_forwarder" and args.alert_forwarder:
             return [_Instance("", {"stack": stack})]
+        if subject == "alert_inbox" and args.alert_inbox_queue is not None:
+            return [_Instance("", {"queue": args.alert_inbox_queue})]
         if subject == "restore_test" and args.backup is not None and args.backup.restore_testing:
             return [_Instance("", {"stack": stack})]
         if subject == "app_events" and self.metric_filters:

@@ -337,6 +337,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             auto_confirm=auto_confirm.watch() if auto_confirm is not None else None,
             backup=backup.watch() if backup is not None else None,
             alert_forwarder=True,
+            alert_inbox_queue=alerts.inbox.name,
         ),
         naming,
         with_provider,

@@ -518,3 +518,17 @@ def test_outside_us_east_1_the_cloudfront_alarm_topics_still_reach_the_forwarder
     assert sorted(publishers["Principal"]["Service"]) == sorted(PUBLISHING_SERVICES)
     (cloudfront_alarm,) = [a for a in run.of_type(METRIC_ALARM) if a.inputs["tags"]["alarm-id"] == "frontend-5xx-rate"]
     assert cloudfront_alarm.inputs["alarmActions"] == [edge["critical"].outputs["arn"]]
+
+
+def test_alerts_waiting_unread_in_the_inbox_page_critical(any_stack: StackRun) -> None:
+    """A disabled mapping or a function that cannot run leaves alerts in the inbox: they never reach the DLQ
+    (they are not received) and would expire after the queue's retention without anyone hearing of them."""
+    inbox = any_stack.one(QUEUE, "alerts-inbox")
+    (stale,) = [a for a in any_stack.of_type(METRIC_ALARM) if a.inputs["tags"]["alarm-id"] == "alert-inbox-stale"]
+    assert stale.inputs["metricName"] == "ApproximateAgeOfOldestMessage"
+    assert stale.inputs["namespace"] == "AWS/SQS"
+    assert stale.inputs["dimensions"] == {"QueueName": inbox.outputs["name"]}
+    # Above a retry's wait (the visibility timeout), far below the inbox's retention.
+    retry_wait, retention = inbox.inputs["visibilityTimeoutSeconds"], inbox.inputs["messageRetentionSeconds"]
+    assert retry_wait < stale.inputs["threshold"] < retention
+    assert stale.inputs["alarmActions"] == [_topic_arns(any_stack)["critical"]]

@@ -293,6 +293,7 @@ monitoring = Monitoring("monitoring", MonitoringArgs(
     auto_confirm=AutoConfirmWatch("/aws/lambda/shipyard-auto-confirm"),
     backup=BackupWatch("shipyard-vault", restore_testing=True),
     alert_forwarder=True,
+    alert_inbox_queue="shipyard-prod-alerts-inbox",
 ), naming, with_provider)
 pulumi.export("alarmCount", monitoring.alarm_count)
 """
