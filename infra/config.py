@@ -414,6 +414,17 @@ class PolicyConfig(_Model):
     )
 
 
+class BudgetConfig(_Model):
+    """The stack's monthly budget (issue 19): the plan's cost estimate is reported against it."""
+
+    monthly_usd: float = Field(gt=0, le=100_000, description="Budget in USD a month, list prices (infra/prices.json).")
+    source: str = Field(
+        "",
+        max_length=200,
+        description="Where the figure comes from (e.g. 'seed 004: AWS 37.5 USD'); shown beside it in the plan.",
+    )
+
+
 class CommonStack(_Model):
     """Keys every cloud target understands."""
 
@@ -428,6 +439,11 @@ class CommonStack(_Model):
     waivers: dict[str, Reason] = Field(
         default_factory=dict,
         description="Prod minimum id (see PROD_MINIMUMS) → written reason for asking less.",
+    )
+    budget: BudgetConfig | None = Field(
+        None,
+        description="Monthly budget the plan reports against (`--fail-over-budget` fails over it); "
+        "unset = the tier's (infra/cost.py GOALS_USD: staging 45, prod 200).",
     )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
@@ -571,6 +587,17 @@ class ServiceConfig(_Model):
         False, description="ALB access logs to an S3 bucket (per-request forensics); on in prod."
     )
     access_log_retention_days: int = Field(90, ge=1, le=3653, description="Days ALB access logs are kept in S3.")
+    front_door: Literal["alb", "httpApi"] = Field(
+        "alb",
+        description="What serves the API to the internet. alb: Application Load Balancer (~27 USD/month before "
+        "traffic; WAF, access logs, deletion protection; prod). httpApi: API Gateway HTTP API + VPC link to the "
+        "tasks through Cloud Map, billed per request (staging default; no WAF: stage throttling instead).",
+    )
+    spot: bool = Field(
+        False,
+        description="Run the API tasks on Fargate Spot (~70% cheaper; a task may be stopped with a 2-minute "
+        "warning and is replaced). For stacks where a short interruption is acceptable (staging).",
+    )
 
     @field_validator("environment")
     @classmethod
@@ -1055,7 +1082,14 @@ TIER_DEFAULTS: dict[str, dict[str, Any]] = {
     "staging": {
         "network": {"nat": "none", "vpcEndpoints": False, "flowLogs": False},
         "database": {"backupRetentionDays": 7, "multiAz": False, "deletionProtection": False},
-        "service": {"desiredCount": 1, "minCount": 1, "maxCount": 2, "executeCommand": True},
+        "service": {
+            "desiredCount": 1,
+            "minCount": 1,
+            "maxCount": 2,
+            "executeCommand": True,
+            "frontDoor": "httpApi",
+            "spot": True,
+        },
         "backups": {"retentionDays": 7},
     },
     "prod": {
@@ -1079,6 +1113,8 @@ TIER_DEFAULTS: dict[str, dict[str, Any]] = {
             "logRetentionDays": 90,
             "loadBalancerDeletionProtection": True,
             "loadBalancerAccessLogs": True,
+            "frontDoor": "alb",
+            "spot": False,
         },
         "frontend": {"accessLogs": True},
         "waf": {"enabled": True},
@@ -1121,6 +1157,7 @@ _PROD_CHECKS: dict[str, Any] = {
     "database.nodeCount": lambda c: isinstance(c, DigitalOceanStack) and c.database.node_count < 2,
     "network.nat": lambda c: isinstance(c, AwsStack) and c.network.nat == "none" and not c.network.vpc_endpoints,
     "network.flowLogs": lambda c: isinstance(c, AwsStack) and not c.network.flow_logs,
+    "service.frontDoor": lambda c: isinstance(c, AwsStack) and c.service.front_door != "alb",
     "backups.enabled": lambda c: isinstance(c, AwsStack) and not c.backups.enabled,
     "alerts.routing.critical": lambda c: not c.alerts.routing.get("critical"),
     "alerts.oncallEmail": lambda c: c.alerts.oncall_email is None,
@@ -1142,6 +1179,11 @@ PROD_MINIMUMS: tuple[ProdMinimum, ...] = (
         "prod tasks run in private subnets: needs 'single' or 'per_az' NAT, or vpcEndpoints: true",
     ),
     ProdMinimum("network.flowLogs", "shipyard:network.flowLogs", "must be true in prod (FSBP EC2.6)"),
+    ProdMinimum(
+        "service.frontDoor",
+        "shipyard:service.frontDoor",
+        "must be alb in prod (WAF, access logs and deletion protection need the load balancer)",
+    ),
     ProdMinimum("backups.enabled", "shipyard:backups.enabled", "must be true in prod"),
     ProdMinimum(
         "alerts.routing.critical",
@@ -1419,6 +1461,31 @@ def _aws_problems(config: AwsStack, source: str) -> list[str]:
         )
     if config.alerts.routing.get("info") and "sms" in config.alerts.routing["info"]:
         problems.append(f"{source}: {PROJECT}:alerts.routing.info: SMS for info alerts would page people for noise")
+    problems.extend(_front_door_problems(config, source))
+    return problems
+
+
+def _front_door_problems(config: AwsStack, source: str) -> list[str]:
+    """WAF associates with REST APIs, ALBs, CloudFront, AppSync, Cognito, App Runner and Verified Access, not
+    with an API Gateway HTTP API (docs.aws.amazon.com/waf/latest/developerguide/waf-chapter.html, "resources
+    you can protect"); the HTTP API front door has stage throttling instead. The ALB-only keys would be ignored."""
+    if config.service.front_door != "httpApi":
+        return []
+    problems = []
+    if config.waf.enabled:
+        problems.append(
+            f"{source}: {PROJECT}:waf.enabled: AWS WAF cannot protect an API Gateway HTTP API; set "
+            f"{PROJECT}:service.frontDoor: alb (WAF on the load balancer) or waf.enabled: false"
+        )
+    for key, on in (
+        ("loadBalancerDeletionProtection", config.service.load_balancer_deletion_protection),
+        ("loadBalancerAccessLogs", config.service.load_balancer_access_logs),
+    ):
+        if on:
+            problems.append(
+                f"{source}: {PROJECT}:service.{key}: applies to the ALB only; this stack's "
+                f"service.frontDoor is httpApi (set frontDoor: alb, or drop the key)"
+            )
     return problems
 
 

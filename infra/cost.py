@@ -4,11 +4,12 @@ One item per billable dimension of a resource (instance-hours, storage, public I
 on-demand list price of the resource's region (falling back to us-east-1, and saying so). Items whose cost
 depends on traffic are `usage_based`: they carry a stated baseline assumption (ALB LCUs, scheduled Lambda
 runs, one full copy of backed-up storage) or cost 0 with the unit price in the note, so the total is the
-bill of a quiet month, not a forecast. Goals per tier (staging <= 45 USD, prod <= 200 USD) are shown with
-whether they are met.
+bill of a quiet month, not a forecast. The budget is the stack file's `shipyard:budget` (monthlyUsd, source),
+else the tier's (staging <= 45 USD, prod <= 200 USD); the plan says whether it is met, and
+`plan --fail-over-budget` exits 1 when it is not (for CI).
 
-JSON (`plan --json`): `cost: {"monthly_usd_total", "as_of", "currency", "goal": {...}, "items": [{"urn",
-"name", "type", "item", "quantity", "unit", "unit_price", "monthly_usd", "usage_based", "note"}]}`.
+JSON (`plan --json`): `cost: {"monthly_usd_total", "as_of", "currency", "goal": {"tier", "monthly_usd_max",
+"met", "source"}, "items": [{"urn", "name", "type", "item", "quantity", "unit", "unit_price", "monthly_usd", "usage_based", "note"}]}`.
 """
 
 from __future__ import annotations
@@ -433,24 +434,50 @@ def build_section(run: StackRun) -> dict[str, Any]:
         "currency": prices.currency,
         "items": [asdict(i) for i in sorted(items, key=lambda i: (-i.monthly_usd, i.name, i.item))],
     }
-    if tier in GOALS_USD:
-        goal = GOALS_USD[tier]
-        section["goal"] = {"tier": tier, "monthly_usd_max": goal, "met": total <= goal}
+    budget = stack_budget(run.config)
+    if budget is not None:
+        limit, source = budget
+        section["goal"] = {"tier": tier, "monthly_usd_max": limit, "met": total <= limit, "source": source}
     return section
+
+
+def stack_budget(config: Mapping[str, str]) -> tuple[float, str] | None:
+    """(USD a month, where the figure comes from): the stack file's `shipyard:budget`, else the tier's goal.
+
+    The program validated the key before the plan got here (infra/config.py BudgetConfig), so it parses."""
+    raw = config.get("shipyard:budget")
+    if raw:
+        budget = json.loads(raw) if isinstance(raw, str) else raw
+        return float(budget["monthlyUsd"]), str(budget.get("source") or "stack file")
+    tier = config.get("shipyard:tier", "")
+    if tier in GOALS_USD:
+        return GOALS_USD[tier], f"tier default for {tier}"
+    return None
+
+
+def over_budget(section: Mapping[str, Any]) -> bool:
+    """True when the stack has a budget and the estimate exceeds it (`plan --fail-over-budget`)."""
+    goal = section.get("goal")
+    return bool(goal) and not goal["met"]
 
 
 def _money(value: float) -> str:
     return f"{value:8.2f}"
 
 
+def _source(goal: Mapping[str, Any]) -> str:
+    # Sections written before budgets (a --diff base) carry no source: the tier's goal was the only one.
+    return str(goal.get("source") or f"tier default for {goal['tier']}")
+
+
 def goal_line(section: dict[str, Any]) -> str:
     goal = section.get("goal")
     if not goal:
-        return "no goal for this tier"
+        return "no budget for this stack (set shipyard:budget)"
     verdict = (
         "met" if goal["met"] else f"NOT met (over by {section['monthly_usd_total'] - goal['monthly_usd_max']:.2f})"
     )
-    return f"goal for {goal['tier']}: <= {goal['monthly_usd_max']:.0f} USD/month — {verdict}"
+    return f"budget: <= {goal['monthly_usd_max']:g} USD/month ({_source(goal)}) — {verdict}"
 
 
 def render_section(section: dict[str, Any]) -> list[str]:
@@ -500,7 +527,7 @@ def _goal_markdown(section: dict[str, Any]) -> str:
     if not goal:
         return ""
     verdict = "met ✅" if goal["met"] else "**not met** ❌"
-    return f", goal ≤ {goal['monthly_usd_max']:.0f}: {verdict}"
+    return f", budget ≤ {goal['monthly_usd_max']:g} ({_source(goal)}): {verdict}"
 
 
 def summary_markdown(section: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """Offline plan: what `pulumi up -s <stack>` would create, without credentials or the Pulumi CLI.
 
     python -m infra.plan --stack staging [--config-file FILE] [--json | --format text|json|markdown]
-                         [--diff BASE.json] [--max-chars N] [--mermaid FILE]
+                         [--diff BASE.json] [--max-chars N] [--mermaid FILE] [--fail-over-budget]
 
 Text output: the resource tree grouped by component with each resource's key properties, counts by type,
 the stack outputs, then every report section (policy, cost... see `REPORTS`). `--json` prints the stable
@@ -14,7 +14,8 @@ the plan or the diff as a pull-request comment: a summary line first, details co
     {"stack", "project", "resources": [{"urn", "type", "name", "parent", "custom", "inputs", "protect"}],
      "outputs": {...}, "placeholders": [...], <one key per report>}
 
-Exit codes: 0 planned; 2 invalid stack config (the message lists every problem); 1 anything else.
+Exit codes: 0 planned; 2 invalid stack config (the message lists every problem); 1 anything else, and with
+`--fail-over-budget` a cost estimate over the stack's budget (the plan is printed first).
 """
 
 from __future__ import annotations
@@ -496,6 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"markdown size limit (default and maximum {GITHUB_COMMENT_LIMIT}: GitHub's comment limit)",
     )
     parser.add_argument("--mermaid", type=Path, metavar="FILE", help="also write a Mermaid diagram of the components")
+    parser.add_argument(
+        "--fail-over-budget",
+        action="store_true",
+        help="exit 1 (after printing the plan) when the cost estimate exceeds the stack's budget "
+        "(shipyard:budget, else the tier's); for CI",
+    )
     return parser
 
 
@@ -534,13 +541,26 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(render_diff_markdown(run, diff, base, document, args.max_chars))
         else:
             sys.stdout.write(render_diff(diff, base, document))
-        return 0
+        return _budget_exit(args, document)
     if output_format == "json":
         print(json.dumps(document, indent=2, sort_keys=True))
     elif output_format == "markdown":
         sys.stdout.write(render_markdown(run, document, args.max_chars))
     else:
         sys.stdout.write(render_text(run, document))
+    return _budget_exit(args, document)
+
+
+def _budget_exit(args: argparse.Namespace, document: dict[str, Any]) -> int:
+    """1 when `--fail-over-budget` is given and the estimate is over the stack's budget (2 stays bad input)."""
+    goal = (document.get("cost") or {}).get("goal")
+    if args.fail_over_budget and goal and not goal["met"]:
+        print(
+            f"over budget: {document['cost']['monthly_usd_total']:.2f} USD/month > {goal['monthly_usd_max']:g} "
+            f"({goal.get('source', '')})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
