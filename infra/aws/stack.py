@@ -19,6 +19,7 @@ from infra.aws.database import Database, DatabaseArgs
 from infra.aws.frontend import Frontend, FrontendArgs
 from infra.aws.function import LambdaDependencies
 from infra.aws.health_check import HealthCheck, HealthCheckArgs, PublicUrl
+from infra.aws.http_api import HttpApiArgs, HttpApiFrontDoor
 from infra.aws.load_balancer import LoadBalancer, LoadBalancerArgs
 from infra.aws.monitoring import (
     ApiWatch,
@@ -162,7 +163,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         with_provider,
     )
 
-    service, load_balancer, scheduled_tasks = _api_service(
+    service, front_door, scheduled_tasks = _api_service(
         config, naming, with_provider, network, database, app_secrets, regional_acl, frontend, uploads, cache
     )
 
@@ -182,7 +183,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
                 network=network,
                 # CloudFront always serves HTTPS (its own certificate, or ours on the custom domain).
                 frontend=PublicUrl(frontend.url, https=True),
-                api=PublicUrl(load_balancer.url, https=load_balancer.https),
+                api=PublicUrl(front_door.url, https=front_door.https),
                 database=database,
             ),
             naming,
@@ -264,6 +265,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             api=ApiWatch(
                 load_balancer_arn_suffix=service.alb_arn_suffix,
                 target_group_arn_suffix=service.target_group_arn_suffix,
+                http_api_id=front_door.api_id if isinstance(front_door, HttpApiFrontDoor) else None,
                 cluster_name=service.cluster_name,
                 service_name=service.service_name,
                 log_group_name=service.log_group_name,
@@ -317,8 +319,8 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         "alertDeliveryDlqUrl": alerts.delivery_dlq.url,
     }
     outputs |= {
-        "apiUrl": load_balancer.url,
-        "albDnsName": load_balancer.dns_name,
+        "apiUrl": front_door.url,
+        "frontDoor": config.service.front_door,
         "ecrRepositoryUrl": service.repository.repository_url,
         "apiLogGroup": service.log_group_name,
         "clusterName": service.cluster_name,
@@ -331,6 +333,11 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         "taskAssignPublicIp": network.tasks_in_public_subnets,
         "dbInstanceIdentifier": database.identifier,
     }
+    if isinstance(front_door, LoadBalancer):
+        outputs["albDnsName"] = front_door.dns_name
+    else:
+        outputs["httpApiId"] = front_door.api_id
+        outputs["httpApiAccessLogGroup"] = front_door.access_logs.name
     if scheduled_tasks is not None:
         outputs["scheduledTasksDeadLetterQueue"] = scheduled_tasks.dead_letter_queue_name
     if cache is not None:
@@ -383,41 +390,10 @@ def _api_service(
     frontend: Frontend,
     uploads: Uploads,
     cache: Cache | None,
-) -> tuple[Service, LoadBalancer, ScheduledTasks | None]:
-    """The ALB, the API/worker service on ECS and the scheduled jobs, wired to the database and secrets."""
+) -> tuple[Service, LoadBalancer | HttpApiFrontDoor, ScheduledTasks | None]:
+    """The front door, the API/worker service on ECS and the scheduled jobs, wired to the database and secrets."""
     settings = config.service
-    domain = config.domain
-    certificate = (
-        Certificate(
-            "api-certificate",
-            CertificateArgs(domain_name=domain.api_fqdn, hosted_zone_id=domain.hosted_zone_id),
-            naming,
-            with_provider,  # an ALB takes certificates from its own region only
-        )
-        if domain is not None
-        else None
-    )
-    load_balancer = LoadBalancer(
-        "api-lb",
-        LoadBalancerArgs(
-            region=config.region,
-            vpc_id=network.vpc.id,
-            subnet_ids=network.public_subnet_ids,
-            target_port=settings.port,
-            health_check_path=settings.health_check_path,
-            deregistration_delay_seconds=settings.deregistration_delay_seconds,
-            certificate_arn=certificate.arn if certificate is not None else None,
-            domain_name=domain.api_fqdn if domain is not None else None,
-            hosted_zone_id=domain.hosted_zone_id if domain is not None else None,
-            web_acl_arn=regional_acl.arn if regional_acl is not None else None,
-            deletion_protection=settings.load_balancer_deletion_protection,
-            access_logs=settings.load_balancer_access_logs,
-            access_log_retention_days=settings.access_log_retention_days,
-            force_destroy_logs=config.tier != "prod",
-        ),
-        naming,
-        with_provider,
-    )
+    front_door = _front_door(config, naming, with_provider, network, regional_acl)
     secrets: dict[str, pulumi.Input[str]] = dict(app_secrets.env_secrets)
     cache_environment: dict[str, pulumi.Input[str]] = {}
     if cache is not None:
@@ -436,7 +412,6 @@ def _api_service(
             vpc_id=network.vpc.id,
             subnet_ids=network.workload_subnet_ids,
             assign_public_ip=network.tasks_in_public_subnets,
-            load_balancer=load_balancer.target,
             database=DatabaseAccess(
                 address=database.address,
                 port=database.port,
@@ -445,6 +420,7 @@ def _api_service(
                 security_group_id=database.security_group.id,
             ),
             app_secrets=secrets,
+            front_door=front_door.target,
             uploads=UploadsAccess(
                 bucket_name=uploads.bucket_name,
                 prefix=uploads.prefix,
@@ -454,14 +430,14 @@ def _api_service(
             ),
             cors_origins=[frontend.url, *settings.cors_origins],
             extra_environment=cache_environment,
-            # The ALB sits in the public subnets (see LoadBalancerArgs above).
-            proxy_cidrs=subnet_blocks(config.network.cidr, config.network.az_count)["public"],
+            # The ALB's nodes or the VPC link's interfaces: gunicorn trusts X-Forwarded-* from these only.
+            proxy_cidrs=_front_door_cidrs(config, network),
             scheduled_tasks=config.jobs.scheduled_tasks,
         ),
         naming,
         with_provider,
     )
-    load_balancer.allow_egress_to("api", service.security_group.id, settings.port, "API tasks")
+    front_door.allow_egress_to("api", service.security_group.id, settings.port, "API tasks")
     database.allow_from("api", service.security_group.id, "API tasks")
     database.allow_from("tasks", service.tasks_security_group.id, "Workers, migrations and scheduled jobs")
     if cache is not None:
@@ -492,4 +468,70 @@ def _api_service(
             naming,
             with_provider,
         )
-    return service, load_balancer, scheduled_tasks
+    return service, front_door, scheduled_tasks
+
+
+def _front_door(
+    config: AwsStack,
+    naming: Naming,
+    with_provider: pulumi.ResourceOptions,
+    network: Network,
+    regional_acl: WebAcl | None,
+) -> LoadBalancer | HttpApiFrontDoor:
+    """`service.frontDoor`: the ALB (prod; WAF, access logs) or the per-request HTTP API (staging default)."""
+    settings = config.service
+    domain = config.domain
+    certificate = (
+        Certificate(
+            "api-certificate",
+            CertificateArgs(domain_name=domain.api_fqdn, hosted_zone_id=domain.hosted_zone_id),
+            naming,
+            with_provider,  # an ALB and a regional API domain take certificates from their own region only
+        )
+        if domain is not None
+        else None
+    )
+    if settings.front_door == "httpApi":
+        return HttpApiFrontDoor(
+            "api-gateway",
+            HttpApiArgs(
+                vpc_id=network.vpc.id,
+                subnet_ids=network.workload_subnet_ids,
+                target_port=settings.port,
+                log_retention_days=settings.log_retention_days,
+                certificate_arn=certificate.arn if certificate is not None else None,
+                domain_name=domain.api_fqdn if domain is not None else None,
+                hosted_zone_id=domain.hosted_zone_id if domain is not None else None,
+            ),
+            naming,
+            with_provider,
+        )
+    return LoadBalancer(
+        "api-lb",
+        LoadBalancerArgs(
+            region=config.region,
+            vpc_id=network.vpc.id,
+            subnet_ids=network.public_subnet_ids,
+            target_port=settings.port,
+            health_check_path=settings.health_check_path,
+            deregistration_delay_seconds=settings.deregistration_delay_seconds,
+            certificate_arn=certificate.arn if certificate is not None else None,
+            domain_name=domain.api_fqdn if domain is not None else None,
+            hosted_zone_id=domain.hosted_zone_id if domain is not None else None,
+            web_acl_arn=regional_acl.arn if regional_acl is not None else None,
+            deletion_protection=settings.load_balancer_deletion_protection,
+            access_logs=settings.load_balancer_access_logs,
+            access_log_retention_days=settings.access_log_retention_days,
+            force_destroy_logs=config.tier != "prod",
+        ),
+        naming,
+        with_provider,
+    )
+
+
+def _front_door_cidrs(config: AwsStack, network: Network) -> list[str]:
+    """Where requests to the tasks come from: the ALB sits in the public subnets; the VPC link in the tasks'."""
+    blocks = subnet_blocks(config.network.cidr, config.network.az_count)
+    if config.service.front_door == "alb" or network.tasks_in_public_subnets:
+        return blocks["public"]
+    return blocks["private"]
