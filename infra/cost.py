@@ -9,7 +9,8 @@ else the tier's (staging <= 45 USD, prod <= 200 USD); the plan says whether it i
 `plan --fail-over-budget` exits 1 when it is not (for CI).
 
 JSON (`plan --json`): `cost: {"monthly_usd_total", "as_of", "currency", "goal": {"tier", "monthly_usd_max",
-"met", "source"}, "items": [{"urn", "name", "type", "item", "quantity", "unit", "unit_price", "monthly_usd", "usage_based", "note"}]}`.
+"met", "source"}, "items": [{"urn", "name", "type", "item", "quantity", "unit", "unit_price", "monthly_usd",
+"usage_based", "note"}]}`.
 """
 
 from __future__ import annotations
@@ -183,9 +184,12 @@ class _Estimator:
         arch = "arm64" if str(platform.get("cpuArchitecture", "X86_64")).upper() == "ARM64" else "x86_64"
         vcpu = float(definition.get("cpu") or 256) / 1024
         memory_gb = float(definition.get("memory") or 512) / 1024
-        label = f"{tasks:g} task(s) x {vcpu:g} vCPU/{memory_gb:g} GB {arch}"
-        self.add(r, f"Fargate vCPU-hours ({label})", f"fargate.vcpu.{arch}", tasks * vcpu, hourly=True)
-        self.add(r, f"Fargate GB-hours ({label})", f"fargate.gb.{arch}", tasks * memory_gb, hourly=True)
+        for capacity, count in _tasks_by_capacity(r.inputs, tasks):
+            spot = capacity == "FARGATE_SPOT"
+            label = f"{count:g} task(s) x {vcpu:g} vCPU/{memory_gb:g} GB {arch}{' on Spot' if spot else ''}"
+            prefix, name = ("fargate_spot", "Fargate Spot") if spot else ("fargate", "Fargate")
+            self.add(r, f"{name} vCPU-hours ({label})", f"{prefix}.vcpu.{arch}", count * vcpu, hourly=True)
+            self.add(r, f"{name} GB-hours ({label})", f"{prefix}.gb.{arch}", count * memory_gb, hourly=True)
         if (r.inputs.get("networkConfiguration") or {}).get("assignPublicIp"):
             self.add(r, f"public IPv4 for {tasks:g} task(s)", "public_ipv4.hour", tasks, hourly=True)
 
@@ -221,6 +225,30 @@ class _Estimator:
         zones = len(r.inputs.get("subnetIds") or []) or 1
         service = str(r.inputs.get("serviceName", "")).split(".", 3)[-1]  # com.amazonaws.<region>.<service>
         self.add(r, f"interface endpoint {service} ({zones} AZ)", "vpc_endpoint.interface.hour", zones, hourly=True)
+
+    def http_api(self, r: Resource) -> None:
+        millions = float(self.prices.assumptions["http_api_million_requests"])
+        self.add(
+            r,
+            f"HTTP API requests (baseline {millions:g} million a month)",
+            "apigateway.http.requests",
+            millions,
+            usage_based=True,
+            note="per million requests; no hourly charge, and the VPC link of an HTTP API costs nothing",
+        )
+
+    def discovery_service(self, r: Resource) -> None:
+        # One registered instance per running task of the ECS services that register here.
+        tasks = sum(float(s.inputs.get("desiredCount") or 0) for s in self.dependents(r, ECS_SERVICE))
+        self.add(r, f"Cloud Map registered instances ({tasks:g})", "cloudmap.instance", tasks)
+        self.add(
+            r,
+            "Cloud Map discovery calls",
+            "cloudmap.discovery",
+            0,
+            usage_based=True,
+            note="API Gateway looks the tasks up per request burst (cached); per million DiscoverInstances calls",
+        )
 
     def web_acl(self, r: Resource) -> None:
         rules = r.inputs.get("rules") or []
@@ -325,6 +353,24 @@ class _Estimator:
 
 RDS = "aws:rds/instance:Instance"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
+ECS_SERVICE = "aws:ecs/service:Service"
+
+
+def _tasks_by_capacity(service: Mapping[str, Any], tasks: float) -> list[tuple[str, float]]:
+    """Tasks per capacity provider: a launch type puts them all on FARGATE; a strategy places each provider's
+    `base` first, then the rest by `weight` (docs.aws.amazon.com/AmazonECS/latest/developerguide/
+    cluster-capacity-providers.html)."""
+    strategy = [s for s in service.get("capacityProviderStrategies") or [] if isinstance(s, Mapping)]
+    if not strategy:
+        return [("FARGATE", tasks)]
+    placed = {str(s["capacityProvider"]): min(float(s.get("base") or 0), tasks) for s in strategy}
+    rest = max(tasks - sum(placed.values()), 0.0)
+    weights = {str(s["capacityProvider"]): float(s.get("weight") or 0) for s in strategy}
+    total_weight = sum(weights.values()) or 1.0
+    for provider, weight in weights.items():
+        placed[provider] += rest * weight / total_weight
+    return [(provider, count) for provider, count in placed.items() if count > 0] or [("FARGATE", 0.0)]
+
 
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
 
@@ -349,7 +395,9 @@ def _runs_per_month(expression: Any) -> float:
 
 _HANDLERS: dict[str, str] = {
     RDS: "rds_instance",
-    "aws:ecs/service:Service": "ecs_service",
+    ECS_SERVICE: "ecs_service",
+    "aws:apigatewayv2/api:Api": "http_api",
+    "aws:servicediscovery/service:Service": "discovery_service",
     "aws:lb/loadBalancer:LoadBalancer": "load_balancer",
     "aws:alb/loadBalancer:LoadBalancer": "load_balancer",
     "aws:ec2/natGateway:NatGateway": "nat_gateway",
@@ -371,6 +419,10 @@ _FLAT: dict[str, tuple[str, str]] = {
     "aws:cloudwatch/compositeAlarm:CompositeAlarm": ("CloudWatch composite alarm", "cloudwatch.alarm.composite"),
     "aws:cloudwatch/dashboard:Dashboard": ("CloudWatch dashboard", "cloudwatch.dashboard"),
     "aws:route53/healthCheck:HealthCheck": ("Route 53 health check", "route53.health_check"),
+    "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace": (
+        "Cloud Map private DNS namespace (a Route 53 private hosted zone)",
+        "route53.hosted_zone",
+    ),
 }
 
 _USAGE: dict[str, tuple[str, str, str]] = {
@@ -453,12 +505,6 @@ def stack_budget(config: Mapping[str, str]) -> tuple[float, str] | None:
     if tier in GOALS_USD:
         return GOALS_USD[tier], f"tier default for {tier}"
     return None
-
-
-def over_budget(section: Mapping[str, Any]) -> bool:
-    """True when the stack has a budget and the estimate exceeds it (`plan --fail-over-budget`)."""
-    goal = section.get("goal")
-    return bool(goal) and not goal["met"]
 
 
 def _money(value: float) -> str:

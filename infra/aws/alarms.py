@@ -413,8 +413,7 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         condition="tasks-below-desired",
         severity="warning",
         title="API running tasks below desired",
-        description="Running API tasks fell short of the service's desired count by more than {threshold} "
-        "{window}.",
+        description="Running API tasks fell short of the service's desired count by more than {threshold} {window}.",
         threshold=0,
         comparison="GreaterThanThreshold",
         period=60,

@@ -17,7 +17,7 @@ from infra.aws.cache import Cache, CacheArgs
 from infra.aws.certificate import Certificate, CertificateArgs
 from infra.aws.database import Database, DatabaseArgs
 from infra.aws.frontend import Frontend, FrontendArgs
-from infra.aws.function import LambdaDependencies
+from infra.aws.function import LambdaDependencies, PythonFunction
 from infra.aws.health_check import HealthCheck, HealthCheckArgs, PublicUrl
 from infra.aws.http_api import HttpApiArgs, HttpApiFrontDoor
 from infra.aws.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -222,6 +222,16 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             with_provider,
         )
 
+    # Derived, not configured: the Secrets Manager endpoint exists only while a Lambda in the VPC reads a secret.
+    network.require_secrets_manager_endpoint(
+        vpc_secret_readers(
+            alerts.forwarder,
+            *((health.public, health.vpc) if health is not None else ()),
+            auto_confirm.function if auto_confirm is not None else None,
+            *((backup.probe, backup.validator, backup.age_check) if backup is not None else ()),
+        )
+    )
+
     functions: list[FunctionWatch] = alerts.function_watches()
     queues: list[QueueWatch] = alerts.queue_watches()
     if auto_confirm is not None:
@@ -377,6 +387,11 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         outputs["frontendCertificateValidationRecords"] = frontend.certificate.validation_records
         outputs["frontendDnsTarget"] = frontend.distribution.domain_name
     return outputs
+
+
+def vpc_secret_readers(*functions: PythonFunction | None) -> list[str]:
+    """Labels of the functions that run inside the VPC and fetch a secret at run time (`*_SECRET_ARN`)."""
+    return sorted(f.label for f in functions if f is not None and f.in_vpc and f.secret_arn_keys)
 
 
 def _api_service(
