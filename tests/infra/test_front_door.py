@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra.aws.stack import vpc_secret_readers
-from infra.config import ConfigError, parse_stack_config
+from infra.config import AwsStack, ConfigError, parse_stack_config
 from infra.cost import _tasks_by_capacity, build_section, estimate
 from infra.harness import StackRun
 from tests.infra.conftest import evaluate
@@ -228,6 +228,12 @@ def test_vpc_secret_readers_are_the_in_vpc_functions_with_a_secret_arn() -> None
 BASE = {"shipyard:owner": "team", "aws:region": "us-east-1"}
 
 
+def _aws(raw: dict[str, str]) -> AwsStack:
+    config = parse_stack_config(raw, source="x", secret_keys=[k for k in raw if k == "shipyard:alertEmails"])
+    assert isinstance(config, AwsStack)
+    return config
+
+
 def _problems(**config: object) -> str:
     raw = {**BASE, **{f"shipyard:{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in config.items()}}
     with pytest.raises(ConfigError) as error:
@@ -240,8 +246,14 @@ def test_waf_and_alb_only_keys_are_refused_with_the_http_api() -> None:
     assert "Pulumi.x.yaml: shipyard:waf.enabled: AWS WAF cannot protect an API Gateway HTTP API" in message
     message = _problems(tier="staging", service={"loadBalancerAccessLogs": True})
     assert "shipyard:service.loadBalancerAccessLogs: applies to the ALB only" in message
-    fine = parse_stack_config({**BASE, "shipyard:tier": "staging", "shipyard:waf": '{"enabled": true}',
-                               "shipyard:service": '{"frontDoor": "alb"}'}, source="x")  # fmt: skip
+    fine = _aws(
+        {
+            **BASE,
+            "shipyard:tier": "staging",
+            "shipyard:waf": '{"enabled": true}',
+            "shipyard:service": '{"frontDoor": "alb"}',
+        }
+    )
     assert fine.waf.enabled and fine.service.front_door == "alb"
 
 
@@ -256,9 +268,9 @@ def test_prod_requires_the_alb() -> None:
 
 
 def test_tier_defaults_pick_the_front_door_and_spot() -> None:
-    staging = parse_stack_config({**BASE, "shipyard:tier": "staging"}, source="x")
+    staging = _aws({**BASE, "shipyard:tier": "staging"})
     assert (staging.service.front_door, staging.service.spot) == ("httpApi", True)
-    prod = parse_stack_config(
+    prod = _aws(
         {
             **BASE,
             "shipyard:tier": "prod",
@@ -267,7 +279,5 @@ def test_tier_defaults_pick_the_front_door_and_spot() -> None:
                 {"routing": {"critical": ["email"]}, "oncallEmail": "a@example.com", "emailFrom": "b@example.com"}
             ),
         },
-        source="x",
-        secret_keys=["shipyard:alertEmails"],
     )
     assert (prod.service.front_door, prod.service.spot) == ("alb", False)
