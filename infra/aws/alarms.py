@@ -1331,8 +1331,9 @@ page clears within minutes of a fix instead of an hour later (Google SRE workboo
         evaluation_periods=1,
         datapoints_to_alarm=1,
         missing_data="notBreaching",
-        rule="(ALARM(api-no-healthy-hosts) AND ALARM(health-endpoint-down:api-ready)) OR ALARM(api-5xx-rate) OR "
-        "(ALARM(http-api-no-running-tasks) AND ALARM(health-endpoint-down:api-ready)) OR ALARM(http-api-5xx-rate)",
+        # Either front door's alarms (only one set exists in a stack; a missing alarm drops out of its group).
+        rule="((ALARM(api-no-healthy-hosts) OR ALARM(http-api-no-running-tasks)) AND "
+        "ALARM(health-endpoint-down:api-ready)) OR ALARM(api-5xx-rate) OR ALARM(http-api-5xx-rate)",
         meaning="Two independent signals agree that customers cannot use the product (or the API fails outright).",
         checks=("Start with whichever child alarm fired (its own runbook), then the dashboard's API section.",),
         fixes=("Roll back the last deployment; restore the database; fail over — whatever the child alarm says.",),

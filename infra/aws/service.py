@@ -584,6 +584,12 @@ class Service(Component):
                 # Autoscaling owns the API's running count after creation; re-applying it would undo a
                 # scale-out. Workers are not autoscaled, so their count follows the config.
                 ignore_changes=["desiredCount"] if front_door is not None else None,
+                # Moving a stack between front doors or onto Spot replaces the service (a capacity provider
+                # strategy where a launch type was, and new service registries, force a new one: see
+                # terraform-provider-aws internal/service/ecs/service.go capacityProviderStrategyCustomizeDiff).
+                # Its name is fixed, so create-before-delete would clash; outside prod, delete first and take
+                # the minutes of downtime. Prod keeps the default: such a replace fails loudly instead.
+                delete_before_replace=args.tier != "prod",
             ),
             **extra,
         )

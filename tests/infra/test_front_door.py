@@ -158,6 +158,9 @@ def test_staging_api_runs_on_fargate_spot_and_prod_on_demand(staging: StackRun, 
     # The migrate task and scheduled jobs keep the on-demand default.
     assert providers["defaultCapacityProviderStrategies"] == [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
     assert prod.one(ECS_SERVICE, "api-api").inputs["launchType"] == "FARGATE"
+    # Moving an existing staging onto Spot or the HTTP API replaces its fixed-name service: delete first there.
+    assert staging.one(ECS_SERVICE, "api-api").delete_before_replace is True
+    assert prod.one(ECS_SERVICE, "api-api").delete_before_replace is False
     assert prod.of_type("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders") == []
 
 
