@@ -551,8 +551,8 @@ def test_real_stack_watches_the_api_it_deployed(any_stack: StackRun) -> None:
     else:  # the HTTP API front door (tests/infra/test_front_door.py has the rest)
         api = any_stack.one("aws:apigatewayv2/api:Api")
         (rate,) = _by_id(any_stack, "http-api-5xx-rate")
-        dims = {json.dumps(q["metric"]["dimensions"]) for q in rate.inputs["metricQueries"] if "metric" in q}
-        assert dims == {json.dumps({"ApiId": api.id, "Stage": "$default"})}
+        dims = [q["metric"]["dimensions"] for q in rate.inputs["metricQueries"] if "metric" in q]
+        assert dims == [{"ApiId": api.id, "Stage": "$default"}] * 2
     api_logs = any_stack.outputs["apiLogGroup"]
     events = {f.inputs["pattern"] for f in any_stack.of_type(FILTER) if f.inputs["logGroupName"] == api_logs}
     assert events == {
