@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STACK  ?= staging
-REQS   := requirements.txt requirements-dev.txt lambdas/requirements.txt app/requirements.txt policy/requirements.txt
+REQS   := requirements.txt requirements-dev.txt lambdas/requirements.txt app/requirements.txt app/requirements.in policy/requirements.txt
 STAMP  := $(VENV)/.installed
 
 .PHONY: plan test lint typecheck pytest schema runbooks bench clean deploy-frontend rds-ca

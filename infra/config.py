@@ -486,7 +486,11 @@ class DatabaseConfig(_Model):
     multi_az: bool = False
     deletion_protection: bool = False
     backup_retention_days: int = Field(7, ge=1, le=35)
-    backup_window: RdsWindow = Field("03:00-04:00", description="UTC; the seed's nightly quiet hour.")
+    backup_window: RdsWindow = Field(
+        "03:00-04:00",
+        description="UTC; the seed's nightly quiet hour. With backups.continuous (the default) it applies at create "
+        "only: AWS Backup then manages the instance's backup window and retention (set backups.schedule instead).",
+    )
     maintenance_window: RdsWindow = Field("sun:05:00-sun:06:00", description="UTC; must not overlap the backup window.")
     customer_managed_key: bool = Field(False, description="Encrypt with a customer KMS key (rotation on).")
     performance_insights: bool = True
@@ -551,6 +555,10 @@ def reject_secret_like_env(env: dict[str, str], visible_in: str) -> dict[str, st
     return env
 
 
+ECR_IMAGE_BY_DIGEST = r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$"
+"""An ECR image by digest: a tag can be re-pointed, a digest cannot (what staging ran is what prod runs)."""
+
+
 class ServiceConfig(_Model):
     """The API container on ECS Fargate behind the ALB (image built from app/)."""
 
@@ -574,6 +582,16 @@ class ServiceConfig(_Model):
     )
     cors_origins: list[str] = Field(default_factory=list, description="Extra origins; the frontend's is added.")
     workers: list[WorkerConfig] = Field(default_factory=list)
+    image: str | None = Field(
+        None,
+        pattern=ECR_IMAGE_BY_DIGEST,
+        description=(
+            "Deploy this prebuilt image by digest (`<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<hex>`) "
+            "instead of building app/: CI builds once per commit, deploys the digest to staging and promotes the same "
+            "digest to prod (`scripts/deploy.py --image`, which sets this key for the update). None: pulumi-docker "
+            "builds app/."
+        ),
+    )
     image_retention_count: int = Field(
         20,
         ge=5,
@@ -619,6 +637,9 @@ class ServiceConfig(_Model):
 class WafConfig(_Model):
     enabled: bool = False
     rate_limit: int = Field(2000, ge=100, description="Requests per client IP per 5 minutes (WAF rate-based rule).")
+    log_retention_days: LogRetentionDays = Field(
+        30, description="Days WAF request logs (aws-waf-logs-* log groups, FSBP WAF.11) are kept; 90 in prod."
+    )
 
 
 def validate_path_pattern(value: str) -> str:
@@ -664,6 +685,9 @@ class UploadsConfig(_Model):
     prefix: str = Field("uploads/", pattern=r"^[a-z0-9-]+/$")
     noncurrent_version_days: int = Field(30, ge=1)
     abort_multipart_days: int = Field(7, ge=1)
+    access_log_retention_days: int = Field(
+        90, ge=1, le=3653, description="Days S3 server access logs of the uploads and SPA buckets are kept (S3.9)."
+    )
 
 
 class CacheConfig(_Model):
@@ -1117,7 +1141,7 @@ TIER_DEFAULTS: dict[str, dict[str, Any]] = {
             "spot": False,
         },
         "frontend": {"accessLogs": True},
-        "waf": {"enabled": True},
+        "waf": {"enabled": True, "logRetentionDays": 90},
         "backups": {"retentionDays": 30, "restoreTesting": True},
     },
 }

@@ -256,6 +256,28 @@ class _Estimator:
         self.add(r, f"WAF rules ({len(rules)})", "waf.rule", len(rules))
         self.add(r, "WAF requests", "waf.requests", 0, usage_based=True, note="per million requests inspected")
 
+    def waf_logging(self, r: Resource) -> None:
+        """WAF request logs into CloudWatch Logs (vended logs): ingestion plus storage over the group's retention."""
+        requests = float(self.prices.assumptions["waf_logged_requests_per_acl_month"])
+        record_bytes = float(self.prices.assumptions["waf_log_record_bytes"])
+        gigabytes = requests * record_bytes / 1e9
+        groups = self.dependencies(r, LOG_GROUP)
+        retention_days = float(groups[0].inputs.get("retentionInDays") or 0) if groups else 0.0
+        note = f"baseline {requests / 1e6:g}M logged requests/month at {record_bytes:g} bytes each"
+        self.add(
+            r, f"WAF log ingestion ({gigabytes:g} GB)", "cloudwatch.logs.ingest", gigabytes, usage_based=True, note=note
+        )
+        # Steady state: each month's logs are kept `retention_days`, so that many days' worth is stored at a time.
+        stored = gigabytes * retention_days / 30.4
+        self.add(
+            r,
+            f"WAF log storage ({stored:.2f} GB over {retention_days:g} days)",
+            "cloudwatch.logs.storage",
+            stored,
+            usage_based=True,
+            note=f"{note}; billed on compressed size, so this is an upper bound",
+        )
+
     def metric_alarm(self, r: Resource) -> None:
         queries = r.inputs.get("metricQueries") or []
         metrics = sum(1 for q in queries if isinstance(q, Mapping) and q.get("metric") is not None) or 1
@@ -312,6 +334,23 @@ class _Estimator:
         self.add(r, "Lambda compute", f"lambda.gb_second.{arch}", gb_seconds, usage_based=True, note=note)
         self.add(r, "Lambda requests", "lambda.requests", runs / 1_000_000, usage_based=True, note=note)
 
+    def sqs_event_source(self, r: Resource) -> None:
+        """Lambda long-polls an SQS queue it drains even when the queue is empty, and SQS bills each receive.
+        AWS does not publish the idle poll rate; the baseline is `sqs_event_source_idle_pollers` pollers each
+        waiting the longest long poll (20 s), i.e. three requests a minute per poller."""
+        if ":sqs:" not in str(r.inputs.get("eventSourceArn", "")):
+            return
+        pollers = float(self.prices.assumptions["sqs_event_source_idle_pollers"])
+        requests = pollers * self.prices.hours_per_month * 3600 / 20
+        self.add(
+            r,
+            f"SQS receives while idle ({pollers:g} long-polling pollers)",
+            "sqs.requests",
+            requests / 1_000_000,
+            usage_based=True,
+            note="each batch of messages adds a receive and a delete",
+        )
+
     def usage_only(self, r: Resource, item: str, key: str, note: str) -> None:
         self.add(r, item, key, 0, usage_based=True, note=note)
 
@@ -352,6 +391,7 @@ class _Estimator:
 
 
 RDS = "aws:rds/instance:Instance"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 ECS_SERVICE = "aws:ecs/service:Service"
 
@@ -404,11 +444,13 @@ _HANDLERS: dict[str, str] = {
     "aws:ec2/eip:Eip": "eip",
     "aws:ec2/vpcEndpoint:VpcEndpoint": "vpc_endpoint",
     "aws:wafv2/webAcl:WebAcl": "web_acl",
+    "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": "waf_logging",
     "aws:cloudwatch/metricAlarm:MetricAlarm": "metric_alarm",
     "aws:elasticache/replicationGroup:ReplicationGroup": "cache_nodes",
     "aws:elasticache/cluster:Cluster": "cache_nodes",
     "aws:backup/plan:Plan": "backup_plan",
     "aws:lambda/function:Function": "lambda_function",
+    "aws:lambda/eventSourceMapping:EventSourceMapping": "sqs_event_source",
     "digitalocean:index/app:App": "do_app",
     "digitalocean:index/databaseCluster:DatabaseCluster": "do_database",
 }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.config import set_all_config
@@ -40,6 +42,11 @@ from infra.mock_cloud import CloudMocks
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_PREFIX = "PLACEHOLDER-NOT-A-SECRET"
 UNKNOWN = rpc.UNKNOWN
+SECRET_MASK = "[secret]"  # noqa: S105  # the mask shown instead of a secret, not one
+
+SecretPath = tuple[str | int, ...]
+"""Where a secret sits inside a resource's inputs: keys and list indexes, e.g. ("spec", "services", 0, "envs", 2,
+"value")."""
 
 
 class HarnessError(Exception):
@@ -65,9 +72,53 @@ class Resource:
     delete_before_replace: bool
     id: str = ""
     """The id the cloud gave a custom resource (what `.id` resolves to, and what other resources reference)."""
+    secret_paths: frozenset[SecretPath] = frozenset()
+    """Each secret value's exact place in `inputs`. The engine marks secretness per value; the SDK's
+    deserializer pushes it up to the whole top-level property, so these come from the wire struct."""
 
     def redacted_inputs(self) -> dict[str, Any]:
-        return {k: ("[secret]" if k in self.secret_inputs else v) for k, v in self.inputs.items()}
+        """The inputs with only the secret values replaced by `[secret]`, each at its own path (an App spec
+        with one secret env value shows everything else). A path that does not resolve masks its whole
+        top-level property: never show more than is known to be plain."""
+        located = {path[0] for path in self.secret_paths}
+        paths = set(self.secret_paths) | {(key,) for key in self.secret_inputs if key not in located}
+        redacted: dict[str, Any] = dict(self.inputs)
+        for path in sorted(paths, key=len):
+            if path[0] in redacted and not _mask_at(redacted, path):
+                redacted[path[0]] = SECRET_MASK
+        return redacted
+
+
+def _mask_at(container: Any, path: SecretPath) -> bool:
+    """Replace the value at `path` by the mask, copying each container on the way (inputs stay untouched)."""
+    head, rest = path[0], path[1:]
+    in_dict = isinstance(container, dict) and isinstance(head, str) and head in container
+    in_list = isinstance(container, list) and isinstance(head, int) and 0 <= head < len(container)
+    if not (in_dict or in_list):
+        return False
+    if not rest:
+        container[head] = SECRET_MASK
+        return True
+    child = container[head]
+    if child == SECRET_MASK:
+        return True  # already masked by a shorter path
+    copied = dict(child) if isinstance(child, dict) else list(child) if isinstance(child, list) else None
+    if copied is None or not _mask_at(copied, rest):
+        return False
+    container[head] = copied
+    return True
+
+
+def secret_paths(value: Any, path: SecretPath = ()) -> list[SecretPath]:
+    """Paths of the secret-wrapped values in a serialized property struct (what the monitor receives)."""
+    if isinstance(value, struct_pb2.Struct):
+        if rpc._special_sig_key in value.fields:
+            is_secret = value.fields[rpc._special_sig_key].string_value == rpc._special_secret_sig
+            return [path] if is_secret else []  # assets, archives and resource references hold no secrets
+        return [found for key, item in value.items() for found in secret_paths(item, (*path, key))]
+    if isinstance(value, struct_pb2.ListValue):
+        return [found for index, item in enumerate(value) for found in secret_paths(item, (*path, index))]
+    return []
 
 
 @dataclass
@@ -217,6 +268,18 @@ def _unwrap(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+def _mark_additional_secret_outputs(state: struct_pb2.Struct, names: Any) -> None:
+    """Wrap the outputs a resource declares secret (`additional_secret_outputs`; providers set it for e.g. the
+    DigitalOcean registry's `dockerCredentials`) as the engine does; the SDK's MockMonitor ignores the option,
+    and values derived from them would otherwise reach the plan as plain text."""
+    for name in names:
+        if name in state.fields and secret_paths(state[name]) != [()]:
+            wrapped = struct_pb2.Struct()
+            wrapped.update({rpc._special_sig_key: rpc._special_secret_sig})
+            wrapped.fields["value"].CopyFrom(state.fields[name])
+            state.fields[name].struct_value.CopyFrom(wrapped)
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, also keeping what MockResourceArgs leaves out (parent, options, outputs)."""
 
@@ -232,12 +295,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         if request.type == "pulumi:pulumi:Stack":
             self.stack_urn = response.urn
             return response
+        _mark_additional_secret_outputs(response.object, request.additionalSecretOutputs)
         inputs: dict[str, Any] = {}
         secret_inputs = set()
         for key, value in rpc.deserialize_properties(request.object).items():
             inputs[key], secret = _unwrap(value)
             if secret:
                 secret_inputs.add(key)
+        paths = frozenset(p for p in secret_paths(request.object) if p and p[0] in secret_inputs)
         state, _ = _unwrap(self.resources[response.urn].state)
         self.registrations.append(
             Resource(
@@ -256,6 +321,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 retain_on_delete=bool(request.retainOnDelete),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 id=str(response.id or ""),
+                secret_paths=paths,
             )
         )
         return response
@@ -312,14 +378,21 @@ def _cli_like_interpreter(root: Path, program_dir: Path) -> Iterator[None]:
     own_names = {p.name for p in root.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     own_names |= {p.stem for p in root.glob("*.py")}
 
+    @functools.cache
+    def directory_kind(directory: str) -> str:
+        """ "env", "root" or "other" for a module's directory (resolved once per directory: a cold plan loads
+        ~2,000 modules from a few hundred directories, and resolving each file cost ~0.2 s)."""
+        path = Path(directory).resolve()
+        if any(path.is_relative_to(env) for env in environments):
+            return "env"
+        return "root" if path.is_relative_to(root) else "other"
+
     def is_project_module(name: str) -> bool:
         module_file = getattr(sys.modules.get(name), "__file__", None)
         if name == "__main__" or module_file is None:
             return False
-        path = Path(module_file).resolve()
-        if any(path.is_relative_to(env) for env in environments):
-            return False
-        return path.is_relative_to(root) or name.split(".")[0] in own_names
+        kind = directory_kind(os.path.dirname(module_file))
+        return kind == "root" or (kind == "other" and name.split(".")[0] in own_names)
 
     saved_modules = {name: module for name, module in sys.modules.items() if is_project_module(name)}
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != root]

@@ -59,6 +59,9 @@ class CloudMocks(Mocks):
         computed = _COMPUTED.get(args.typ)
         if computed is not None:
             state.update(computed(self, args, resource_id))
+        if args.typ in _IDS_FROM_STATE:
+            # An autonamed resource (bucket_prefix) gets its id from the name the cloud chose.
+            resource_id = str(state[_IDS_FROM_STATE[args.typ]])
         if args.typ.startswith("aws:"):
             state.setdefault("arn", self._arn(args.typ, resource_id, self.region_of(args)))
             state.setdefault("tagsAll", {**state.get("tags", {})})
@@ -111,6 +114,12 @@ _IDS_FROM_INPUT = {
     "aws:s3/bucket:Bucket": "bucket",
     "aws:s3/bucketV2:BucketV2": "bucket",
     "aws:ses/emailIdentity:EmailIdentity": "email",
+}
+
+# Resources whose id is their name, also when the provider chose it (from a prefix).
+_IDS_FROM_STATE = {
+    "aws:s3/bucket:Bucket": "bucket",
+    "aws:s3/bucketV2:BucketV2": "bucket",
 }
 
 _OPAQUE_IDS = {
@@ -291,7 +300,8 @@ def _sqs_queue(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str,
 
 def _sns_topic(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
     name = args.inputs.get("name") or f"{args.name}-{_hex(args.name, length=7)}"
-    return {"name": name, "arn": mocks.arn("sns", name)}
+    # A topic lives in its provider's region (the us-east-1 edge topics of an eu-west-1 stack, say).
+    return {"name": name, "arn": mocks.arn("sns", name, mocks.region_of(args))}
 
 
 def _lambda_function(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
@@ -412,8 +422,22 @@ def _cloudfront_distribution(_mocks: CloudMocks, args: MockResourceArgs, resourc
     }
 
 
+def _cloudfront_function(_mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    """CloudFront functions are global: no region in the ARN, the name is the id."""
+    name = args.inputs.get("name") or resource_id
+    etag = f"E{_hex('etag', name, length=13).upper()}"
+    return {"arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:function/{name}", "etag": etag, "liveStageEtag": etag}
+
+
+def _unique_id(*seed: str) -> str:
+    """terraform-provider-aws's `id.PrefixedUniqueId` suffix: 26 characters (a timestamp and a counter), here
+    a stable stand-in of the same length and alphabet."""
+    return _hex("unique-id", *seed, length=26)
+
+
 def _s3_bucket(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
-    name = args.inputs.get("bucket") or resource_id
+    prefix = args.inputs.get("bucketPrefix")
+    name = args.inputs.get("bucket") or (f"{prefix}{_unique_id(args.name)}" if prefix else resource_id)
     region = mocks.region_of(args)
     return {
         "bucket": name,
@@ -556,7 +580,10 @@ def _rds_instance(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[s
 
 
 def _secret(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
-    name = args.inputs.get("name") or f"{args.name}-{_hex(args.name, length=7)}"
+    prefix = args.inputs.get("namePrefix")
+    name = args.inputs.get("name") or (
+        f"{prefix}{_unique_id(args.name)}" if prefix else f"{args.name}-{_hex(args.name, length=7)}"
+    )
     arn = mocks.arn("secretsmanager", f"secret:{name}-{_hex('suffix', name, length=6)}")
     return {"name": name, "arn": arn, "id": arn}
 
@@ -568,6 +595,13 @@ def _random_password(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> di
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
     result = "".join(alphabet[(int(seed[i % 64], 16) * 4 + i) % len(alphabet)] for i in range(length))
     return {"result": result, "bcryptHash": f"$2a$10${_hex('bcrypt', args.name, length=53)}"}
+
+
+def _random_id(_mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    """A stable stand-in of `byte_length` random bytes in the provider's encodings."""
+    raw = hashlib.sha256(f"random-id/{args.name}".encode()).digest()[: int(args.inputs.get("byteLength") or 8)]
+    b64 = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return {"hex": raw.hex(), "dec": str(int.from_bytes(raw, "big")), "b64Url": b64, "b64Std": b64, "id": b64}
 
 
 _DIRECTIONS = {
@@ -739,6 +773,7 @@ _COMPUTED: dict[str, Computed] = {
     "aws:rds/instance:Instance": _rds_instance,
     "aws:secretsmanager/secret:Secret": _secret,
     "random:index/randomPassword:RandomPassword": _random_password,
+    "random:index/randomId:RandomId": _random_id,
     "aws:sqs/queue:Queue": _sqs_queue,
     "aws:sns/topic:Topic": _sns_topic,
     "aws:lambda/function:Function": _lambda_function,
@@ -754,6 +789,7 @@ _COMPUTED: dict[str, Computed] = {
     "aws:acm/certificate:Certificate": _acm_certificate,
     "aws:route53/record:Record": _route53_record,
     "aws:cloudfront/distribution:Distribution": _cloudfront_distribution,
+    "aws:cloudfront/function:Function": _cloudfront_function,
     "aws:s3/bucket:Bucket": _s3_bucket,
     "aws:s3/bucketV2:BucketV2": _s3_bucket,
     "aws:cloudwatch/logGroup:LogGroup": _log_group,

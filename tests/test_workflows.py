@@ -1,5 +1,8 @@
 """GitHub Actions workflows: valid against GitHub's schema (check-jsonschema's vendored copy, offline), every
-action pinned to a full commit SHA, least-privilege permissions, no pull_request_target, OIDC to AWS."""
+action pinned to a full commit SHA (GitHub's security hardening guide), least-privilege permissions, no
+pull_request_target, OIDC to AWS with one role per environment; every deploy through scripts/deploy.py with the
+policy pack; one image built once and promoted by digest; per-stack concurrency; drift alerts through the alert
+pipeline; Dependabot keeping the pins current."""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.harness import PROJECT_ROOT
+from infra.config import AwsStack, parse_stack_config
+from infra.harness import PROJECT_ROOT, engine_config, stack_file
+from scripts.deploy import MIGRATION_TIMEOUT_SECONDS, ROLLOUT_TIMEOUT_SECONDS, pulumi_preview_command, pulumi_up_command
 
 WORKFLOWS = sorted((PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
@@ -41,7 +46,7 @@ def _steps(document: dict[Any, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_the_workflows_exist() -> None:
-    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "preview.yml", "deploy.yml"}
+    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "preview.yml", "deploy.yml", "drift.yml"}
 
 
 def test_workflows_match_githubs_schema() -> None:
@@ -87,53 +92,201 @@ def test_least_privilege_and_no_untrusted_checkout(path: Path) -> None:
                 assert step.get("with", {}).get("persist-credentials") is False, f"{path.name} {job_id}"
 
 
-def test_aws_access_is_oidc_with_the_role_from_a_repository_variable() -> None:
+WORKFLOW_DIR = PROJECT_ROOT / ".github" / "workflows"
+DEPLOY_ENVIRONMENTS = {"staging": "staging", "production": "prod"}
+"""Environments whose role may change a stack (main only; `production` with required reviewers) -> its stack."""
+READ_ONLY_ENVIRONMENTS = {"staging-preview", "staging-readonly", "production-preview", "production-readonly"}
+DEPLOY_SCRIPT = re.compile(r"\.venv/bin/python -m scripts\.deploy --stack (\w+) ")
+
+
+def _document(name: str) -> dict[Any, Any]:
+    return _load(WORKFLOW_DIR / name)
+
+
+def _runs(job: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in job.get("steps", []))
+
+
+def _jobs() -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path.name, job_id, job) for path in WORKFLOWS for job_id, job in _load(path)["jobs"].items()]
+
+
+def _role_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in job.get("steps", []) if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
+
+
+def test_aws_access_is_oidc_with_one_role_per_environment() -> None:
+    """A role from a repository variable serves any branch that names an environment; an environment variable is
+    only given to jobs the environment admits (main only), so each environment brings its own role."""
     for path in WORKFLOWS:
         text = path.read_text()
         assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
-        for _, step in _steps(_load(path)):
-            if step.get("uses", "").startswith("aws-actions/configure-aws-credentials@"):
-                assert step["with"]["role-to-assume"].startswith("${{ vars.")
+        assert "AWS_DEPLOY_ROLE_ARN" not in text and "AWS_PREVIEW_ROLE_ARN" not in text  # the old shared roles
+    for name, job_id, job in _jobs():
+        for step in _role_steps(job):
+            assert step["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}", f"{name} {job_id}"
+            environment = job.get("environment")
+            assert environment, f"{name} {job_id}: a role without an environment would come from the repository"
+            environments = {"staging-readonly", "production-readonly"} if "matrix" in environment else {environment}
+            assert environments <= set(DEPLOY_ENVIRONMENTS) | READ_ONLY_ENVIRONMENTS, f"{name} {job_id}"
 
 
-def test_deploy_goes_staging_then_approved_prod_and_checks_drift_nightly() -> None:
-    document = _load(PROJECT_ROOT / ".github" / "workflows" / "deploy.yml")
-    assert document["on"]["push"]["branches"] == ["main"] and document["on"]["schedule"]
-    jobs = document["jobs"]
-    assert jobs["prod"]["needs"] == "staging" and jobs["prod"]["environment"] == "production"
-    commands = {
-        job_id: [s["with"] for s in job["steps"] if "pulumi/actions@" in s.get("uses", "")]
-        for job_id, job in jobs.items()
+def test_every_deploy_runs_the_migrate_first_script_with_the_policy_pack_and_never_a_bare_up() -> None:
+    deploy_jobs = []
+    for name, job_id, job in _jobs():
+        runs = _runs(job)
+        assert not re.search(r"\bpulumi\s+(up|update)\b", runs), f"{name} {job_id}: `pulumi up` outside scripts.deploy"
+        for step in job.get("steps", []):
+            if "pulumi/actions@" in step.get("uses", ""):
+                assert "command" not in step.get("with", {}), f"{name} {job_id}: pulumi/actions only installs the CLI"
+        stacks = DEPLOY_SCRIPT.findall(runs)
+        if job.get("environment") in DEPLOY_ENVIRONMENTS and _role_steps(job) and job_id != "build":
+            deploy_jobs.append(job_id)
+            assert stacks == [DEPLOY_ENVIRONMENTS[job["environment"]]], f"{name} {job_id}: deploy via scripts.deploy"
+        else:
+            assert not stacks, f"{name} {job_id}: deploys run only in a deploy environment"
+    assert sorted(deploy_jobs) == ["prod", "staging"]
+    # ...and every `pulumi up`/`preview` the script runs carries the pack with the stack's config
+    for stack in ("staging", "prod"):
+        commands = (
+            pulumi_up_command(stack),
+            pulumi_up_command(stack, ["urn:x"]),
+            pulumi_preview_command(stack, image=None),
+        )
+        for command in commands:
+            assert command[command.index("--policy-pack") + 1] == "policy"
+            config = command[command.index("--policy-pack-config") + 1]
+            assert config == f"policy/config/{stack}.json" and (PROJECT_ROOT / config).exists()
+
+
+def test_one_image_is_built_once_and_the_same_digest_goes_to_staging_then_prod() -> None:
+    jobs = _document("deploy.yml")["jobs"]
+    build = jobs["build"]
+    assert build["outputs"]["image"] == "${{ steps.image.outputs.image }}"
+    script = _runs(build)
+    assert "docker buildx build app" in script and "--push" in script
+    assert 'echo "image=$repo@$digest"' in script  # by digest, never by tag
+    assert "describe-images" in script.split("docker buildx build")[0]  # a re-run reuses the commit's image
+    for name, job_id, job in _jobs():
+        if (name, job_id) != ("deploy.yml", "build"):
+            assert "docker build" not in _runs(job) and "buildx" not in _runs(job), f"{name} {job_id} builds"
+    promoted = "${{ needs.build.outputs.image }}"
+    for job_id in ("staging", "prod-preview", "prod"):
+        (step,) = [s for s in jobs[job_id]["steps"] if "scripts.deploy" in s.get("run", "")]
+        assert step["env"]["IMAGE"] == promoted, job_id
+        assert '--image "$IMAGE"' in step["run"], job_id
+    assert "staging" in jobs["prod"]["needs"] and "staging" in jobs["prod-preview"]["needs"]
+    # the arm64 build matches what both stacks' task definitions run
+    for stack in ("staging", "prod"):
+        config, secrets, _ = engine_config(stack_file(stack), "shipyard", placeholders_for_missing_secrets=True)
+        parsed = parse_stack_config(config, source=stack_file(stack).name, secret_keys=secrets)
+        assert isinstance(parsed, AwsStack)
+        assert parsed.service.architecture == "arm64", stack
+    assert "--platform linux/arm64" in script and build["runs-on"] == "ubuntu-24.04-arm"
+
+
+def test_prod_waits_for_a_prod_preview_and_its_approvers() -> None:
+    jobs = _document("deploy.yml")["jobs"]
+    assert jobs["prod"]["environment"] == "production"
+    assert "prod-preview" in jobs["prod"]["needs"]
+    preview = jobs["prod-preview"]
+    assert preview["environment"] == "production-preview"
+    script = _runs(preview)
+    assert 'python -m scripts.deploy preview --stack prod --image "$IMAGE"' in script
+    assert "$GITHUB_STEP_SUMMARY" in script  # where the approver reads it on the run page
+    assert set(_document("deploy.yml")["on"]) == {"push", "workflow_dispatch"}
+    assert _document("deploy.yml")["on"]["push"]["branches"] == ["main"]
+
+
+def _groups(job: dict[str, Any]) -> list[str]:
+    group = job["concurrency"]["group"]
+    stacks = [entry["stack"] for entry in job.get("strategy", {}).get("matrix", {}).get("include", [])]
+    return [group.replace("${{ matrix.stack }}", stack) for stack in stacks] if stacks else [group]
+
+
+def test_concurrency_a_group_per_stack_and_drift_never_cancels_a_deploy() -> None:
+    deploy, drift = _document("deploy.yml"), _document("drift.yml")
+    assert "concurrency" not in deploy and "concurrency" not in drift  # no workflow-wide group to share
+    jobs = deploy["jobs"]
+    assert jobs["staging"]["concurrency"] == {"group": "deploy-staging", "cancel-in-progress": False}
+    assert jobs["prod"]["concurrency"] == {"group": "deploy-prod", "cancel-in-progress": False}
+    deploy_groups = {g for job in jobs.values() if "concurrency" in job for g in _groups(job)}
+    drift_groups = set(_groups(drift["jobs"]["drift"]))
+    assert drift_groups == {"drift-staging", "drift-prod"}
+    assert not drift_groups & deploy_groups
+    preview = _document("preview.yml")["jobs"]["pulumi-preview"]
+    assert not set(_groups(preview)) & deploy_groups
+
+
+def test_a_failed_drift_check_alerts_through_the_stacks_alert_topic() -> None:
+    from infra.aws.alerts import SEVERITIES
+
+    drift = _document("drift.yml")
+    assert drift["on"]["schedule"]
+    job = drift["jobs"]["drift"]
+    assert {e["stack"]: e["environment"] for e in job["strategy"]["matrix"]["include"]} == {
+        "staging": "staging-readonly",
+        "prod": "production-readonly",
     }
-    assert commands["staging"][0]["command"] == "up" and commands["staging"][0]["stack-name"] == "staging"
-    assert commands["prod"][0]["command"] == "up" and commands["prod"][0]["stack-name"] == "prod"
-    (drift,) = commands["drift"]
-    assert drift["command"] == "preview" and drift["expect-no-changes"] is True
-    assert jobs["drift"]["if"] == "github.event_name == 'schedule'"
-    assert jobs["drift"]["strategy"]["matrix"]["stack"] == ["staging", "prod"]
+    check = next(s for s in job["steps"] if "scripts.deploy preview" in s.get("run", ""))
+    assert "--deployed-image --refresh" in check["run"] and "--expect-no-changes" in check["run"]
+    (alert,) = [s for s in job["steps"] if "sns publish" in s.get("run", "")]
+    assert alert["if"] == "failure()"
+    assert "pulumi stack output alertTopicArns" in alert["run"] and "jq -r .warning" in alert["run"]
+    # the output and the severity exist in the program
+    assert '"alertTopicArns": alerts.topic_arns' in (PROJECT_ROOT / "infra" / "aws" / "stack.py").read_text()
+    assert "warning" in SEVERITIES
 
 
-def test_previews_run_the_policy_pack_with_each_stacks_config() -> None:
+def test_pull_requests_preview_staging_only_with_an_environment_scoped_token() -> None:
+    preview = _document("preview.yml")["jobs"]["pulumi-preview"]
+    assert preview["environment"] == "staging-preview"
+    assert "--stack staging" in _runs(preview) and "prod" not in _runs(preview)
+    assert "matrix" not in str(preview)
+    for name, job_id, job in _jobs():
+        if "secrets.PULUMI_ACCESS_TOKEN" in str(job):
+            assert job.get("environment"), f"{name} {job_id}: the Pulumi token is an environment secret"
+
+
+def test_jobs_and_sessions_outlast_a_long_rds_change() -> None:
+    """Pulumi waits up to 80 min for an RDS instance update (pulumi-aws rds.Instance default update timeout), then
+    migrations (30 min) and the rollout check (30 min): a job or session ending first leaves a locked stack."""
+    needed_minutes = 80 + MIGRATION_TIMEOUT_SECONDS // 60 + ROLLOUT_TIMEOUT_SECONDS // 60
+    jobs = _document("deploy.yml")["jobs"]
+    for job_id in ("staging", "prod"):
+        minutes = jobs[job_id]["timeout-minutes"]
+        (role,) = _role_steps(jobs[job_id])
+        assert minutes >= needed_minutes + 30, job_id
+        assert role["with"]["role-duration-seconds"] >= minutes * 60, f"{job_id}: the session must outlast the job"
+
+
+def test_dependabot_bumps_the_base_image_digest_the_hashed_lock_and_the_actions() -> None:
+    path = PROJECT_ROOT / ".github" / "dependabot.yml"
+    result = subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.dependabot", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    updates = {u["package-ecosystem"]: u for u in yaml.safe_load(path.read_text())["updates"]}
+    assert updates["docker"]["directory"] == "/app"
+    assert "/app" in updates["pip"]["directories"] and "/" in updates["pip"]["directories"]
+    assert updates["github-actions"]["directory"] == "/"
+
+
+def test_the_pulumi_cli_matches_the_python_sdk() -> None:
     requirements = (PROJECT_ROOT / "requirements.txt").read_text()
     (sdk,) = re.findall(r"^pulumi==([\d.]+)$", requirements, re.M)
     for path in WORKFLOWS:
         document = _load(path)
-        for _, step in _steps(document):
+        for job_id, step in _steps(document):
             if "pulumi/actions@" not in step.get("uses", ""):
                 continue
-            inputs = step["with"]
-            assert inputs["policyPacks"] == "policy"
-            stack = inputs["stack-name"]
-            config = (
-                inputs["policyPackConfigs"]
-                .replace("${{ matrix.stack }}", "staging")
-                .replace("${{ env.PULUMI_VERSION }}", "")
-            )
-            assert (PROJECT_ROOT / config).exists(), config
-            version = inputs["pulumi-version"]
+            version = step["with"]["pulumi-version"]
             if version == "${{ env.PULUMI_VERSION }}":
                 version = document["env"]["PULUMI_VERSION"]
-            assert version == sdk, f"{path.name}: CLI {version} != Python SDK {sdk} ({stack})"
+            assert version == sdk, f"{path.name} {job_id}: CLI {version} != Python SDK {sdk}"
 
 
 def test_preview_comments_the_offline_plan_and_forks_need_no_secrets() -> None:
@@ -149,3 +302,25 @@ def test_preview_comments_the_offline_plan_and_forks_need_no_secrets() -> None:
     fork = _load(PROJECT_ROOT / ".github" / "workflows" / "preview-comment.yml")
     assert list(fork["on"]) == ["workflow_run"]
     assert not any("actions/checkout@" in step.get("uses", "") for _, step in _steps(fork))
+
+
+def test_a_pull_request_whose_plan_fails_still_gets_its_comment(tmp_path: Path) -> None:
+    """Issue 18: a broken stack file writes a comment listing its problems; the jobs must still post it, and
+    the empty base the workflow falls back to must pass --diff's checks (a plan of this project and stack)."""
+    from infra import plan
+
+    preview = _load(PROJECT_ROOT / ".github" / "workflows" / "preview.yml")
+    offline = preview["jobs"]["offline-plan"]
+    script = "\n".join(step.get("run", "") for step in offline["steps"])
+    fallback = re.search(r"printf '(\{\"stack\": \"%s\".*?\})\\n' \"\$stack\"", script)
+    assert fallback is not None, script
+    base = tmp_path / "base-staging.json"
+    base.write_text(fallback.group(1).replace("%s", "staging"))
+    assert plan.load_base(base, "staging", "shipyard")["resources"] == []
+    assert "|| failed=1" in script  # each stack's comment part is written before the job fails
+    names = [step.get("name", step.get("uses", "")) for step in offline["steps"]]
+    upload = next(i for i, n in enumerate(names) if "upload-artifact" in n)
+    assert any(i > upload and "Fail when" in n for i, n in enumerate(names))
+    assert "!cancelled()" in preview["jobs"]["comment"]["if"]
+    fork = _load(PROJECT_ROOT / ".github" / "workflows" / "preview-comment.yml")
+    assert "conclusion == 'failure'" in fork["jobs"]["comment"]["if"]

@@ -36,6 +36,8 @@ class AutoConfirmArgs:
     """`LambdaDependencies.arn` (pg8000, Powertools)."""
     network: Network
     database: Database
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`) for the functions' log groups; None keeps the default encryption."""
 
 
 class AutoConfirmJob(Component):
@@ -58,6 +60,7 @@ class AutoConfirmJob(Component):
             PythonFunctionArgs(
                 package=PACKAGE,
                 layer_arn=args.layer_arn,
+                log_kms_key_arn=args.log_kms_key_arn,
                 description="Confirms orders past the client's confirmation deadline and releases escrow, hourly",
                 memory_mb=settings.memory_mb,
                 timeout_seconds=settings.timeout_seconds,
@@ -73,9 +76,11 @@ class AutoConfirmJob(Component):
                 vpc=VpcPlacement(
                     subnet_ids=args.network.private_subnet_ids, security_group_ids=[self.security_group.id]
                 ),
-                # SKIP LOCKED makes overlap safe, but one run at a time keeps lock pressure and the
-                # connection count predictable; a missed hour is caught up by the next run.
-                reserved_concurrency=1,
+                # No reserved concurrency: overlapping runs are safe (BATCH_SQL in lambdas/auto_confirm/core.py
+                # locks due orders `FOR NO KEY UPDATE OF o SKIP LOCKED`, so two runs share the work and never
+                # confirm an order twice), and any reservation fails to create on accounts whose concurrency
+                # quota is below 101 — Lambda keeps 100 unreserved ("decreases account's
+                # UnreservedConcurrentExecution below its minimum value"); new accounts start at 10 or 50.
                 # A failed run is retried by the next hourly run (it picks up everything still due); an
                 # immediate async retry would just hit the same broken database.
                 maximum_retry_attempts=0,

@@ -97,6 +97,8 @@ class RestoreTestingArgs:
     """VPC and private subnets of the validator's probe (it reaches the restored copy and nothing else)."""
     layer_arn: pulumi.Input[str]
     """`LambdaDependencies.arn` (pg8000, Powertools)."""
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`) for the functions' log groups; None keeps the default encryption."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ class Backup(Component):
 
         self.role = aws.iam.Role(
             self.child_name("role"),
-            name=naming.physical("backup"),
+            name=naming.account_wide("backup", max_length=64),  # IAM role names are account-global
             description="AWS Backup: backs up and restores (also for restore tests) the stack's tagged resources",
             assume_role_policy=json.dumps(
                 {
@@ -300,7 +302,9 @@ class Backup(Component):
         """The copy vault in the second region, with a key of its own there (KMS keys never leave their region)."""
         offsite = self.opts(provider=provider)
         account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
-        name = self.naming.physical("backup-offsite", max_length=50)
+        # In another region than the stack's: two stacks of the same name (one per region) that copy to the
+        # same offsite region would clash, so the name carries the stack's region (infra/naming.py).
+        name = self.naming.account_wide("backup-offsite", max_length=50)
         key = aws.kms.Key(
             self.child_name("offsite-key"),
             description=f"{name}: AWS Backup offsite copies in {region}",
@@ -312,7 +316,7 @@ class Backup(Component):
         )
         aws.kms.Alias(
             self.child_name("offsite-key-alias"),
-            name=f"alias/{self.naming.physical('backup-offsite')}",
+            name=f"alias/{self.naming.account_wide('backup-offsite')}",
             target_key_id=key.key_id,
             opts=offsite,
         )
@@ -461,6 +465,7 @@ class Backup(Component):
                 package="restore_validation",
                 module="probe",
                 layer_arn=args.layer_arn,
+                log_kms_key_arn=args.log_kms_key_arn,
                 description="Logs in to a restore-test copy of the database and checks it (for the restore validator)",
                 # lambdas/restore_validation/handler.py PROBE_READ_TIMEOUT_S waits longer than this.
                 timeout_seconds=PROBE_TIMEOUT_SECONDS,
@@ -481,6 +486,7 @@ class Backup(Component):
             PythonFunctionArgs(
                 package="restore_validation",
                 layer_arn=args.layer_arn,
+                log_kms_key_arn=args.log_kms_key_arn,
                 description="Validates AWS Backup restore-test copies of the database (through its probe) and reports",
                 timeout_seconds=VALIDATOR_TIMEOUT_SECONDS,
                 environment={"PROBE_FUNCTION": self.probe.function_name},
@@ -549,6 +555,7 @@ class Backup(Component):
             PythonFunctionArgs(
                 package="restore_test_age",
                 layer_arn=args.layer_arn,
+                log_kms_key_arn=args.log_kms_key_arn,
                 description="Publishes the days since the last validated restore test (Shipyard/Backup)",
                 memory_mb=128,
                 timeout_seconds=30,

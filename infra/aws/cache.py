@@ -19,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from infra.aws.secrets import recovery_window_days
 from infra.component import Component
 from infra.config import CacheConfig, Tier
 from infra.naming import Naming
@@ -69,9 +70,10 @@ class Cache(Component):
         )
         secret = aws.secretsmanager.Secret(
             self.child_name("auth-secret"),
-            name=naming.physical("cache-auth"),
+            # A prefix: a fixed name stays taken for the recovery window after a destroy (infra/aws/secrets.py).
+            name_prefix=naming.name_prefix("cache-auth"),
             description=f"AUTH token of the {settings.engine} replication group {group_id}",
-            recovery_window_in_days=30,
+            recovery_window_in_days=recovery_window_days(args.tier),
             opts=self.opts(),
         )
         aws.secretsmanager.SecretVersion(

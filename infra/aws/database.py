@@ -4,8 +4,9 @@ What is on by default (and why, where the well-known modules differ):
 - `rds.force_ssl=1`: clients that do not negotiate TLS are refused (SST ships "0");
 - the master password is created and rotated by RDS in Secrets Manager (`manage_master_user_password`):
   nothing sensitive in config, state or the task definition — consumers read `master_secret_arn`;
-- a final snapshot on delete, deletion protection and multi-AZ in prod, and Pulumi's `protect` on the prod
-  instance, so neither `pulumi destroy` nor a replace-by-accident can drop the data;
+- in prod a final snapshot on delete (named uniquely per life of the stack), deletion protection, multi-AZ, and
+  Pulumi's `protect` on the instance, so neither `pulumi destroy` nor a replace-by-accident can drop the data;
+  staging skips the final snapshot, so it can be destroyed and re-created the same day;
 - logs exported to CloudWatch into log groups created here first, so they get a retention (RDS would create
   them with "never expire");
 - its own security group with no ingress at all until a consumer is admitted with `allow_from`.
@@ -13,14 +14,15 @@ What is on by default (and why, where the well-known modules differ):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from infra.aws.kms import customer_key
+from infra.aws.trust import rds_monitoring_trust_policy
 from infra.component import Component
 from infra.config import DatabaseConfig, Tier
 from infra.naming import Naming
@@ -76,6 +78,29 @@ class DatabaseArgs:
     """VPC of the security group."""
     subnet_ids: list[pulumi.Output[str]]
     """The network's isolated subnets (no route out of the VPC); one per AZ, so multi-AZ has a standby home."""
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`) for the pre-created log-export groups; None = default encryption."""
+    continuous_backup: bool = False
+    """True when AWS Backup backs the instance up continuously (`backups.enabled` and `backups.continuous`).
+    AWS Backup then owns the automated-backup window and retention: it sets them on the instance itself
+    (https://docs.aws.amazon.com/aws-backup/latest/devguide/point-in-time-recovery.html), and a program that sets
+    them too shows drift on every preview and can fail an apply while the two disagree (terraform-provider-aws
+    #33465; CloudFormation coverage roadmap #2167). So the program sets both at create only — the retention equal
+    to the rule's (infra/config.py checks it), so automated backups exist before the first AWS Backup job, and
+    the configured window as the first one — and ignores changes to both afterwards (`ignore_changes`): a
+    `pulumi preview` after AWS Backup has taken over shows no change. The backup's time is then
+    `backups.schedule`."""
+
+
+AWS_BACKUP_OWNED_INPUTS = ("backupRetentionPeriod", "backupWindow")
+"""Instance inputs AWS Backup's continuous backup manages (see `DatabaseArgs.continuous_backup`)."""
+
+
+def final_snapshot_identifier(identifier: str, suffix: str) -> str:
+    """`<identifier>-final-<suffix>`: unique per life of the stack, so a second destroy (after a re-create) does
+    not fail on the snapshot the first one left ("DBSnapshotAlreadyExists"). Snapshot identifiers: 1-255
+    letters, digits and hyphens, starting with a letter, no double or trailing hyphen."""
+    return f"{identifier}-final-{suffix}"
 
 
 class Database(Component):
@@ -142,6 +167,8 @@ class Database(Component):
                 self.child_name("logs", export),
                 name=f"/aws/rds/instance/{identifier}/{export}",
                 retention_in_days=settings.log_retention_days,
+                # Pre-created here, so the stack's key applies: RDS itself would create them unencrypted.
+                kms_key_id=args.log_kms_key_arn,
                 opts=self.opts(),
             )
             for export in LOG_EXPORTS
@@ -152,19 +179,12 @@ class Database(Component):
         if settings.enhanced_monitoring_interval:
             monitoring_role = aws.iam.Role(
                 self.child_name("monitoring-role"),
-                name=naming.physical("db-monitoring"),
-                assume_role_policy=json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Principal": {"Service": "monitoring.rds.amazonaws.com"},
-                                "Action": "sts:AssumeRole",
-                            }
-                        ],
-                    }
-                ),
+                name=naming.account_wide("db-monitoring", max_length=64),  # IAM: account-global
+                # Only for this instance of this account (infra/aws/trust.py).
+                assume_role_policy=pulumi.Output.all(
+                    aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id,
+                    aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region,
+                ).apply(lambda values: rds_monitoring_trust_policy(values[0], values[1], identifier)),
                 opts=self.opts(),
             )
             aws.iam.RolePolicyAttachment(
@@ -175,6 +195,8 @@ class Database(Component):
             )
 
         key_arn = self.kms_key.arn if self.kms_key else None
+        final_snapshot = self._final_snapshot_identifier(identifier, args.tier)
+        owned_by_backup = list(AWS_BACKUP_OWNED_INPUTS) if args.continuous_backup else []
         self.instance = aws.rds.Instance(
             self.child_name("instance"),
             identifier=identifier,
@@ -207,11 +229,14 @@ class Database(Component):
             multi_az=settings.multi_az,
             deletion_protection=settings.deletion_protection,
             backup_retention_period=settings.backup_retention_days,
+            # With continuous backup these two are set at create only; then AWS Backup owns them
+            # (DatabaseArgs.continuous_backup, ignore_changes below).
             backup_window=settings.backup_window,
             maintenance_window=settings.maintenance_window,
             copy_tags_to_snapshot=True,
-            skip_final_snapshot=False,
-            final_snapshot_identifier=f"{identifier}-final",
+            # Prod always leaves a final snapshot; staging is destroyed and re-created routinely and skips it.
+            skip_final_snapshot=final_snapshot is None,
+            final_snapshot_identifier=final_snapshot,
             # Keep automated backups after a delete: with the final snapshot they are the way back.
             delete_automated_backups=False,
             enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
@@ -229,6 +254,7 @@ class Database(Component):
                 protect=args.tier == "prod",
                 # RDS must find the groups existing, or it creates them without retention.
                 depends_on=list(log_groups),
+                ignore_changes=owned_by_backup,
             ),
         )
 
@@ -282,6 +308,18 @@ class Database(Component):
                 )
             )
         return parameters
+
+    def _final_snapshot_identifier(self, identifier: str, tier: Tier) -> pulumi.Output[str] | None:
+        """Prod: a name with a random suffix drawn once per stack (kept in state, stable across updates), so the
+        snapshot of an earlier life of the stack never collides with this one's. Staging: no final snapshot."""
+        if tier != "prod":
+            return None
+        suffix = random.RandomId(
+            self.child_name("final-snapshot-suffix"),
+            byte_length=4,
+            opts=self.opts(),
+        )
+        return suffix.hex.apply(lambda hex_suffix: final_snapshot_identifier(identifier, hex_suffix))
 
     def allow_from(self, name: str, source_security_group_id: pulumi.Input[str], description: str) -> None:
         """Admit connections on the PostgreSQL port from one security group (the API tasks, a Lambda...)."""

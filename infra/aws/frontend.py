@@ -9,15 +9,19 @@ What a request meets, in order:
 - origin: the bucket, which answers CloudFront alone (bucket policy bound to this distribution's ARN);
 - every response: HSTS, CSP, nosniff, frame DENY, strict referrer policy (response headers policy).
 
-SPA routing: the browser asks for `/orders/42`, which is no object. Behind OAC without s3:ListBucket, S3
-answers a missing key with 403 (not 404 — it will not reveal whether a key exists to a caller that cannot
-list), so both 403 and 404 are turned into `/index.html` with status 200 and the client router takes over.
+SPA routing: the browser asks for `/orders/42`, which is no object. A CloudFront Function on viewer request
+(infra/aws/spa_routing.js) sends every extension-less path to `/index.html` and the client router takes over.
+There are no custom error responses: those apply to every 403/404 of the distribution, WAF's blocks included,
+and turned a blocked client's 403 into "200 + index.html". A missing file (`/assets/gone.js`) is a 404: the
+bucket policy lets CloudFront list the bucket, because without s3:ListBucket S3 answers a missing key with 403
+(https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/private-content-restricting-access-to-s3.html).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -38,6 +42,9 @@ IMMUTABLE_CACHE_CONTROL = f"public, max-age={ONE_YEAR_SECONDS}, immutable"
 REVALIDATE_CACHE_CONTROL = "no-cache"
 LOG_PREFIX = "cloudfront/"
 SPA_ORIGIN_ID = "spa-bucket"
+SPA_ROUTING_RUNTIME = "cloudfront-js-2.0"
+SPA_ROUTING_FILE = Path(__file__).with_name("spa_routing.js")
+SPA_ROUTING_CODE = SPA_ROUTING_FILE.read_text()
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class FrontendArgs:
     component's own provider, right only when the stack runs in us-east-1."""
     web_acl_arn: pulumi.Input[str] | None = None
     """WAFv2 web ACL (scope CLOUDFRONT, us-east-1) to attach; None: no WAF on the distribution."""
+    force_destroy_logs: bool = False
+    """Whether `pulumi destroy` may delete a non-empty access-log bucket (staging: yes; prod: no, evidence)."""
 
 
 def security_headers(content_security_policy: str) -> aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigArgs:
@@ -99,11 +108,13 @@ def tls_only_statement(bucket_arn: str) -> dict[str, object]:
 
 
 def spa_bucket_policy(bucket_arn: str, distribution_arn: str) -> str:
-    """TLS only; objects readable by CloudFront on behalf of this one distribution, nobody else.
+    """TLS only; objects readable, and the bucket listable, by CloudFront on behalf of this one distribution.
 
-    No s3:ListBucket on purpose: listing would let anyone enumerate the build through the CDN (and would turn
-    missing keys into 404s, which the error responses handle either way).
+    s3:ListBucket makes S3 answer a missing key with 404 instead of 403, so a missing asset is a 404 and a 403
+    means a block (WAF). Nobody can list the bucket through the CDN: no cache behaviour forwards a query string,
+    and `/` is rewritten to /index.html by the routing function, so no request reaches the bucket root.
     """
+    source = {"StringEquals": {"AWS:SourceArn": distribution_arn}}
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -115,11 +126,30 @@ def spa_bucket_policy(bucket_arn: str, distribution_arn: str) -> str:
                     "Principal": {"Service": "cloudfront.amazonaws.com"},
                     "Action": "s3:GetObject",
                     "Resource": f"{bucket_arn}/*",
-                    "Condition": {"StringEquals": {"AWS:SourceArn": distribution_arn}},
+                    "Condition": source,
+                },
+                {
+                    "Sid": "AllowCloudFrontMissingKeysAs404",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "cloudfront.amazonaws.com"},
+                    "Action": "s3:ListBucket",
+                    "Resource": bucket_arn,
+                    "Condition": source,
                 },
             ],
         }
     )
+
+
+@dataclass(frozen=True)
+class _EdgePolicies:
+    """What the distribution's cache behaviours reference."""
+
+    origin_access: aws.cloudfront.OriginAccessControl
+    immutable_cache: aws.cloudfront.CachePolicy
+    page_headers: aws.cloudfront.ResponseHeadersPolicy
+    asset_headers: aws.cloudfront.ResponseHeadersPolicy
+    spa_routing: aws.cloudfront.Function
 
 
 class Frontend(Component):
@@ -136,22 +166,34 @@ class Frontend(Component):
 
     def __init__(self, name: str, args: FrontendArgs, naming: Naming, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aws", "Frontend", name, naming, opts)
-        settings = args.settings
-        account_id = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).account_id
-        # Bucket names are global across all AWS accounts: the account id keeps ours from colliding.
-        # The SPA bucket holds only build output, rebuilt from git on every deploy: destroying the stack may
-        # empty it.
-        spa = self._private_bucket("bucket", f"{naming.physical('frontend')}-{account_id}", force_destroy=True)
+        self.args = args
+        spa = self._spa_bucket()
         self.bucket = spa.bucket
+        self.log_bucket = None
+        log_dependencies: list[pulumi.Resource] = []
+        if args.settings.access_logs:
+            self.log_bucket, log_dependencies = self._log_bucket(args.settings, naming)
+        self.certificate = self._certificate()
+        self.distribution = self._distribution(self._edge_policies(), log_dependencies)
+        self._bucket_policy(spa)
+        self._alias_records()
+        self._export()
+
+    # ------------------------------------------------------------------------------------------- steps
+
+    def _spa_bucket(self) -> _PrivateBucket:
+        """The build output's bucket. It holds only what the deploy uploads (rebuilt from git every time), so
+        destroying the stack may empty it."""
+        spa = self._private_bucket("bucket", self.naming.bucket_prefix("frontend"), force_destroy=True)
         aws.s3.BucketOwnershipControls(
             self.child_name("bucket-ownership"),
-            bucket=self.bucket.id,
+            bucket=spa.bucket.id,
             rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),  # no ACLs at all
             opts=self.opts(),
         )
         aws.s3.BucketLifecycleConfiguration(
             self.child_name("bucket-lifecycle"),
-            bucket=self.bucket.id,
+            bucket=spa.bucket.id,
             rules=[
                 aws.s3.BucketLifecycleConfigurationRuleArgs(
                     id="expire-replaced-builds",
@@ -168,31 +210,32 @@ class Frontend(Component):
             ],
             opts=self.opts(depends_on=[spa.versioning]),
         )
+        return spa
 
-        self.log_bucket = None
-        log_dependencies: list[pulumi.Resource] = []
-        if settings.access_logs:
-            self.log_bucket, log_dependencies = self._log_bucket(settings, naming, account_id)
+    def _certificate(self) -> Certificate | None:
+        """An ACM certificate for the custom host, issued in us-east-1 (the only region CloudFront reads)."""
+        domain = self.args.domain
+        if domain is None:
+            return None
+        certificate_opts = (
+            pulumi.ResourceOptions(parent=self, provider=self.args.certificate_provider)
+            if self.args.certificate_provider is not None
+            else self.opts()
+        )
+        return Certificate(
+            self.child_name("cert"),
+            CertificateArgs(domain_name=domain.frontend_fqdn, hosted_zone_id=domain.hosted_zone_id),
+            self.naming,
+            certificate_opts,
+        )
 
-        self.certificate = None
-        aliases: list[str] = []
-        if args.domain is not None:
-            aliases = [args.domain.frontend_fqdn]
-            certificate_opts = (
-                pulumi.ResourceOptions(parent=self, provider=args.certificate_provider)
-                if args.certificate_provider is not None
-                else self.opts()
-            )
-            self.certificate = Certificate(
-                self.child_name("cert"),
-                CertificateArgs(domain_name=args.domain.frontend_fqdn, hosted_zone_id=args.domain.hosted_zone_id),
-                naming,
-                certificate_opts,
-            )
-
+    def _edge_policies(self) -> _EdgePolicies:
+        """Origin access, cache and response-header policies and the routing function. CloudFront names are
+        unique per account (not per region), hence `account_wide` names."""
+        naming = self.naming
         origin_access = aws.cloudfront.OriginAccessControl(
             self.child_name("oac"),
-            name=naming.physical("frontend-oac"),
+            name=naming.account_wide("frontend-oac", max_length=64),
             description="CloudFront signs every request to the SPA bucket (SigV4)",
             origin_access_control_origin_type="s3",
             signing_behavior="always",
@@ -201,7 +244,7 @@ class Frontend(Component):
         )
         immutable_cache = aws.cloudfront.CachePolicy(
             self.child_name("immutable-cache"),
-            name=naming.physical("frontend-immutable"),
+            name=naming.account_wide("frontend-immutable", max_length=128),
             comment="Content-hashed build output: a changed file gets a new name, so a year at the edge is safe",
             # Custom rather than the managed CachingOptimized: that one keeps an object only a day when the
             # origin sends no Cache-Control (a file uploaded by hand); here a year applies either way.
@@ -224,70 +267,89 @@ class Frontend(Component):
             ),
             opts=self.opts(),
         )
-        headers = security_headers(settings.content_security_policy)
-        # Cache-Control below is a fallback (override=False): the deploy script sets it per file, and an
-        # error response (index.html served for a missing key) keeps its own no-cache rather than turning
-        # into a year-long immutable entry in a browser.
-        page_headers = aws.cloudfront.ResponseHeadersPolicy(
-            self.child_name("page-headers"),
-            name=naming.physical("frontend-pages"),
-            comment="Security headers; pages revalidate on every load",
-            security_headers_config=headers,
-            custom_headers_config=aws.cloudfront.ResponseHeadersPolicyCustomHeadersConfigArgs(
-                items=[
-                    aws.cloudfront.ResponseHeadersPolicyCustomHeadersConfigItemArgs(
-                        header="Cache-Control", value=REVALIDATE_CACHE_CONTROL, override=False
-                    )
-                ]
-            ),
+        # Cache-Control below is a fallback (override=False): the deploy script sets it per file.
+        page_headers = self._headers_policy(
+            "page-headers",
+            "frontend-pages",
+            "Security headers; pages revalidate on every load",
+            REVALIDATE_CACHE_CONTROL,
+        )
+        asset_headers = self._headers_policy(
+            "asset-headers",
+            "frontend-assets",
+            "Security headers; hashed assets immutable in browsers",
+            IMMUTABLE_CACHE_CONTROL,
+        )
+        spa_routing = aws.cloudfront.Function(
+            self.child_name("spa-routing"),
+            # Function names: up to 64 letters, digits, hyphens and underscores, unique per account.
+            name=naming.account_wide("frontend-spa-routing", max_length=64),
+            runtime=SPA_ROUTING_RUNTIME,
+            comment="Extension-less paths are SPA routes: serve /index.html; files pass through (404 stays 404)",
+            code=SPA_ROUTING_CODE,
+            # Publish on every change: the distribution uses the LIVE stage's ARN.
+            publish=True,
             opts=self.opts(),
         )
-        asset_headers = aws.cloudfront.ResponseHeadersPolicy(
-            self.child_name("asset-headers"),
-            name=naming.physical("frontend-assets"),
-            comment="Security headers; hashed assets immutable in browsers",
-            security_headers_config=headers,
+        return _EdgePolicies(origin_access, immutable_cache, page_headers, asset_headers, spa_routing)
+
+    def _headers_policy(
+        self, part: str, physical_part: str, comment: str, cache_control: str
+    ) -> aws.cloudfront.ResponseHeadersPolicy:
+        return aws.cloudfront.ResponseHeadersPolicy(
+            self.child_name(part),
+            name=self.naming.account_wide(physical_part, max_length=128),
+            comment=comment,
+            security_headers_config=security_headers(self.args.settings.content_security_policy),
             custom_headers_config=aws.cloudfront.ResponseHeadersPolicyCustomHeadersConfigArgs(
                 items=[
                     aws.cloudfront.ResponseHeadersPolicyCustomHeadersConfigItemArgs(
-                        header="Cache-Control", value=IMMUTABLE_CACHE_CONTROL, override=False
+                        header="Cache-Control", value=cache_control, override=False
                     )
                 ]
             ),
             opts=self.opts(),
         )
 
+    def _viewer_certificate(self) -> aws.cloudfront.DistributionViewerCertificateArgs:
         if self.certificate is not None:
-            viewer_certificate = aws.cloudfront.DistributionViewerCertificateArgs(
+            return aws.cloudfront.DistributionViewerCertificateArgs(
                 acm_certificate_arn=self.certificate.arn,
                 ssl_support_method="sni-only",  # a dedicated-IP certificate costs 600 USD/month
                 minimum_protocol_version="TLSv1.2_2021",
             )
-        else:
-            # The *.cloudfront.net certificate; CloudFront then fixes the minimum at TLSv1 and ignores ours.
-            viewer_certificate = aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True)
+        # The *.cloudfront.net certificate; CloudFront then fixes the minimum at TLSv1 and ignores ours.
+        return aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True)
 
+    def _distribution(
+        self, policies: _EdgePolicies, log_dependencies: list[pulumi.Resource]
+    ) -> aws.cloudfront.Distribution:
+        """The CDN. No custom error responses: they apply to every 403/404 of the distribution, WAF's blocks
+        included, and would answer a blocked client with "200 + index.html". SPA routes are rewritten before
+        the origin by the viewer-request function instead, on the default behaviour only (hashed assets
+        always have an extension)."""
+        settings = self.args.settings
+        domain = self.args.domain
         logging_config = None
         if self.log_bucket is not None:
             logging_config = aws.cloudfront.DistributionLoggingConfigArgs(
                 bucket=self.log_bucket.bucket_domain_name, prefix=LOG_PREFIX, include_cookies=False
             )
-
-        self.distribution = aws.cloudfront.Distribution(
+        return aws.cloudfront.Distribution(
             self.child_name("cdn"),
             enabled=True,
-            comment=f"{naming.prefix} SPA",
-            aliases=aliases or None,
+            comment=f"{self.naming.prefix} SPA",
+            aliases=[domain.frontend_fqdn] if domain is not None else None,
             default_root_object="index.html",
             http_version="http2and3",
             is_ipv6_enabled=True,
             price_class=settings.price_class,
-            web_acl_id=args.web_acl_arn,
+            web_acl_id=self.args.web_acl_arn,
             origins=[
                 aws.cloudfront.DistributionOriginArgs(
                     origin_id=SPA_ORIGIN_ID,
                     domain_name=self.bucket.bucket_regional_domain_name,
-                    origin_access_control_id=origin_access.id,
+                    origin_access_control_id=policies.origin_access.id,
                 )
             ],
             default_cache_behavior=aws.cloudfront.DistributionDefaultCacheBehaviorArgs(
@@ -297,7 +359,12 @@ class Frontend(Component):
                 cached_methods=["GET", "HEAD"],
                 compress=True,
                 cache_policy_id=CACHING_DISABLED_POLICY_ID,
-                response_headers_policy_id=page_headers.id,
+                response_headers_policy_id=policies.page_headers.id,
+                function_associations=[
+                    aws.cloudfront.DistributionDefaultCacheBehaviorFunctionAssociationArgs(
+                        event_type="viewer-request", function_arn=policies.spa_routing.arn
+                    )
+                ],
             ),
             ordered_cache_behaviors=[
                 aws.cloudfront.DistributionOrderedCacheBehaviorArgs(
@@ -307,32 +374,21 @@ class Frontend(Component):
                     allowed_methods=["GET", "HEAD", "OPTIONS"],
                     cached_methods=["GET", "HEAD"],
                     compress=True,
-                    cache_policy_id=immutable_cache.id,
-                    response_headers_policy_id=asset_headers.id,
+                    cache_policy_id=policies.immutable_cache.id,
+                    response_headers_policy_id=policies.asset_headers.id,
                 )
                 for pattern in settings.immutable_paths
-            ],
-            custom_error_responses=[
-                aws.cloudfront.DistributionCustomErrorResponseArgs(
-                    error_code=code,
-                    response_code=200,
-                    response_page_path="/index.html",
-                    # The edge caches an error response under the requested path (/orders/42), which the
-                    # deploy's /index.html invalidation does not reach; caching it 0 s keeps deep links on
-                    # the new build right after a deploy.
-                    error_caching_min_ttl=0,
-                )
-                for code in (403, 404)
             ],
             restrictions=aws.cloudfront.DistributionRestrictionsArgs(
                 geo_restriction=aws.cloudfront.DistributionRestrictionsGeoRestrictionArgs(restriction_type="none")
             ),
-            viewer_certificate=viewer_certificate,
+            viewer_certificate=self._viewer_certificate(),
             logging_config=logging_config,
-            tags={"Name": naming.physical("frontend")},
+            tags={"Name": self.naming.physical("frontend")},
             opts=self.opts(depends_on=log_dependencies),
         )
 
+    def _bucket_policy(self, spa: _PrivateBucket) -> None:
         aws.s3.BucketPolicy(
             self.child_name("bucket-policy"),
             bucket=self.bucket.id,
@@ -343,30 +399,33 @@ class Frontend(Component):
             opts=self.opts(depends_on=[spa.public_access_block]),
         )
 
-        if args.domain is not None and args.domain.hosted_zone_id is not None:
-            for record_type in ("A", "AAAA"):
-                aws.route53.Record(
-                    self.child_name("alias", record_type.lower()),
-                    zone_id=args.domain.hosted_zone_id,
-                    name=args.domain.frontend_fqdn,
-                    type=record_type,
-                    aliases=[
-                        aws.route53.RecordAliasArgs(
-                            name=self.distribution.domain_name,
-                            zone_id=self.distribution.hosted_zone_id,
-                            evaluate_target_health=False,  # CloudFront cannot be health-evaluated by Route 53
-                        )
-                    ],
-                    opts=self.opts(),
-                )
+    def _alias_records(self) -> None:
+        domain = self.args.domain
+        if domain is None or domain.hosted_zone_id is None:
+            return
+        for record_type in ("A", "AAAA"):
+            aws.route53.Record(
+                self.child_name("alias", record_type.lower()),
+                zone_id=domain.hosted_zone_id,
+                name=domain.frontend_fqdn,
+                type=record_type,
+                aliases=[
+                    aws.route53.RecordAliasArgs(
+                        name=self.distribution.domain_name,
+                        zone_id=self.distribution.hosted_zone_id,
+                        evaluate_target_health=False,  # CloudFront cannot be health-evaluated by Route 53
+                    )
+                ],
+                opts=self.opts(),
+            )
 
+    def _export(self) -> None:
         self.bucket_name = self.bucket.bucket
         self.distribution_id = self.distribution.id
         self.distribution_arn = self.distribution.arn
+        domain = self.args.domain
         self.domain_name = (
-            pulumi.Output.from_input(args.domain.frontend_fqdn)
-            if args.domain is not None
-            else self.distribution.domain_name
+            pulumi.Output.from_input(domain.frontend_fqdn) if domain is not None else self.distribution.domain_name
         )
         self.url = self.domain_name.apply(lambda host: f"https://{host}")
         self.register_outputs(
@@ -380,13 +439,14 @@ class Frontend(Component):
 
     # -------------------------------------------------------------------------------------------------------
 
-    def _private_bucket(self, part: str, bucket_name: str, force_destroy: bool) -> _PrivateBucket:
-        """A bucket with every public-access block, default encryption and versioning."""
+    def _private_bucket(self, part: str, bucket_prefix: str, force_destroy: bool) -> _PrivateBucket:
+        """A bucket with every public-access block, default encryption and versioning. Named from a prefix:
+        S3 names are global across all accounts (infra/naming.py)."""
         bucket = aws.s3.Bucket(
             self.child_name(part),
-            bucket=bucket_name,
+            bucket_prefix=bucket_prefix,
             force_destroy=force_destroy,
-            tags={"Name": bucket_name},
+            tags={"Name": bucket_prefix.rstrip("-")},
             opts=self.opts(),
         )
         public_access_block = aws.s3.BucketPublicAccessBlock(
@@ -420,9 +480,7 @@ class Frontend(Component):
         )
         return _PrivateBucket(bucket, public_access_block, versioning)
 
-    def _log_bucket(
-        self, settings: FrontendConfig, naming: Naming, account_id: str
-    ) -> tuple[aws.s3.Bucket, list[pulumi.Resource]]:
+    def _log_bucket(self, settings: FrontendConfig, naming: Naming) -> tuple[aws.s3.Bucket, list[pulumi.Resource]]:
         """Where CloudFront standard logs land.
 
         Standard logging (legacy), not v2 (CloudWatch vended-log delivery): it is one property on the
@@ -435,8 +493,11 @@ class Frontend(Component):
         Returns the bucket and what the distribution must wait for (CloudFront refuses a log bucket whose
         ACLs are not enabled yet).
         """
-        # No force_destroy: access logs are evidence; `pulumi destroy` stops until someone empties the bucket.
-        logs = self._private_bucket("logs", f"{naming.physical('frontend-logs')}-{account_id}", force_destroy=False)
+        # Prod: no force_destroy, access logs are evidence and `pulumi destroy` stops until someone empties the
+        # bucket. Staging is destroyed and re-created routinely, so its logs may go with it.
+        logs = self._private_bucket(
+            "logs", naming.bucket_prefix("frontend-logs"), force_destroy=self.args.force_destroy_logs
+        )
         bucket = logs.bucket
         ownership = aws.s3.BucketOwnershipControls(
             self.child_name("logs-ownership"),

@@ -2,8 +2,9 @@
 
 - `LambdaDependencies`: one layer holding the pinned pure-Python dependencies (lambdas/requirements.txt),
   shared by every function so each function archive holds only our code (small, quick to diff).
-- `PythonFunction`: function + its log group (retention) + least-privilege role (logs to its own group,
-  VPC networking only when placed in the VPC, plus the statements the caller passes) + an encrypted DLQ for
+- `PythonFunction`: function + its log group (retention, the stack's log key where there is one) +
+  least-privilege role (logs to its own group, the ENI actions Lambda needs only when placed in the VPC, plus
+  the statements the caller passes) + an encrypted DLQ for
   asynchronous invocations that failed every retry, and `add_schedule()` for EventBridge Scheduler triggers
   (time zone aware, retry policy, same DLQ).
 
@@ -22,6 +23,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.trust import scheduler_trust_policy
 from infra.component import Component
 from infra.naming import Naming
 from infra.packaging import build_function_archive, build_layer_archive
@@ -30,6 +32,43 @@ RUNTIME = "python3.13"
 """Current Lambda Python runtime (FSBP Lambda.2: supported runtimes only)."""
 ARCHITECTURE = "arm64"
 """Graviton: ~20% cheaper per GB-second, and every dependency in the layer is pure Python."""
+
+VPC_NETWORK_INTERFACE_ACTIONS: tuple[str, ...] = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+"""ENI actions Lambda performs with the function's role to attach it to a VPC, scoped to this account and region."""
+VPC_DESCRIBE_ACTIONS: tuple[str, ...] = ("ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets")
+"""Describe calls support no resource-level permissions: `"Resource": "*"` is the only form that works."""
+
+
+def vpc_access_statements(account_id: str, region: str) -> list[dict[str, Any]]:
+    """The EC2 part of AWSLambdaVPCAccessExecutionRole and nothing else (no `logs:*` on `*`).
+
+    The actions are the managed policy's EC2 list (v3, 2024-01-05:
+    https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaVPCAccessExecutionRole.html) and
+    the Lambda guide's "Execution role and user permissions" list (configuration-vpc.html):
+    ec2:DescribeNetworkInterfaces "only works if it's allowed on all resources"; ec2:DeleteNetworkInterface
+    needs a resource id or all of them, e.g. `arn:aws:ec2:<region>:<account>:*/*` — which is the scope used
+    here for the four mutating actions, so the role cannot touch network interfaces of another region.
+    """
+    return [
+        {
+            "Sid": "LambdaManagesItsVpcNetworkInterfaces",
+            "Effect": "Allow",
+            "Action": list(VPC_NETWORK_INTERFACE_ACTIONS),
+            "Resource": [f"arn:aws:ec2:{region}:{account_id}:*/*"],
+        },
+        {
+            "Sid": "LambdaDescribesItsVpcPlacement",
+            "Effect": "Allow",
+            "Action": list(VPC_DESCRIBE_ACTIONS),
+            "Resource": ["*"],
+        },
+    ]
+
 
 _SECRET_LIKE = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|PRIVATE_KEY|API_KEY)(?!_ARN)", re.IGNORECASE)
 
@@ -92,8 +131,14 @@ class PythonFunctionArgs:
     vpc: VpcPlacement | None = None
     """Inside the VPC only when the function must reach private resources (the database)."""
     log_retention_days: int = 30
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key of this region (`LogKey.arn`); None keeps CloudWatch Logs' default encryption."""
     reserved_concurrency: int | None = None
-    """Cap for functions that must not run in parallel with themselves or flood a dependency."""
+    """None (the default, and what every function here uses): no reservation. Setting any value needs an
+    account concurrency quota >= 101, because Lambda keeps 100 units unreserved; new accounts start at 10 or
+    50 and the create fails ("decreases account's UnreservedConcurrentExecution below its minimum value").
+    Check with `aws lambda get-account-settings` (AccountLimit.ConcurrentExecutions) and raise the quota first
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""
     maximum_retry_attempts: int = 2
     """Asynchronous invocations (SNS, Scheduler) retried this many times before the DLQ."""
 
@@ -121,6 +166,7 @@ class PythonFunction(Component):
             self.child_name("logs"),
             name=f"/aws/lambda/{function_name}",
             retention_in_days=args.log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
             opts=self.opts(),
         )
         self.role = aws.iam.Role(
@@ -136,14 +182,21 @@ class PythonFunction(Component):
             message_retention_seconds=14 * 24 * 3600,  # the maximum: time for a person to look
             opts=self.opts(),
         )
-        base_statements = pulumi.Output.all(self.log_group.arn, self.dead_letter_queue.arn).apply(
-            lambda arns: [
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        self._account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        self._region = aws.get_region_output(opts=invoke).region
+        in_vpc = args.vpc is not None
+        base_statements = pulumi.Output.all(
+            self.log_group.arn, self.dead_letter_queue.arn, self._account_id, self._region
+        ).apply(
+            lambda values: [
                 {
                     "Effect": "Allow",
                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": [f"{arns[0]}:*"],
+                    "Resource": [f"{values[0]}:*"],
                 },
-                {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": [arns[1]]},
+                {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": [values[1]]},
+                *(vpc_access_statements(values[2], values[3]) if in_vpc else []),
             ]
         )
         policy = pulumi.Output.all(base_statements, args.policy_statements).apply(
@@ -153,15 +206,9 @@ class PythonFunction(Component):
         depends: list[pulumi.Resource] = [role_policy, self.log_group]
         vpc_config = None
         if args.vpc is not None:
-            # ENI management for VPC placement: AWS's managed policy is exactly this and nothing more.
-            depends.append(
-                aws.iam.RolePolicyAttachment(
-                    self.child_name("vpc-access"),
-                    role=self.role.name,
-                    policy_arn="arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
-                    opts=self.opts(),
-                )
-            )
+            # ENI management for VPC placement comes from the inline policy above (vpc_access_statements), not
+            # AWSLambdaVPCAccessExecutionRole: that managed policy also grants logs:CreateLogGroup,
+            # CreateLogStream and PutLogEvents on "*", which would undo the per-log-group scoping.
             vpc_config = aws.lambda_.FunctionVpcConfigArgs(
                 subnet_ids=list(args.vpc.subnet_ids), security_group_ids=list(args.vpc.security_group_ids)
             )
@@ -222,7 +269,10 @@ class PythonFunction(Component):
         """
         role = aws.iam.Role(
             self.child_name(part, "scheduler-role"),
-            assume_role_policy=assume_role_policy("scheduler.amazonaws.com"),
+            # Only for schedules of this account's default schedule group (infra/aws/trust.py).
+            assume_role_policy=pulumi.Output.all(self._account_id, self._region).apply(
+                lambda values: scheduler_trust_policy(values[0], values[1])
+            ),
             opts=self.opts(),
         )
         aws.iam.RolePolicy(

@@ -84,6 +84,8 @@ class HealthCheckArgs:
     """The service component's public URL; endpoints with target `api` are skipped without it."""
     database: Database | None = None
     """Checked from inside the VPC when given and `healthChecks.database` is on."""
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`) for the functions' log groups; None keeps the default encryption."""
 
 
 def http_targets(settings: HealthChecksConfig, bases: dict[str, str]) -> list[dict[str, Any]]:
@@ -166,6 +168,7 @@ class HealthCheck(Component):
             PythonFunctionArgs(
                 package=PACKAGE,
                 layer_arn=args.layer_arn,
+                log_kms_key_arn=args.log_kms_key_arn,
                 description=f"Health check of {what}, every minute",
                 timeout_seconds=TIMEOUT_S,
                 environment={"TARGETS": targets, "RUN_DEADLINE_S": str(RUN_DEADLINE_S), **(environment or {})},
@@ -174,7 +177,13 @@ class HealthCheck(Component):
                 # A retried, minute-old check only overlaps the next run (README: retries off).
                 maximum_retry_attempts=0,
             ),
-            VariantNaming(self.naming.project, self.naming.stack, PACKAGE.replace("_", "-"), variant),
+            VariantNaming(
+                self.naming.project,
+                self.naming.stack,
+                self.naming.region,
+                segment=PACKAGE.replace("_", "-"),
+                variant=variant,
+            ),
             self.opts(),
         )
         function.add_schedule(

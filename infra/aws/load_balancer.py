@@ -278,7 +278,9 @@ class LoadBalancer(Component):
         args = self.args
         bucket = aws.s3.Bucket(
             self.child_name("logs"),
-            bucket=naming.physical(self.component_name, "access-logs"),
+            # S3 names are global across accounts: a prefix, and the provider makes the name unique
+            # (infra/naming.py). A fixed `shipyard-prod-api-lb-access-logs` fails in every second account.
+            bucket_prefix=naming.bucket_prefix(self.component_name, "logs"),
             force_destroy=args.force_destroy_logs,
             opts=self.opts(),
         )

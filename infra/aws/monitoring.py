@@ -11,9 +11,9 @@
 CloudFront publishes its metrics in us-east-1 only and an alarm's SNS actions must be in the alarm's region,
 so the CloudFront alarm is created with the edge provider. When the stack itself runs in us-east-1 that is the
 same provider and the same topics; elsewhere, this component creates one small us-east-1 topic per severity
-(encrypted with a us-east-1 customer key CloudWatch may use) that delivers to the alert forwarder (SNS → Lambda
-works across regions) and, for critical, to the on-call e-mail — so the page arrives the same way as every
-other one.
+(encrypted with a us-east-1 customer key CloudWatch may use) that delivers to the alert forwarder's inbox
+queue (SNS → SQS works across regions) and, for critical, to the on-call e-mail — so the page arrives the
+same way as every other one.
 """
 
 from __future__ import annotations
@@ -153,11 +153,19 @@ class BackupWatch:
     """The restore validator publishes Shipyard/Backup metrics under `Stack` (restore-* alarms)."""
 
 
+def edge_topic_name(naming: Naming, severity: str) -> str:
+    """The us-east-1 topic of one severity; it ends in the severity, which the forwarder reads. us-east-1 for
+    every stack's region: the region in the name keeps two regions' stacks apart."""
+    return naming.account_wide("alarms-edge", severity)
+
+
 @dataclass(frozen=True)
 class EdgeDelivery:
     """Where the us-east-1 alarm topics deliver when the stack runs elsewhere."""
 
-    forwarder_function_arn: pulumi.Input[str] | None = None
+    alert_inbox_arn: pulumi.Input[str] | None = None
+    """The alerts component's inbox queue (SNS → SQS works across regions; the queue's policy admits these
+    topics by name)."""
     oncall_email: str | None = None
 
 
@@ -337,7 +345,8 @@ class Monitoring(Component):
                 if resolved is not None:
                     self._composite_alarm(resolved)
 
-        dashboard_name = naming.physical("overview")
+        # Dashboards are global per account (their ARN has no region): the name carries the stack's region.
+        dashboard_name = naming.account_wide("overview")
         self.dashboard = aws.cloudwatch.Dashboard(
             self.child_name("dashboard"),
             dashboard_name=dashboard_name,
@@ -503,25 +512,18 @@ class Monitoring(Component):
             # The name ends in the severity: the forwarder reads it from there, as for the regional topics.
             topic = aws.sns.Topic(
                 self.child_name("edge-topic", severity),
-                name=self.naming.physical("alarms-edge", severity),
+                name=edge_topic_name(self.naming, severity),
                 kms_master_key_id=key.arn,
                 opts=edge,
             )
             topics[severity] = topic.arn
-            if delivery.forwarder_function_arn is not None:
-                aws.lambda_.Permission(
-                    self.child_name("edge-invoke", severity),
-                    action="lambda:InvokeFunction",
-                    function=delivery.forwarder_function_arn,
-                    principal="sns.amazonaws.com",
-                    source_arn=topic.arn,
-                    opts=self.opts(),
-                )
+            if delivery.alert_inbox_arn is not None:
                 aws.sns.TopicSubscription(
                     self.child_name("edge-forwarder", severity),
                     topic=topic.arn,
-                    protocol="lambda",
-                    endpoint=delivery.forwarder_function_arn,
+                    protocol="sqs",
+                    endpoint=delivery.alert_inbox_arn,
+                    raw_message_delivery=False,
                     opts=self.opts(provider=self.args.edge_provider),
                 )
             if severity == "critical" and delivery.oncall_email:
@@ -893,7 +895,12 @@ class Monitoring(Component):
         if frontend is not None:
             cf = ["AWS/CloudFront"]
             dist = ["DistributionId", frontend.distribution_id, "Region", "Global"]
-            section("Frontend", "CloudFront (metrics live in us-east-1). Cache hit rate needs additional metrics on.")
+            # No cache-hit-rate widget: CacheHitRate is one of the 8 "additional metrics" that exist only with a
+            # paid monitoring subscription (aws.cloudfront.MonitoringSubscription; 8 metrics x 0.30 USD, the
+            # CloudWatch custom-metric list price = 2.40 USD/month per distribution), and it would say little
+            # here: index.html is never cached by design (CachingDisabled) and hashed assets always hit.
+            # https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/viewing-cloudfront-metrics.html
+            section("Frontend", "CloudFront (metrics live in us-east-1): requests and error rates.")
             graph("Requests", [[*cf, "Requests", *dist]], widget_region=EDGE_REGION)
             graph(
                 "Error rates %",
@@ -903,7 +910,6 @@ class Monitoring(Component):
                 stat="Average",
                 period=300,
             )
-            graph("Cache hit rate %", [[*cf, "CacheHitRate", *dist]], widget_region=EDGE_REGION, stat="Average")
 
         if self.args.auto_confirm is not None:
             job = ["Shipyard/AutoConfirm"]

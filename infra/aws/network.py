@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.trust import flow_logs_trust_policy
 from infra.component import Component
 from infra.config import NetworkConfig
 from infra.naming import Naming
@@ -35,6 +36,8 @@ class NetworkArgs:
     """The `shipyard:network` block (cidr, azCount, nat, vpcEndpoints, flowLogs); see infra/config.py."""
     region: str
     """`aws:region`; endpoint service names are `com.amazonaws.<region>.<service>`."""
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`) for the flow-log group; None keeps CloudWatch Logs' default encryption."""
 
 
 def subnet_blocks(cidr: str, az_count: int) -> dict[str, list[str]]:
@@ -195,7 +198,7 @@ class Network(Component):
 
         self.flow_log_group: aws.cloudwatch.LogGroup | None = None
         if settings.flow_logs:
-            self._flow_logs(settings, naming)
+            self._flow_logs(settings, naming, args)
 
         self.public_subnet_ids = [s.id for s in public]
         self.private_subnet_ids = [s.id for s in private]
@@ -265,27 +268,19 @@ class Network(Component):
         """Where API tasks and workers run (see `tasks_in_public_subnets`)."""
         return self.public_subnet_ids if self.tasks_in_public_subnets else self.private_subnet_ids
 
-    def _flow_logs(self, settings: NetworkConfig, naming: Naming) -> None:
+    def _flow_logs(self, settings: NetworkConfig, naming: Naming, args: NetworkArgs) -> None:
         self.flow_log_group = aws.cloudwatch.LogGroup(
             self.child_name("flow-logs"),
             name=f"/vpc/{naming.physical('flow-logs')}",
             retention_in_days=settings.flow_log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
             opts=self.opts(),
         )
+        account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         role = aws.iam.Role(
             self.child_name("flow-logs-role"),
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            # Only for flow logs of this account and region (infra/aws/trust.py).
+            assume_role_policy=account_id.apply(lambda account: flow_logs_trust_policy(account, args.region)),
             opts=self.opts(),
         )
         aws.iam.RolePolicy(
@@ -304,7 +299,12 @@ class Network(Component):
                                     "logs:DescribeLogStreams",
                                 ],
                                 "Resource": [arn, f"{arn}:*"],
-                            }
+                            },
+                            # AWS's documented minimum for the delivery role includes DescribeLogGroups, a list
+                            # call that takes no log-group resource: without it delivery can fail with an access
+                            # error (https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html).
+                            # Read-only; CreateLogGroup stays out (the group is created here, with retention).
+                            {"Effect": "Allow", "Action": ["logs:DescribeLogGroups"], "Resource": "*"},
                         ],
                     }
                 )

@@ -20,6 +20,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.trust import scheduler_trust_policy
 from infra.component import Component
 from infra.config import ScheduledTaskConfig
 from infra.naming import Naming
@@ -75,9 +76,13 @@ class ScheduledTasks(Component):
         )
         role = aws.iam.Role(
             self.child_name("role"),
-            name=naming.physical(name, "scheduler", max_length=64),
+            name=naming.account_wide(name, "scheduler", max_length=64),  # IAM: account-global
             description="EventBridge Scheduler: run the scheduled ECS tasks, pass their roles, dead-letter",
-            assume_role_policy=_scheduler_trust(),
+            # Only for schedules of this account's default schedule group (infra/aws/trust.py).
+            assume_role_policy=pulumi.Output.all(
+                aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id,
+                aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region,
+            ).apply(lambda values: scheduler_trust_policy(values[0], values[1])),
             opts=self.opts(),
         )
         families = [args.targets[t.name].task_definition_family_arn for t in args.tasks]
@@ -154,18 +159,3 @@ class ScheduledTasks(Component):
         self.register_outputs(
             {"deadLetterQueue": self.dead_letter_queue.name, "schedules": sorted(self.schedules)},
         )
-
-
-def _scheduler_trust() -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "scheduler.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-    )

@@ -23,8 +23,19 @@ from infra.naming import Naming
 
 GENERATED_KEY_LENGTH = 64
 """Characters of a generated key: 64 alphanumerics ~ 380 bits, beyond any HMAC-SHA256 need."""
-RECOVERY_WINDOW_DAYS = 30
-"""A deleted secret can be restored for this long (the maximum)."""
+PROD_RECOVERY_WINDOW_DAYS = 30
+"""Prod: a deleted secret can be restored for this long (the maximum)."""
+STAGING_RECOVERY_WINDOW_DAYS = 7
+"""Staging: the minimum non-zero window. A window never blocks a re-create here, because every secret is
+autonamed from a prefix (a deleted secret keeps its *name* for the window:
+https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_DeleteSecret.html), so staging need not
+force-delete (window 0), which would make a stray destroy unrecoverable."""
+
+
+def recovery_window_days(tier: str) -> int:
+    """How long a deleted secret of this tier can be restored."""
+    return PROD_RECOVERY_WINDOW_DAYS if tier == "prod" else STAGING_RECOVERY_WINDOW_DAYS
+
 
 # env var name in the container -> secret config key it is taken from (generated when unset).
 GENERATED: dict[str, str] = {"SECRET_KEY": "appSecretKey", "JWT_SECRET_KEY": "jwtSecretKey"}
@@ -88,10 +99,12 @@ class AppSecrets(Component):
 
         self.secret = aws.secretsmanager.Secret(
             self.child_name("secret"),
-            name=naming.physical("app"),
+            # A prefix, not a fixed name: a destroyed stack's secret keeps its name for the recovery window,
+            # which would block re-creating the stack that long.
+            name_prefix=naming.name_prefix("app"),
             description="API settings injected into the task through ECS secrets: " + ", ".join(sorted(values)),
             kms_key_id=kms_key_id,
-            recovery_window_in_days=RECOVERY_WINDOW_DAYS,
+            recovery_window_in_days=recovery_window_days(config.tier),
             opts=self.opts(),
         )
         aws.secretsmanager.SecretVersion(

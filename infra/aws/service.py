@@ -6,7 +6,9 @@ the task definitions of scheduled jobs.
   outside prod.
 - The image is built from `app/` by pulumi-docker for `service.architecture`, tagged with a hash of the
   build context (immutable tags need a new tag per change; an unchanged app/ is neither rebuilt nor pushed),
-  and every task definition pins its digest.
+  and every task definition pins its digest. Or, with `service.image` (an ECR image by digest, set by
+  `scripts/deploy.py --image`), nothing is built: the stack deploys the image CI built once for the commit,
+  so prod runs the very digest staging ran, and the execution role may pull from that image's repository.
 - One cluster (Container Insights, enhanced observability); task definitions come from the shared
   `TaskDefinitionFactory` (non-root, read-only root + /tmp volume, awslogs with retention, secrets by ARN).
 - The API service: desired count by tier across the given subnets (one per AZ; rebalanced across AZs),
@@ -81,6 +83,23 @@ def context_hash(directory: Path) -> str:
     return digest.hexdigest()
 
 
+def image_repository_arns(image: str | None) -> list[str]:
+    """The ECR repository ARN of a prebuilt image (`<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:...`).
+
+    Prod runs the image staging's repository holds, so its execution role must pull from there. Another account's
+    repository also needs a repository policy allowing this role (ECR docs, "Private repository policies").
+    """
+    if image is None:
+        return []
+    registry, _, rest = image.partition("/")
+    account, _, _, region = registry.split(".")[:4]
+    return [f"arn:aws:ecr:{region}:{account}:repository/{rest.split('@', 1)[0]}"]
+
+
+def _one_or_many(values: list[str]) -> str | list[str]:
+    return values[0] if len(values) == 1 else values
+
+
 def secret_arn_of(value_from: str) -> str:
     """The secret's ARN in an ECS `valueFrom` (`arn:aws:secretsmanager:r:a:secret:name-XyZ[:key:stage:version]`)."""
     parts = value_from.split(":")
@@ -139,12 +158,17 @@ class ServiceArgs:
     from these peers only (FORWARDED_ALLOW_IPS). () leaves gunicorn's default, loopback only."""
     scheduled_tasks: Sequence[ScheduledTaskConfig] = ()
     """`jobs.scheduledTasks`: a task definition each (the schedules live in ScheduledTasks)."""
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`) for every task family's log group; None = default encryption."""
     app_dir: Path = field(default=APP_DIR)
 
 
 class Service(Component):
     repository: aws.ecr.Repository
-    image: docker.Image
+    image: docker.Image | None
+    """The image built from app/; None when `service.image` names a prebuilt one."""
+    image_ref: pulumi.Output[str]
+    """`<repo>@sha256:<digest>` every task definition runs (built here or given by config)."""
     cluster: aws.ecs.Cluster
     execution_role: aws.iam.Role
     task_role: aws.iam.Role
@@ -202,7 +226,7 @@ class Service(Component):
 
         factory = TaskDefinitionFactory(
             ContainerRuntime(
-                image=self.image.repo_digest,
+                image=self.image_ref,
                 architecture=settings.architecture,
                 execution_role_arn=self.execution_role.arn,
                 task_role_arn=self.task_role.arn,
@@ -212,6 +236,7 @@ class Service(Component):
                 log_retention_days=settings.log_retention_days,
                 execute_command=settings.execute_command,
                 log_group_prefix=log_group_prefix,
+                log_kms_key_arn=args.log_kms_key_arn,
             ),
             naming,
         )
@@ -263,7 +288,7 @@ class Service(Component):
         self.register_outputs(
             {
                 "repositoryUrl": self.repository.repository_url,
-                "imageDigest": self.image.repo_digest,
+                "imageDigest": self.image_ref,
                 "clusterName": self.cluster_name,
                 "serviceName": self.service_name,
                 "logGroupName": self.log_group_name,
@@ -302,6 +327,17 @@ class Service(Component):
             ),
             opts=self.opts(),
         )
+        if args.settings.image is not None:
+            # Built once per commit by CI and promoted by digest (docs/deploy.md): building again here would
+            # give prod an image staging never ran.
+            self.image = None
+            self.image_ref = pulumi.Output.from_input(args.settings.image)
+            return
+        self.image = self._build_app_image()
+        self.image_ref = self.image.repo_digest
+
+    def _build_app_image(self) -> docker.Image:
+        args = self.args
         token = aws.ecr.get_authorization_token_output(
             registry_id=self.repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
         )
@@ -311,7 +347,7 @@ class Service(Component):
         # Relative to the program's working directory (infra/ under the CLI): absolute paths would differ
         # between a laptop and CI and show as a diff on every run.
         context = os.path.relpath(args.app_dir, Path.cwd())
-        self.image = docker.Image(
+        return docker.Image(
             self.child_name("image"),
             image_name=self.repository.repository_url.apply(lambda url: f"{url}:{tag}"),
             build={
@@ -439,7 +475,7 @@ class Service(Component):
         args = self.args
         role = aws.iam.Role(
             self.child_name("execution-role"),
-            name=naming.physical(self.component_name, "execution", max_length=64),
+            name=naming.account_wide(self.component_name, "execution", max_length=64),  # IAM: account-global
             description="ECS agent for the app's tasks: pull the image, write logs, read the injected secrets",
             assume_role_policy=_assume_role("ecs-tasks.amazonaws.com"),
             opts=self.opts(),
@@ -458,7 +494,7 @@ class Service(Component):
                     "Sid": "EcrPull",
                     "Effect": "Allow",
                     "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                    "Resource": repository_arn,
+                    "Resource": _one_or_many(sorted({repository_arn, *image_repository_arns(args.settings.image)})),
                 },
                 {
                     "Sid": "Logs",
@@ -490,7 +526,7 @@ class Service(Component):
         args = self.args
         role = aws.iam.Role(
             self.child_name("task-role"),
-            name=naming.physical(self.component_name, "task", max_length=64),
+            name=naming.account_wide(self.component_name, "task", max_length=64),  # IAM: account-global
             description="The app's own AWS calls: its uploads prefix; ECS Exec channels when enabled",
             assume_role_policy=_assume_role("ecs-tasks.amazonaws.com"),
             opts=self.opts(),

@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.access_logs import LoggedBucket, ServerAccessLogs, ServerAccessLogsArgs
 from infra.aws.alerts import Alerts, AlertsArgs
 from infra.aws.auto_confirm import AutoConfirmArgs, AutoConfirmJob
 from infra.aws.backup import Backup, BackupArgs, RestoreTestingArgs
@@ -20,6 +21,7 @@ from infra.aws.frontend import Frontend, FrontendArgs
 from infra.aws.function import LambdaDependencies, PythonFunction
 from infra.aws.health_check import HealthCheck, HealthCheckArgs, PublicUrl
 from infra.aws.http_api import HttpApiArgs, HttpApiFrontDoor
+from infra.aws.kms import LogKey
 from infra.aws.load_balancer import LoadBalancer, LoadBalancerArgs
 from infra.aws.monitoring import (
     ApiWatch,
@@ -79,6 +81,13 @@ def offsite_provider(config: AwsStack, naming: Naming, edge: aws.Provider) -> aw
     )
 
 
+def log_keys_wanted(config: AwsStack) -> bool:
+    """Customer-managed keys on CloudWatch log groups in prod only: each key is 1 USD/month (more after its
+    first rotations), and staging's logs hold nothing prod's do not, so there they keep AWS's own encryption
+    (README "Security logging and encryption keys")."""
+    return config.tier == "prod"
+
+
 def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     provider = aws.Provider(
         "aws",
@@ -91,7 +100,22 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     # One edge provider for everything CloudFront reads from us-east-1 (certificate, WAF web ACL).
     edge = edge_provider(config, naming, provider)
 
-    network = Network("network", NetworkArgs(settings=config.network, region=config.region), naming, with_provider)
+    # One log key per region with log groups (the stack's, and us-east-1 for the CloudFront WAF's logs).
+    log_key: LogKey | None = None
+    edge_log_key: LogKey | None = None
+    if log_keys_wanted(config):
+        log_key = LogKey("log-key", naming, with_provider)
+        edge_log_key = (
+            log_key if edge is provider else LogKey("log-key-edge", naming, pulumi.ResourceOptions(provider=edge))
+        )
+    log_key_arn = log_key.arn if log_key is not None else None
+
+    network = Network(
+        "network",
+        NetworkArgs(settings=config.network, region=config.region, log_kms_key_arn=log_key_arn),
+        naming,
+        with_provider,
+    )
     database = Database(
         "database",
         DatabaseArgs(
@@ -99,6 +123,8 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             tier=config.tier,
             vpc_id=network.vpc.id,
             subnet_ids=network.isolated_subnet_ids,
+            log_kms_key_arn=log_key_arn,
+            continuous_backup=config.backups.enabled and config.backups.continuous,
         ),
         naming,
         with_provider,
@@ -127,6 +153,8 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             WebAclArgs(
                 scope="REGIONAL",
                 rate_limit=config.waf.rate_limit,
+                log_retention_days=config.waf.log_retention_days,
+                log_kms_key_arn=log_key_arn,
                 large_body_path_prefixes=(API_UPLOADS_PATH_PREFIX,),
             ),
             naming,
@@ -134,7 +162,13 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         )
         cloudfront_acl = WebAcl(
             "waf-cloudfront",
-            WebAclArgs(scope="CLOUDFRONT", rate_limit=config.waf.rate_limit),
+            WebAclArgs(
+                scope="CLOUDFRONT",
+                rate_limit=config.waf.rate_limit,
+                log_retention_days=config.waf.log_retention_days,
+                # Its log group is in us-east-1 (the edge provider), so the key must be that region's.
+                log_kms_key_arn=edge_log_key.arn if edge_log_key is not None else None,
+            ),
             naming,
             pulumi.ResourceOptions(provider=edge),
         )
@@ -146,6 +180,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             domain=config.domain,
             certificate_provider=edge,
             web_acl_arn=cloudfront_acl.arn if cloudfront_acl is not None else None,
+            force_destroy_logs=config.tier != "prod",
         ),
         naming,
         with_provider,
@@ -158,19 +193,45 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         UploadsArgs(
             settings=config.uploads,
             allowed_origins=frontend.url.apply(lambda url: list(dict.fromkeys([url.rstrip("/"), *extra_origins]))),
+            force_destroy=config.tier != "prod",
+        ),
+        naming,
+        with_provider,
+    )
+
+    # FSBP S3.9: who read or deleted users' files (and the SPA's) is recorded in a log bucket of its own.
+    access_logs = ServerAccessLogs(
+        "s3-access-logs",
+        ServerAccessLogsArgs(
+            sources={
+                "uploads": LoggedBucket(name=uploads.bucket.id, arn=uploads.bucket.arn),
+                "frontend": LoggedBucket(name=frontend.bucket.id, arn=frontend.bucket.arn),
+            },
+            retention_days=config.uploads.access_log_retention_days,
+            force_destroy=config.tier != "prod",
         ),
         naming,
         with_provider,
     )
 
     service, front_door, scheduled_tasks = _api_service(
-        config, naming, with_provider, network, database, app_secrets, regional_acl, frontend, uploads, cache
+        config,
+        naming,
+        with_provider,
+        network,
+        database,
+        app_secrets,
+        regional_acl,
+        frontend,
+        uploads,
+        cache,
+        log_key_arn,
     )
 
     lambda_deps = LambdaDependencies("lambda-deps", naming, with_provider)
 
     # Before anything that publishes: alarms, EventBridge rules and AWS Backup take `alerts.topic_arns`.
-    alerts = Alerts("alerts", AlertsArgs.from_stack(config, lambda_deps.arn), naming, with_provider)
+    alerts = Alerts("alerts", AlertsArgs.from_stack(config, lambda_deps.arn, log_key_arn), naming, with_provider)
 
     health: HealthCheck | None = None
     if config.health_checks.enabled:
@@ -185,6 +246,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
                 frontend=PublicUrl(frontend.url, https=True),
                 api=PublicUrl(front_door.url, https=front_door.https),
                 database=database,
+                log_kms_key_arn=log_key_arn,
             ),
             naming,
             with_provider,
@@ -200,6 +262,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
                 layer_arn=lambda_deps.arn,
                 network=network,
                 database=database,
+                log_kms_key_arn=log_key_arn,
             ),
             naming,
             with_provider,
@@ -216,7 +279,9 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
                 database=database,
                 alert_topic_arn=alerts.topic_arns["critical"],
                 offsite_provider=offsite_provider(config, naming, edge),
-                restore_testing=RestoreTestingArgs(network=network, layer_arn=lambda_deps.arn),
+                restore_testing=RestoreTestingArgs(
+                    network=network, layer_arn=lambda_deps.arn, log_kms_key_arn=log_key_arn
+                ),
             ),
             naming,
             with_provider,
@@ -252,9 +317,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             region=config.region,
             topic_arns=alerts.topic_arns,
             edge_provider=edge,
-            edge_delivery=EdgeDelivery(
-                forwarder_function_arn=alerts.forwarder.arn, oncall_email=config.alerts.oncall_email
-            ),
+            edge_delivery=EdgeDelivery(alert_inbox_arn=alerts.inbox.arn, oncall_email=config.alerts.oncall_email),
             database=DatabaseWatch(
                 identifier=database.identifier,
                 allocated_storage_gb=config.database.allocated_storage_gb,
@@ -320,6 +383,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         "cloudfrontDistributionId": frontend.distribution_id,
         "frontendImmutablePaths": list(config.frontend.immutable_paths),
         "uploadsBucket": uploads.bucket_name,
+        "s3AccessLogBucket": access_logs.bucket_name,
         "alertTopicArns": alerts.topic_arns,
         "alertStateTable": alerts.table_name,
         "alertForwarderFunction": alerts.function_name,
@@ -380,6 +444,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     if regional_acl is not None and cloudfront_acl is not None:
         outputs["wafRegionalAclArn"] = regional_acl.arn
         outputs["wafCloudFrontAclArn"] = cloudfront_acl.arn
+        outputs["wafLogGroups"] = {"regional": regional_acl.log_group_name, "cloudfront": cloudfront_acl.log_group_name}
     if frontend.log_bucket is not None:
         outputs["frontendLogBucket"] = frontend.log_bucket.bucket
     if frontend.certificate is not None and config.domain is not None and config.domain.hosted_zone_id is None:
@@ -405,6 +470,7 @@ def _api_service(
     frontend: Frontend,
     uploads: Uploads,
     cache: Cache | None,
+    log_key_arn: pulumi.Input[str] | None,
 ) -> tuple[Service, LoadBalancer | HttpApiFrontDoor, ScheduledTasks | None]:
     """The front door, the API/worker service on ECS and the scheduled jobs, wired to the database and secrets."""
     settings = config.service
@@ -448,6 +514,7 @@ def _api_service(
             # The ALB's nodes or the VPC link's interfaces: gunicorn trusts X-Forwarded-* from these only.
             proxy_cidrs=_front_door_cidrs(config, network),
             scheduled_tasks=config.jobs.scheduled_tasks,
+            log_kms_key_arn=log_key_arn,
         ),
         naming,
         with_provider,

@@ -74,6 +74,9 @@ class ContainerRuntime:
     """ECS Exec on: adds the writable volumes its agent needs (see EXEC_AGENT_PATHS)."""
     log_group_prefix: str
     """Log groups are `<prefix>/<task name>`; the execution role may write under this prefix only."""
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's log key (`LogKey.arn`); None keeps CloudWatch Logs' default encryption. The awslogs driver
+    needs no KMS permission: CloudWatch Logs encrypts with the key on its side."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class TaskDefinitionFactory:
             owner.child_name(spec.name, "logs"),
             name=f"{runtime.log_group_prefix}/{spec.name}",
             retention_in_days=runtime.log_retention_days,
+            kms_key_id=runtime.log_kms_key_arn,
             opts=owner.opts(),
         )
         environment = dict(runtime.environment) | dict(spec.extra_environment)

@@ -48,6 +48,9 @@ class UploadsArgs:
     allowed_origins: pulumi.Input[Sequence[str]]
     """Browser origins allowed to upload: the same origins the API answers (`CORS_ORIGINS`: the frontend's URL
     plus `service.corsOrigins`), so the API never hands a browser a URL it may not use; no wildcard."""
+    force_destroy: bool = False
+    """Whether `pulumi destroy` may delete a non-empty bucket: staging (test files, destroyed and re-created
+    routinely) yes; prod no — users' files, the destroy must fail rather than delete them."""
 
 
 def tls_only_policy(bucket_arn: str) -> str:
@@ -93,13 +96,12 @@ class Uploads(Component):
         self.max_size_bytes = settings.max_size_mb * 1024 * 1024
         self.allowed_types = list(settings.allowed_types)
 
-        # Bucket names are global across all AWS accounts: the account id keeps ours from colliding.
-        account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        # Bucket names are global across all AWS accounts and a guessable one (even with the account id,
+        # which is no secret) can be taken first: a prefix, and the provider makes the name unique.
         self.bucket = aws.s3.Bucket(
             self.child_name("bucket"),
-            bucket=account_id.apply(lambda account: naming.physical("uploads", account)),
-            # Users' files: `pulumi destroy` must fail on a non-empty bucket rather than delete them.
-            force_destroy=False,
+            bucket_prefix=naming.bucket_prefix("uploads"),
+            force_destroy=args.force_destroy,
             # Selected by the AWS Backup plan (infra/aws/backup.py), which needs the versioning below.
             tags={backup_selection_tag[0]: backup_selection_tag[1]},
             opts=self.opts(),

@@ -9,6 +9,11 @@ and the free "starter" registry tier (one repository) is enough.
 
 Components deploy by digest, not tag: a rebuilt image changes the app spec, which is what makes App Platform
 roll out the new code.
+
+Step 2 only rebuilds when one of its inputs changes, and its context holds only `lambdas/`: with a fixed base tag
+(`...:local`, as it once was) a change under `app/` changed nothing step 2 sees, so App Platform kept the old API.
+The base tag is therefore the hash of `app/` (the same `context_hash` the AWS image tag uses): any change there
+changes the `BASE_IMAGE` build argument, step 2 rebuilds, the digest changes and App Platform rolls out.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import pulumi
 import pulumi_digitalocean as digitalocean
 import pulumi_docker as docker
 
+from infra.aws.service import context_hash
 from infra.component import Component
 from infra.config import DoRegistryConfig
 from infra.naming import Naming
@@ -34,6 +40,11 @@ REPOSITORY = "shipyard"
 """One repository for every stack on the account (tags per stack), so the starter tier suffices."""
 
 
+def base_image_name(prefix: str, app_dir: Path) -> str:
+    """Local tag of the step-1 image: changes whenever anything under `app/` changes (see the module doc)."""
+    return f"{prefix}-api-base:{context_hash(app_dir)[:16]}"
+
+
 @dataclass(frozen=True)
 class ImageArgs:
     registry: DoRegistryConfig
@@ -42,6 +53,8 @@ class ImageArgs:
     """Where a created registry lives (None only when `registry.create` is false)."""
     tag: str
     """Image tag: the stack name, so staging and prod never overwrite each other's tag."""
+    app_dir: Path = PROJECT_ROOT / "app"
+    """Build context of the API image (app/Dockerfile)."""
 
 
 def parse_docker_credentials(docker_config: str, server: str) -> tuple[str, str]:
@@ -87,10 +100,10 @@ class AppImage(Component):
 
         base = docker.Image(
             self.child_name("base"),
-            image_name=f"{naming.prefix}-api-base:local",
+            image_name=base_image_name(naming.prefix, args.app_dir),
             build=docker.DockerBuildArgs(
-                context=str(PROJECT_ROOT / "app"),
-                dockerfile=str(PROJECT_ROOT / "app" / "Dockerfile"),
+                context=str(args.app_dir),
+                dockerfile=str(args.app_dir / "Dockerfile"),
                 platform=APP_PLATFORM_PLATFORM,
             ),
             skip_push=True,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_digitalocean as digitalocean
+import pulumi_random as random
 
 from infra.component import Component
 from infra.config import DoUploadsConfig
@@ -40,9 +41,13 @@ class Uploads(Component):
         super().__init__("digitalocean", "Uploads", name, naming, opts)
         settings = args.settings
         self.region = args.region
+        # Spaces names are shared by every DigitalOcean customer (`<name>.<region>.digitaloceanspaces.com`), so
+        # a fixed `shipyard-staging-do-uploads` fails for the second copy of this project anywhere. The provider
+        # has no name prefix: a random suffix drawn once per stack (kept in state) does the same.
+        suffix = random.RandomId(self.child_name("bucket-suffix"), byte_length=4, opts=self.opts())
         self.bucket = digitalocean.SpacesBucket(
             self.child_name("bucket"),
-            name=naming.physical("uploads"),
+            name=suffix.hex.apply(lambda hex_suffix: f"{naming.physical('uploads', max_length=54)}-{hex_suffix}"),
             region=args.region,
             acl="private",
             versioning=digitalocean.SpacesBucketVersioningArgs(enabled=True),

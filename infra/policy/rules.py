@@ -287,6 +287,11 @@ def _port(value: Any) -> int:
         return 0
 
 
+def shown(value: Any) -> Any:
+    """A property value as a message shows it: the engine sends every number as a double, 80 reads as 80."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def ingress_rules(resource: ResourceView) -> list[IngressRule]:
     """Ingress from the three ways pulumi-aws expresses it: inline, SecurityGroupRule, SecurityGroupIngressRule."""
     props = resource.props
@@ -571,7 +576,7 @@ def _elb_http_redirect(r: ResourceView) -> Iterator[str]:
             continue
         redirect = as_mapping(action.get("redirect"))
         if action.get("type") != "redirect" or redirect.get("protocol") != "HTTPS":
-            port, kind = r.props.get("port"), action.get("type")
+            port, kind = shown(r.props.get("port")), action.get("type")
             yield f"HTTP listener on port {port} answers with {kind!r}, not a redirect to HTTPS"
 
 
@@ -866,6 +871,113 @@ M: Level = "mandatory"
 A: Level = "advisory"
 
 
+# --- Issue 16: what an outside scanner found missing -------------------------------------------------------
+
+WEB_ACL = "aws:wafv2/webAcl:WebAcl"
+WAF_LOGGING = "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"
+BUCKET_LOGGING = ("aws:s3/bucketLogging:BucketLogging", "aws:s3/bucketLoggingV2:BucketLoggingV2")
+BUCKET_LIFECYCLE = (
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2",
+)
+KMS_KEY = "aws:kms/key:Key"
+ROLE_POLICY_ATTACHMENTS = (
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+    "aws:iam/policyAttachment:PolicyAttachment",
+)
+
+WAF_LOG_PREFIX = "aws-waf-logs-"
+"""WAF accepts only logging destinations whose name starts with this (log group, Firehose stream, bucket)."""
+WAF_REDACTED_HEADERS = ("authorization", "cookie")
+"""Headers that carry credentials: a request log must never keep them."""
+CONFUSED_DEPUTY_SERVICES = ("scheduler.amazonaws.com", "vpc-flow-logs.amazonaws.com", "monitoring.rds.amazonaws.com")
+"""Service principals whose AWS pages document aws:SourceAccount/aws:SourceArn on AssumeRole (infra/aws/trust.py
+cites each); other services' trust policies are not judged here, since a key a service never sends breaks it."""
+CONFUSED_DEPUTY_KEYS = ("aws:sourceaccount", "aws:sourcearn")
+BROAD_LAMBDA_POLICIES = ("AWSLambdaVPCAccessExecutionRole", "AWSLambdaBasicExecutionRole")
+"""Managed execution policies granting logs:CreateLogGroup/CreateLogStream/PutLogEvents on "*"."""
+LOGS_ENCRYPTION_CONTEXT = "kms:encryptioncontext:aws:logs:arn"
+
+
+def condition_keys(statement: Mapping[str, Any]) -> set[str]:
+    """Every condition key a statement tests, lower case (IAM compares condition keys case-insensitively)."""
+    keys: set[str] = set()
+    for block in as_mapping(statement.get("Condition")).values():
+        if isinstance(block, Mapping):
+            keys.update(str(key).lower() for key in block)
+    return keys
+
+
+def service_principals(statement: Mapping[str, Any]) -> list[str]:
+    principal = statement.get("Principal")
+    if not isinstance(principal, Mapping):
+        return []
+    return [str(p) for p in as_list(principal.get("Service"))]
+
+
+def _log_group_cmk(r: ResourceView) -> Iterator[str]:
+    if not r.props.get("kmsKeyId"):
+        yield "kmsKeyId is empty: the group uses CloudWatch Logs' default encryption, not the stack's customer key"
+
+
+def _waf_destination_name(arn: str) -> str:
+    for marker in (":log-group:", ":deliverystream/", ":::"):
+        if marker in arn:
+            return arn.split(marker, 1)[1]
+    return arn
+
+
+def _waf_logging_config(r: ResourceView) -> Iterator[str]:
+    for arn in (str(a) for a in as_list(r.props.get("logDestinationConfigs"))):
+        if not _waf_destination_name(arn).startswith(WAF_LOG_PREFIX):
+            yield f"log destination {arn} is not named {WAF_LOG_PREFIX}*: WAF refuses it"
+    redacted = {
+        str(as_mapping(field.get("singleHeader")).get("name", "")).lower()
+        for field in as_list(r.props.get("redactedFields"))
+        if isinstance(field, Mapping)
+    }
+    missing = [header for header in WAF_REDACTED_HEADERS if header not in redacted]
+    if missing:
+        yield f"headers {', '.join(missing)} are not redacted: request logs would keep users' credentials"
+
+
+def _no_broad_lambda_policies(r: ResourceView) -> Iterator[str]:
+    arns = [str(r.props.get("policyArn") or ""), *(str(a) for a in as_list(r.props.get("managedPolicyArns")))]
+    for arn in arns:
+        name = arn.rsplit("/", 1)[-1]
+        if name in BROAD_LAMBDA_POLICIES:
+            yield (
+                f"attaches {name}: logs:CreateLogGroup/CreateLogStream/PutLogEvents on every log group of the "
+                "account; grant the function's own log group and the ENI actions inline (infra/aws/function.py)"
+            )
+
+
+def _trust_confused_deputy(r: ResourceView) -> Iterator[str]:
+    for statement in policy_statements(r.props.get("assumeRolePolicy")):
+        if statement.get("Effect") != "Allow":
+            continue
+        services = [s for s in service_principals(statement) if s in CONFUSED_DEPUTY_SERVICES]
+        if services and not condition_keys(statement) & set(CONFUSED_DEPUTY_KEYS):
+            yield (
+                f"trust for {', '.join(services)} has no aws:SourceAccount/aws:SourceArn condition: the service "
+                "could be made to assume this role for another account's resource (confused deputy)"
+            )
+
+
+def _kms_service_grants_scoped(r: ResourceView) -> Iterator[str]:
+    for statement in policy_statements(r.props.get("policy")):
+        services = service_principals(statement)
+        if statement.get("Effect") != "Allow" or not services:
+            continue
+        keys = condition_keys(statement)
+        scoped = keys & set(CONFUSED_DEPUTY_KEYS) or any(k.startswith("kms:encryptioncontext:") for k in keys)
+        if not scoped:
+            yield (
+                f"statement {statement.get('Sid') or '(no Sid)'} grants {', '.join(services)} without "
+                "aws:SourceAccount, aws:SourceArn or a kms:EncryptionContext condition (confused deputy)"
+            )
+
+
 def _rule(
     id: str,
     fsbp: str,
@@ -1047,6 +1159,22 @@ RULES: tuple[Rule, ...] = (
     _rule("ecr-immutable-tags", "ECR.2", "ECR repositories should have immutable tags",
           "aws:ecr/repository:Repository", ("imageTagMutability",), (A, A), _ecr_immutable_tags,
           "Set image_tag_mutability='IMMUTABLE' and deploy by digest or unique tag."),
+    # --- Issue 16: logging, customer keys on logs, confused deputy, least privilege ---------------------------
+    _rule("log-group-cmk", OWN, "Log groups must be encrypted with the stack's customer managed key in prod",
+          LOG_GROUP, ("kmsKeyId",), (A, M), _log_group_cmk,
+          "Pass the region's LogKey.arn as kms_key_id (infra/aws/kms.py LogKey; stack.py wires it)."),
+    _rule("waf-logging-config", OWN, "WAF logs go to an aws-waf-logs-* destination with credentials redacted",
+          WAF_LOGGING, ("logDestinationConfigs", "redactedFields"), (M, M), _waf_logging_config,
+          "Name the destination aws-waf-logs-...; redact the authorization and cookie headers (infra/aws/waf.py)."),
+    _rule("iam-no-broad-lambda-policies", OWN, "Lambda roles must not get AWS's execution policies (logs on '*')",
+          (*ROLE_POLICY_ATTACHMENTS, IAM_ROLE), ("policyArn", "managedPolicyArns"), (M, M), _no_broad_lambda_policies,
+          "Use PythonFunction's inline policy: its own log group, plus vpc_access_statements when in a VPC."),
+    _rule("iam-trust-confused-deputy", OWN, "Service roles must trust the service only for this account's resources",
+          IAM_ROLE, ("assumeRolePolicy",), (M, M), _trust_confused_deputy,
+          "Build the trust policy with infra/aws/trust.py (aws:SourceAccount + aws:SourceArn per the service's docs)."),
+    _rule("kms-service-grants-scoped", OWN, "Key policies must hold AWS service principals to this account",
+          KMS_KEY, ("policy",), (M, M), _kms_service_grants_scoped,
+          "Add aws:SourceAccount/aws:SourceArn, or the service's kms:EncryptionContext key, to the statement."),
     # --- Operations (our own) ----------------------------------------------------------------------------
     _rule("alarm-has-action", OWN, "Every alarm must notify someone", ALARMS, ("actionsEnabled", "alarmActions"),
           (M, M), _alarm_has_action, "Set alarm_actions to the severity's SNS topic (infra/aws/alarms.py)."),
@@ -1100,6 +1228,83 @@ def _every_secret_rotates(resources: Sequence[StackResourceView]) -> Iterator[tu
             yield secret.urn, f"secret {secret.name} has no rotation schedule"
 
 
+def _named(resource: StackResourceView, names: set[Any]) -> bool:
+    return bool({resource.props.get("bucket"), resource.props.get("id")} & (names - {None, ""}))
+
+
+def _log_destination_names(resources: Sequence[StackResourceView]) -> set[str]:
+    """Buckets that receive logs: S3 access-log targets, ALB access logs, CloudFront standard logs."""
+    names = {str(r.props.get("targetBucket")) for r in resources if r.type in BUCKET_LOGGING}
+    for lb in (r for r in resources if r.type in LOAD_BALANCERS):
+        names.add(str(as_mapping(lb.props.get("accessLogs")).get("bucket")))
+    for distribution in (r for r in resources if r.type == DISTRIBUTION):
+        domain = str(as_mapping(distribution.props.get("loggingConfig")).get("bucket") or "")
+        names.add(domain.split(".s3", 1)[0])
+    return names - {"None", ""}
+
+
+def _every_bucket_access_logged(resources: Sequence[StackResourceView]) -> Iterator[tuple[str, str]]:
+    destinations = _log_destination_names(resources)
+    loggings = [r for r in resources if r.type in BUCKET_LOGGING]
+    for bucket in (r for r in resources if r.type in BUCKETS):
+        if _named(bucket, destinations):
+            continue  # a log bucket: logging it would log its own deliveries
+        logged = {str(logging.props.get("bucket")) for logging in loggings}
+        if not _named(bucket, logged):
+            yield bucket.urn, f"bucket {bucket.name} has no server access logging (no record of who read or deleted)"
+
+
+def _expires(lifecycle: StackResourceView) -> bool:
+    for rule in as_list(lifecycle.props.get("rules")):
+        if isinstance(rule, Mapping) and str(rule.get("status")) == "Enabled":
+            expiration = as_mapping(rule.get("expiration"))
+            if _port(expiration.get("days")) > 0:
+                return True
+    return False
+
+
+def _access_log_buckets_sound(resources: Sequence[StackResourceView]) -> Iterator[tuple[str, str]]:
+    lifecycles = [r for r in resources if r.type in BUCKET_LIFECYCLE and _expires(r)]
+    expiring = {str(r.props.get("bucket")) for r in lifecycles}
+    for logging in (r for r in resources if r.type in BUCKET_LOGGING):
+        source, target = str(logging.props.get("bucket")), str(logging.props.get("targetBucket"))
+        if source == target:
+            yield logging.urn, f"bucket {source} logs into itself: every delivered log object is logged again"
+        if target not in expiring:
+            yield logging.urn, f"log bucket {target} has no lifecycle expiration: access logs pile up forever"
+
+
+def _every_web_acl_logs(resources: Sequence[StackResourceView]) -> Iterator[tuple[str, str]]:
+    configs = [r for r in resources if r.type == WAF_LOGGING]
+    for acl in (r for r in resources if r.type == WEB_ACL):
+        if not any(acl.urn in config.dependencies for config in configs):
+            yield acl.urn, f"web ACL {acl.name} has no logging configuration: only metrics and sampled requests"
+
+
+def _log_keys_admit_logs_service(resources: Sequence[StackResourceView]) -> Iterator[tuple[str, str]]:
+    keys = {r.urn: r for r in resources if r.type == KMS_KEY}
+    for group in (r for r in resources if r.type == LOG_GROUP and r.props.get("kmsKeyId")):
+        arn = str(group.props.get("kmsKeyId"))
+        region = arn.split(":")[3] if arn.count(":") >= 5 else None
+        for key in (keys[urn] for urn in group.dependencies if urn in keys):
+            principals = [
+                service
+                for statement in policy_statements(key.props.get("policy"))
+                if statement.get("Effect") == "Allow" and LOGS_ENCRYPTION_CONTEXT in condition_keys(statement)
+                for service in service_principals(statement)
+                if service.startswith("logs.") and (region is None or service == f"logs.{region}.amazonaws.com")
+            ]
+            if not principals:
+                where = f"logs.{region}.amazonaws.com" if region else "logs.<region>.amazonaws.com"
+                yield (
+                    group.urn,
+                    (
+                        f"log group {group.name}: key {key.name} does not allow {where} with a "
+                        "kms:EncryptionContext:aws:logs:arn condition; CloudWatch Logs cannot encrypt with it"
+                    ),
+                )
+
+
 STACK_RULES: tuple[StackRule, ...] = (
     StackRule("s3-bucket-public-access-blocked", "S3.8", "Every S3 bucket must have a public access block", M, M,
               _every_bucket_blocks_public_access, "Add a BucketPublicAccessBlock with all four flags."),
@@ -1109,6 +1314,16 @@ STACK_RULES: tuple[StackRule, ...] = (
               "Set shipyard:network.flowLogs: true."),
     StackRule("secrets-rotation", "SecretsManager.1", "Secrets should rotate automatically", A, A,
               _every_secret_rotates, "Add a SecretRotation where the service can rotate (RDS manages its own)."),
+    StackRule("waf-logging", "WAF.11", "Every WAF web ACL must log requests in prod", A, M, _every_web_acl_logs,
+              "Give the ACL a WebAclLoggingConfiguration (infra/aws/waf.py does)."),
+    StackRule("s3-access-logging", "S3.9", "Every S3 bucket that is not itself a log bucket must have server "
+              "access logging in prod", A, M, _every_bucket_access_logged,
+              "Add the bucket to ServerAccessLogs' sources (infra/aws/stack.py)."),
+    StackRule("s3-access-log-bucket", OWN, "Access-log buckets must expire their logs and not log into themselves",
+              M, M, _access_log_buckets_sound, "Use ServerAccessLogs (infra/aws/access_logs.py)."),
+    StackRule("log-key-admits-logs", OWN, "Keys of log groups must allow CloudWatch Logs of the group's region",
+              M, M, _log_keys_admit_logs_service,
+              "Use LogKey (infra/aws/kms.py): logs.<region>.amazonaws.com with kms:EncryptionContext:aws:logs:arn."),
 )  # fmt: skip
 
 ALL_RULES: tuple[Rule | StackRule, ...] = (*RULES, *STACK_RULES)

@@ -83,6 +83,8 @@ class CheckResult:
     phase: str | None = None  # the phase a failure happened in
     latency_ms: float | None = None
     status: int | None = None
+    location: str | None = None
+    """Where a redirect (3xx) pointed, without its query string (`redirect_target`); None otherwise."""
     cert_days_left: float | None = None
     cert_not_after: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -110,6 +112,7 @@ class CheckResult:
             "phase": self.phase,
             "latency_ms": self.latency_ms,
             "status": self.status,
+            "location": self.location,
             "cert_days_left": self.cert_days_left,
             "cert_not_after": self.cert_not_after,
             "warnings": list(self.warnings),
@@ -389,6 +392,8 @@ def _check_http(target: HttpTarget, ctx: CheckContext, deps: CheckDeps, result: 
         sock.settimeout(ctx.op_timeout())
         response = connection.getresponse()
         result.status = response.status
+        if 300 <= response.status < 400:
+            result.location = redirect_target(response.getheader("Location"))
         watch.lap("response")
 
         watch.enter("body")
@@ -405,6 +410,25 @@ def _check_http(target: HttpTarget, ctx: CheckContext, deps: CheckDeps, result: 
         result.fail(reason, "; ".join(detail for _, detail in problems), "assert")
     else:
         result.up = True
+
+
+MAX_LOCATION_CHARS = 200
+"""A Location longer than this is cut (with an ellipsis) before it reaches a log line or an alert."""
+
+
+def redirect_target(location: str | None) -> str:
+    """A redirect's Location as it may appear in a report: without query string or fragment (they can carry
+    session ids or tokens, and reports never contain secrets), printable characters only, at most
+    `MAX_LOCATION_CHARS`. A 3xx without Location says so."""
+    if not location:
+        return "(no Location header)"
+    kept = location.split("#", 1)[0]
+    if "?" in kept:
+        kept = kept.split("?", 1)[0] + "?…"
+    printable = "".join(ch if ch.isprintable() and not ch.isspace() else "_" for ch in kept)
+    if len(printable) > MAX_LOCATION_CHARS:
+        return printable[: MAX_LOCATION_CHARS - 1] + "…"
+    return printable
 
 
 def _read_body(response: http.client.HTTPResponse, sock: socket.socket, ctx: CheckContext) -> tuple[bytes, bool]:
@@ -424,7 +448,10 @@ def _assert_http(target: HttpTarget, result: CheckResult, body: bytes, truncated
     """Every assertion that fails, most fundamental first (the first one becomes the reason)."""
     problems: list[tuple[str, str]] = []
     if result.status != target.expected_status:
-        problems.append((STATUS, f"status {result.status}, expected {target.expected_status}"))
+        # A redirect says where it was sent: "302 to https://app.example.com/login" tells a moved route or an
+        # expired session apart from an HTTP->HTTPS hop at a glance.
+        sent_to = f" to {result.location}" if result.location is not None else ""
+        problems.append((STATUS, f"status {result.status}{sent_to}, expected {target.expected_status}"))
     read_note = f" (first {MAX_BODY_BYTES} bytes read)" if truncated else ""
     if target.body_contains is not None:
         text = body.decode("utf-8", errors="replace")

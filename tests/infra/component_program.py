@@ -21,7 +21,7 @@ import pulumi_aws as aws
 from infra.config import load_stack_config
 from infra.naming import Naming
 config = load_stack_config()
-naming = Naming("shipyard", pulumi.get_stack())
+naming = Naming("shipyard", pulumi.get_stack(), getattr(config, "region", None))
 provider = aws.Provider("aws", region=config.region)
 with_provider = pulumi.ResourceOptions(provider=provider)
 """

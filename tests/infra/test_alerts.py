@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from infra.aws.alerts import PUBLISHING_SERVICES, SEVERITIES, SWEEP_EVENT, routing_document
+from infra.aws.alerts import (
+    INBOX_BATCH_SIZE,
+    INBOX_MAX_RECEIVES,
+    PUBLISHING_SERVICES,
+    SEVERITIES,
+    SWEEP_EVENT,
+    routing_document,
+)
 from infra.config import ConfigError, parse_stack_config
 from infra.harness import Resource, StackRun
 from lambdas.alert_forwarder.config import load_routing, parse_channel_secrets
@@ -20,6 +27,7 @@ TOPIC = "aws:sns/topic:Topic"
 TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 PERMISSION = "aws:lambda/permission:Permission"
+EVENT_SOURCE = "aws:lambda/eventSourceMapping:EventSourceMapping"
 FUNCTION = "aws:lambda/function:Function"
 QUEUE = "aws:sqs/queue:Queue"
 QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
@@ -105,26 +113,53 @@ def test_topic_policies_let_the_publishing_services_of_this_account_publish(any_
 # ------------------------------------------------------------------------------------------------- forwarder
 
 
-def test_forwarder_is_subscribed_to_every_topic_with_an_invoke_permission(any_stack: StackRun) -> None:
-    function = _forwarder(any_stack)
+def test_every_topic_delivers_sns_envelopes_to_the_inbox_and_never_invokes_the_forwarder_directly(
+    any_stack: StackRun,
+) -> None:
+    inbox = any_stack.one(QUEUE, "alerts-inbox")
     delivery_dlq = any_stack.one(QUEUE, "alerts-delivery-dlq")
     for severity, arn in _topic_arns(any_stack).items():
         subscription = any_stack.one(SUBSCRIPTION, f"alerts-forwarder-{severity}")
         assert subscription.inputs["topic"] == arn
-        assert subscription.inputs["protocol"] == "lambda"
-        assert subscription.inputs["endpoint"] == function.outputs["arn"]
-        # SNS deliveries that fail every SNS retry (throttled, permission missing) are kept, not dropped.
+        assert subscription.inputs["protocol"] == "sqs"
+        assert subscription.inputs["endpoint"] == inbox.outputs["arn"]
+        # Not raw: the forwarder reads the severity from TopicArn and dedupes on the SNS MessageId.
+        assert subscription.inputs["rawMessageDelivery"] is False
+        # Deliveries SNS cannot make after its retries (queue policy or key broken) are kept, not dropped.
         assert json.loads(subscription.inputs["redrivePolicy"]) == {"deadLetterTargetArn": delivery_dlq.outputs["arn"]}
-        permission = any_stack.one(PERMISSION, f"alerts-invoke-{severity}")
-        assert permission.inputs["principal"] == "sns.amazonaws.com"
-        assert permission.inputs["action"] == "lambda:InvokeFunction"
-        assert permission.inputs["sourceArn"] == arn
-        assert permission.inputs["function"] == function.outputs["name"]
-        assert permission.urn in subscription.depends_on
-    assert any_stack.outputs["alertForwarderFunction"] == function.outputs["name"]
+    # One record per invocation is what made a storm take 35 s: nothing subscribes the function itself.
+    assert [s for s in any_stack.of_type(SUBSCRIPTION) if s.inputs["protocol"] == "lambda"] == []
+    assert [p for p in any_stack.of_type(PERMISSION) if p.inputs["principal"] == "sns.amazonaws.com"] == []
+    assert any_stack.outputs["alertForwarderFunction"] == _forwarder(any_stack).outputs["name"]
 
 
-def test_both_dead_letter_queues_are_encrypted_and_sns_may_write_only_from_our_topics(any_stack: StackRun) -> None:
+def test_the_forwarder_drains_the_inbox_in_batches_with_partial_failures(any_stack: StackRun) -> None:
+    inbox = any_stack.one(QUEUE, "alerts-inbox")
+    mapping = any_stack.one(EVENT_SOURCE, "alerts-inbox-source")
+    assert mapping.inputs["eventSourceArn"] == inbox.outputs["arn"]
+    assert mapping.inputs["functionName"] == _forwarder(any_stack).outputs["name"]
+    assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Above 10 records Lambda requires a batching window; the window bounds what a lone page waits.
+    assert mapping.inputs["batchSize"] == INBOX_BATCH_SIZE > 10
+    assert 1 <= mapping.inputs["maximumBatchingWindowInSeconds"] <= 1
+    assert mapping.inputs["scalingConfig"]["maximumConcurrency"] >= 2  # the API's minimum
+    # Lambda refuses a mapping whose function timeout exceeds the visibility timeout; AWS advises 6x.
+    timeout = _forwarder(any_stack).inputs["timeout"]
+    assert inbox.inputs["visibilityTimeoutSeconds"] == 6 * timeout
+    assert inbox.inputs["sqsManagedSseEnabled"] is True
+    redrive = json.loads(inbox.inputs["redrivePolicy"])
+    assert redrive == {
+        "deadLetterTargetArn": any_stack.one(QUEUE, "alerts-delivery-dlq").outputs["arn"],
+        "maxReceiveCount": INBOX_MAX_RECEIVES,
+    }
+    assert INBOX_MAX_RECEIVES >= 5
+    # The function's role may drain this queue and no other.
+    (drain,) = [s for s in _statements(any_stack) if s.get("Sid") == "DrainAlertInbox"]
+    assert drain["Resource"] == inbox.outputs["arn"]
+    assert sorted(drain["Action"]) == ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+
+
+def test_queues_are_encrypted_and_sns_may_write_only_from_our_topics(any_stack: StackRun) -> None:
     function_dlq = any_stack.one(QUEUE, "alerts-forwarder-dlq")
     delivery_dlq = any_stack.one(QUEUE, "alerts-delivery-dlq")
     for queue in (function_dlq, delivery_dlq):
@@ -132,14 +167,21 @@ def test_both_dead_letter_queues_are_encrypted_and_sns_may_write_only_from_our_t
         assert queue.inputs["messageRetentionSeconds"] == 14 * 24 * 3600
     assert any_stack.outputs["alertDlqUrl"] == function_dlq.outputs["url"]
     assert any_stack.outputs["alertDeliveryDlqUrl"] == delivery_dlq.outputs["url"]
-    queue_policy = any_stack.one(QUEUE_POLICY, "alerts-delivery-dlq-policy")
-    assert queue_policy.inputs["queueUrl"] == delivery_dlq.outputs["url"]
-    (statement,) = json.loads(queue_policy.inputs["policy"])["Statement"]
-    assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
-    assert statement["Action"] == "sqs:SendMessage"
-    assert statement["Resource"] == delivery_dlq.outputs["arn"]
-    assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == sorted(_topic_arns(any_stack).values())
-    # Lambda's on-failure destination for the forwarder's own asynchronous invocations.
+    region = any_stack.outputs["region"]
+    edge_names = [f"shipyard-{any_stack.stack}-{region}-alarms-edge-{s}" for s in SEVERITIES]
+    expected_sources = sorted(
+        [*_topic_arns(any_stack).values(), *(f"arn:aws:sns:us-east-1:123456789012:{n}" for n in edge_names)]
+    )
+    assert all(f":{region}:" in arn for arn in _topic_arns(any_stack).values())
+    for part, queue in (("inbox", any_stack.one(QUEUE, "alerts-inbox")), ("delivery-dlq", delivery_dlq)):
+        queue_policy = any_stack.one(QUEUE_POLICY, f"alerts-{part}-policy")
+        assert queue_policy.inputs["queueUrl"] == queue.outputs["url"]
+        (statement,) = json.loads(queue_policy.inputs["policy"])["Statement"]
+        assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+        assert statement["Action"] == "sqs:SendMessage"
+        assert statement["Resource"] == queue.outputs["arn"]
+        assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == expected_sources
+    # Lambda's on-failure destination for the forwarder's own asynchronous invocations (the sweep).
     invoke_config = any_stack.one(
         "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "alerts-forwarder-async"
     )
@@ -452,8 +494,10 @@ def test_every_alerts_resource_lives_under_the_component(any_stack: StackRun) ->
 
 def test_outside_us_east_1_the_cloudfront_alarm_topics_still_reach_the_forwarder_and_on_call() -> None:
     run = evaluate("prod", config_overrides={"aws:region": "eu-west-1"})
-    forwarder_arn = _forwarder(run).outputs["arn"]
-    assert ":eu-west-1:" in forwarder_arn
+    inbox_arn = run.one(QUEUE, "alerts-inbox").outputs["arn"]
+    assert ":eu-west-1:" in inbox_arn
+    (inbox_policy,) = json.loads(run.one(QUEUE_POLICY, "alerts-inbox-policy").inputs["policy"])["Statement"]
+    inbox_sources = inbox_policy["Condition"]["ArnEquals"]["aws:SourceArn"]
     edge = {t.name.rsplit("-", 1)[-1]: t for t in run.of_type(TOPIC) if t.name.startswith("monitoring-edge-topic-")}
     assert sorted(edge) == sorted(SEVERITIES)
     for severity, topic in edge.items():
@@ -461,8 +505,10 @@ def test_outside_us_east_1_the_cloudfront_alarm_topics_still_reach_the_forwarder
         subscriptions = {
             s.inputs["protocol"]: s.inputs["endpoint"] for s in run.of_type(SUBSCRIPTION) if s.inputs["topic"] == arn
         }
-        expected = {"lambda": forwarder_arn, **({"email": "oncall@example.com"} if severity == "critical" else {})}
+        expected = {"sqs": inbox_arn, **({"email": "oncall@example.com"} if severity == "critical" else {})}
         assert subscriptions == expected
+        # The inbox's policy admits this us-east-1 topic by the ARN it really has.
+        assert arn in inbox_sources
     # Encrypted too, with a key of their own region (KMS keys are regional) that CloudWatch may use.
     edge_key = run.one(KEY, "monitoring-edge-topic-key")
     assert edge_key.provider is not None and edge_key.provider == edge["critical"].provider

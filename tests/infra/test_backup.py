@@ -10,6 +10,7 @@ import pytest
 from infra import rds_ca
 from infra.aws.backup import MANAGED_POLICY_ARNS, VALIDATION_DB_USER
 from infra.aws.database import backup_selection_tag
+from infra.aws.function import VPC_DESCRIBE_ACTIONS, VPC_NETWORK_INTERFACE_ACTIONS
 from infra.harness import Resource, StackRun
 from lambdas.restore_validation.handler import PROBE_READ_TIMEOUT_S
 from tests.infra.conftest import evaluate
@@ -81,11 +82,11 @@ def test_vault_is_encrypted_with_its_own_rotating_customer_key(any_stack: StackR
 
 def test_prod_vaults_are_locked_in_governance_mode_and_staging_is_not(prod: StackRun, staging: StackRun) -> None:
     locks = {lock.inputs["backupVaultName"]: lock for lock in prod.of_type(LOCK)}
-    assert set(locks) == {"shipyard-prod-backup", "shipyard-prod-backup-offsite"}
+    assert set(locks) == {"shipyard-prod-backup", "shipyard-prod-us-east-1-backup-offsite"}
     for lock in locks.values():
         assert lock.inputs["minRetentionDays"] == 7 and lock.inputs["maxRetentionDays"] == 400
         assert "changeableForDays" not in lock.inputs  # governance: no grace period after which it is final
-    assert _provider(prod, locks["shipyard-prod-backup-offsite"]).inputs["region"] == "us-west-2"
+    assert _provider(prod, locks["shipyard-prod-us-east-1-backup-offsite"]).inputs["region"] == "us-west-2"
     assert staging.of_type(LOCK) == []
 
 
@@ -347,6 +348,12 @@ def test_the_validator_runs_outside_the_vpc_and_its_probe_inside_each_with_least
     assert probe_grants.pop("rds-db:connect") == [
         f"arn:aws:rds-db:us-east-1:123456789012:dbuser:*/{VALIDATION_DB_USER}"
     ]
+    # In the VPC: the ENI actions inline (infra/aws/function.py), no AWSLambdaVPCAccessExecutionRole (issue 16).
+    eni = {action: probe_grants.pop(action) for action in (*VPC_NETWORK_INTERFACE_ACTIONS, *VPC_DESCRIBE_ACTIONS)}
+    assert eni == {
+        **{action: ["arn:aws:ec2:us-east-1:123456789012:*/*"] for action in VPC_NETWORK_INTERFACE_ACTIONS},
+        **{action: ["*"] for action in VPC_DESCRIBE_ACTIONS},
+    }
     assert sorted(probe_grants) == ["logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"]  # every function's
 
 
@@ -450,7 +457,7 @@ def test_outputs_name_vault_and_plan(any_stack: StackRun) -> None:
 
 
 def test_prod_outputs_what_a_manual_restore_needs(prod: StackRun) -> None:
-    assert prod.outputs["backupOffsiteVaultName"] == "shipyard-prod-backup-offsite"
+    assert prod.outputs["backupOffsiteVaultName"] == "shipyard-prod-us-east-1-backup-offsite"
     assert prod.outputs["restoredDbSecurityGroupId"] == prod.one(SG, "backup-restored-db-sg").id
     assert prod.outputs["restoreValidatorFunction"] == "shipyard-prod-restore-validation"
 

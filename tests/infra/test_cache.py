@@ -60,7 +60,7 @@ def test_auth_token_is_generated_stored_in_secrets_manager_and_secret(stack: str
     assert "secretString" in version.secret_inputs
     assert version.inputs["secretString"] == group.inputs["authToken"]
     secret = run.one("aws:secretsmanager/secret:Secret", "cache-auth-secret")
-    assert secret.inputs["name"] == f"shipyard-{stack}-cache-auth"
+    assert "name" not in secret.inputs and secret.inputs["namePrefix"] == f"shipyard-{stack}-cache-auth-"
     for resource in run.resources:
         plain = json.dumps({k: v for k, v in resource.inputs.items() if k not in resource.secret_inputs}, default=str)
         assert group.inputs["authToken"] not in plain, resource.name

@@ -65,6 +65,18 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "shipyard:database.logRetentionDays",
         "CloudWatch Logs accepts only",
     ),
+    (
+        "prod",
+        {"shipyard:waf": {"enabled": True, "logRetentionDays": 45}},
+        "shipyard:waf.logRetentionDays",
+        "CloudWatch Logs accepts only",
+    ),
+    (
+        "staging",
+        {"shipyard:uploads": {"accessLogRetentionDays": 0}},
+        "shipyard:uploads.accessLogRetentionDays",
+        "greater than or equal to 1",
+    ),
     ("staging", {"shipyard:service": {"cpu": 300, "memory": 512}}, "shipyard:service", "not a Fargate size"),
     (
         "staging",

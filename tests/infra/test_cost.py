@@ -252,3 +252,50 @@ def test_plan_shows_the_goal_and_diff_shows_the_delta(
     diff = capsys.readouterr().out
     assert "(+10.00)" in diff
     assert f"   +10.00  {base['cost']['items'][0]['name']}: {base['cost']['items'][0]['item']}" in diff
+
+
+def test_a_queue_drained_by_lambda_costs_its_idle_long_polls() -> None:
+    """Lambda keeps polling the alert inbox when no alert comes; SQS bills every receive."""
+    inbox = _resource(
+        "aws:lambda/eventSourceMapping:EventSourceMapping",
+        "alerts-inbox-source",
+        {"eventSourceArn": "arn:aws:sqs:us-east-1:123456789012:shipyard-prod-alerts-inbox"},
+    )
+    stream = _resource(
+        "aws:lambda/eventSourceMapping:EventSourceMapping",
+        "stream",
+        {"eventSourceArn": "arn:aws:kinesis:us-east-1:123456789012:stream/x"},
+    )
+    items = {f"{i.name}: {i.item}": i for i in estimate(_run(inbox, stream))}
+    (polls,) = [i for key, i in items.items() if key.startswith("alerts-inbox-source: SQS receives while idle")]
+    pollers = load_prices().assumptions["sqs_event_source_idle_pollers"]
+    assert polls.usage_based and polls.monthly_usd == round(pollers * HOURS * 3600 / 20 / 1e6 * 0.40, 2) > 0
+    assert not [key for key in items if key.startswith("stream:")]  # only SQS sources poll SQS
+
+
+def test_the_deployed_alert_inbox_is_priced(any_stack: StackRun) -> None:
+    items = [i for i in estimate(any_stack) if i.name == "alerts-inbox-source"]
+    assert [i.item for i in items] == ["SQS receives while idle (5 long-polling pollers)"]
+    assert items[0].monthly_usd > 0
+
+
+def test_waf_logs_are_priced_as_ingestion_plus_storage_over_their_retention() -> None:
+    group = _resource("aws:cloudwatch/logGroup:LogGroup", "waf-logs", {"name": "aws-waf-logs-x", "retentionInDays": 90})
+    logging = _resource(
+        "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration", "waf-logging", {}, (group.urn,)
+    )
+    items = {i.item: i for i in estimate(_run(group, logging)) if i.name == "waf-logging"}
+    ingest, storage = items["WAF log ingestion (1.5 GB)"], items["WAF log storage (4.44 GB over 90 days)"]
+    assert ingest.usage_based and ingest.monthly_usd == round(1.5 * 0.50, 2)
+    assert storage.usage_based and storage.monthly_usd == round(1.5 * 90 / 30.4 * 0.03, 2)
+    assert "1M logged requests/month at 1500 bytes" in ingest.note
+
+
+def test_prod_prices_what_issue_16_added_and_stays_within_its_goal(prod: StackRun) -> None:
+    section = build_section(prod)
+    items = section["items"]
+    assert sum(1 for i in items if i["item"].startswith("WAF log ingestion")) == 2
+    assert sum(1 for i in items if i["item"].startswith("WAF log storage")) == 2
+    assert [i["monthly_usd"] for i in items if i["name"] == "log-key-key"] == [1.0]
+    assert any(i["name"] == "s3-access-logs-bucket" and i["usage_based"] for i in items)
+    assert section["monthly_usd_total"] <= GOALS_USD["prod"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from infra.aws.database import backup_selection_tag, master_password_rotation_schedule, parameter_group_family
@@ -153,27 +154,52 @@ def test_logs_exported_into_pre_created_groups_with_retention(any_stack: StackRu
     assert any_stack.outputs["databaseLogGroup"] == f"/aws/rds/instance/shipyard-{any_stack.stack}-db/postgresql"
 
 
-def test_backups_windows_and_final_snapshot(any_stack: StackRun) -> None:
-    db = _instance(any_stack).inputs
-    assert db["backupRetentionPeriod"] == {"staging": 7, "prod": 30}[any_stack.stack]
-    assert db["backupWindow"] == "03:00-04:00"
-    assert db["maintenanceWindow"] == "sun:05:00-sun:06:00"
-    assert db["copyTagsToSnapshot"] is True
-    assert db["skipFinalSnapshot"] is False
-    assert db["finalSnapshotIdentifier"] == f"shipyard-{any_stack.stack}-db-final"
-    assert db["deleteAutomatedBackups"] is False
-    assert db["tags"][backup_selection_tag[0]] == backup_selection_tag[1]
+def test_aws_backup_owns_the_backup_window_and_retention(any_stack: StackRun) -> None:
+    """Both stacks back up continuously with AWS Backup, which then manages the instance's backup window and
+    retention (terraform-provider-aws #33465, CloudFormation roadmap #2167): the program sets them at create
+    (the retention equal to the rule's) and ignores both afterwards, so a preview after a backup is clean."""
+    db = _instance(any_stack)
+    assert db.inputs["backupRetentionPeriod"] == {"staging": 7, "prod": 30}[any_stack.stack]
+    rule = next(r for r in any_stack.one("aws:backup/plan:Plan").inputs["rules"] if r.get("enableContinuousBackup"))
+    assert rule["lifecycle"]["deleteAfter"] == db.inputs["backupRetentionPeriod"]
+    assert db.inputs["backupWindow"] == "03:00-04:00"
+    assert sorted(db.ignore_changes) == ["backupRetentionPeriod", "backupWindow"]
+    assert db.inputs["maintenanceWindow"] == "sun:05:00-sun:06:00"
 
 
-def test_windows_come_from_config() -> None:
+def test_without_continuous_backup_the_program_owns_window_and_retention() -> None:
     run = evaluate(
         "staging",
         config_overrides={
-            "shipyard:database": {"backupWindow": "05:00-06:00", "maintenanceWindow": "sat:07:00-sat:08:00"}
+            "shipyard:backups": {"continuous": False},
+            "shipyard:database": {"backupWindow": "05:00-06:00", "maintenanceWindow": "sat:07:00-sat:08:00"},
         },
     )
-    db = _instance(run).inputs
-    assert (db["backupWindow"], db["maintenanceWindow"]) == ("05:00-06:00", "sat:07:00-sat:08:00")
+    db = _instance(run)
+    assert (db.inputs["backupWindow"], db.inputs["maintenanceWindow"]) == ("05:00-06:00", "sat:07:00-sat:08:00")
+    assert db.inputs["backupRetentionPeriod"] == 7
+    assert db.ignore_changes == ()
+
+
+def test_prod_keeps_a_final_snapshot_whose_name_cannot_collide(prod: StackRun) -> None:
+    """`<id>-final` made the second destroy (after a re-create) fail on the first destroy's snapshot: the name
+    carries a suffix drawn once per stack (pulumi_random, kept in state)."""
+    db = _instance(prod).inputs
+    suffix = prod.one("random:index/randomId:RandomId", "database-final-snapshot-suffix")
+    assert suffix.inputs["byteLength"] == 4
+    assert db["skipFinalSnapshot"] is False
+    assert db["finalSnapshotIdentifier"] == f"shipyard-prod-db-final-{suffix.outputs['hex']}"
+    assert re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", db["finalSnapshotIdentifier"])
+    assert db["deleteAutomatedBackups"] is False
+    assert db["copyTagsToSnapshot"] is True
+    assert db["tags"][backup_selection_tag[0]] == backup_selection_tag[1]
+
+
+def test_staging_skips_the_final_snapshot_so_it_can_be_re_created(staging: StackRun) -> None:
+    db = _instance(staging).inputs
+    assert db["skipFinalSnapshot"] is True
+    assert "finalSnapshotIdentifier" not in db
+    assert staging.of_type("random:index/randomId:RandomId") == []
 
 
 def test_prod_is_multi_az_protected_and_customer_key_encrypted(prod: StackRun) -> None:

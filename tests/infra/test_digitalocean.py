@@ -98,6 +98,23 @@ def test_app_runs_api_site_migration_job_and_worker_from_one_image_pinned_by_dig
         assert component["image"] == {"registryType": "DOCR", "repository": "shipyard", "digest": digest}
 
 
+def test_a_change_under_app_rebuilds_the_pushed_image(staging_do: StackRun, tmp_path: Path) -> None:
+    """Step 2's context is lambdas/ only; its BASE_IMAGE argument must carry app/'s content, or an API change
+    under app/ leaves the pushed image (and so App Platform) on the old code."""
+    from infra.aws.service import context_hash
+    from infra.digitalocean.image import base_image_name
+
+    pushed = staging_do.named("image-image")
+    assert (
+        pushed.inputs["build"]["args"]["BASE_IMAGE"]
+        == f"shipyard-staging-do-api-base:{context_hash(PROJECT_ROOT / 'app')[:16]}"
+    )
+    (tmp_path / "web.py").write_text("print('v1')\n")
+    before = base_image_name("shipyard-staging-do", tmp_path)
+    (tmp_path / "web.py").write_text("print('v2')\n")
+    assert base_image_name("shipyard-staging-do", tmp_path) != before
+
+
 def test_image_is_app_dockerfile_plus_lambdas_for_amd64(staging_do: StackRun) -> None:
     base = staging_do.named("image-base")
     pushed = staging_do.named("image-image")
@@ -170,7 +187,7 @@ def test_api_service_size_count_health_check_and_port(staging_do: StackRun) -> N
     envs = _envs(api)
     assert envs["PORT"]["value"] == "8000"
     assert envs["WEB_CONCURRENCY"]["value"] == "2"
-    assert envs["UPLOADS_BUCKET"]["value"] == "shipyard-staging-do-uploads"
+    assert envs["UPLOADS_BUCKET"]["value"] == _bucket_name(staging_do)
     assert envs["AWS_ENDPOINT_URL_S3"]["value"] == "https://fra1.digitaloceanspaces.com"
     assert envs["UPLOAD_MAX_BYTES"]["value"] == str(10 * 1024 * 1024)
     assert (envs["UPLOADS_PREFIX"]["value"], envs["UPLOAD_METHOD"]["value"]) == ("uploads/", "PUT")
@@ -346,6 +363,18 @@ def test_prod_domains_and_dns_records(prod_do: StackRun) -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
+def _bucket_name(run: StackRun) -> str:
+    name: str = run.one(BUCKET).inputs["name"]
+    return name
+
+
+def test_uploads_space_name_is_unique_across_customers(staging_do: StackRun) -> None:
+    """Spaces names are shared by all DigitalOcean customers: a fixed name fails for the second copy anywhere."""
+    suffix = staging_do.one("random:index/randomId:RandomId", "uploads-bucket-suffix")
+    assert _bucket_name(staging_do) == f"shipyard-staging-do-uploads-{suffix.outputs['hex']}"
+    assert len(_bucket_name(staging_do)) <= 63
+
+
 def test_uploads_space_is_private_versioned_with_lifecycle(staging_do: StackRun) -> None:
     bucket = staging_do.one(BUCKET)
     assert bucket.inputs["acl"] == "private"
@@ -366,7 +395,7 @@ def test_cors_allows_only_the_frontend_origin(staging_do: StackRun, prod_do: Sta
     # The API signs PUT uploads and GET downloads on Spaces (UPLOAD_METHOD=PUT); nothing else from browsers.
     assert sorted(rule["allowedMethods"]) == ["GET", "PUT"]
     assert rule["allowedHeaders"] == ["Content-Type"]
-    assert cors.inputs["bucket"] == "shipyard-staging-do-uploads"
+    assert cors.inputs["bucket"] == _bucket_name(staging_do)
     (prod_rule,) = prod_do.one(CORS).inputs["corsRules"]
     assert prod_rule["allowedOrigins"] == ["https://app.example.com"]
 
@@ -379,7 +408,7 @@ def test_cors_adds_the_apis_extra_origins() -> None:
 
 def test_api_key_can_use_this_bucket_only(staging_do: StackRun) -> None:
     key = staging_do.one(SPACES_KEY)
-    assert key.inputs["grants"] == [{"bucket": "shipyard-staging-do-uploads", "permission": "readwrite"}]
+    assert key.inputs["grants"] == [{"bucket": _bucket_name(staging_do), "permission": "readwrite"}]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -445,7 +474,7 @@ def test_outputs_match_the_aws_names_and_hold_no_secret(staging_do: StackRun) ->
     assert {"frontendUrl", "apiUrl", "databaseHost", "uploadsBucket", "tier", "region"} <= set(outputs)
     assert outputs["tier"] == "staging" and outputs["region"] == "fra1"
     assert outputs["databaseHost"] == staging_do.one(CLUSTER).outputs["host"]
-    assert outputs["uploadsBucket"] == "shipyard-staging-do-uploads"
+    assert outputs["uploadsBucket"] == _bucket_name(staging_do)
     assert outputs["frontendUrl"].endswith(".ondigitalocean.app")
     dumped = json.dumps(outputs)
     assert staging_do.one(DB_USER).outputs["password"] not in dumped

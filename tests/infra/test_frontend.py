@@ -9,10 +9,14 @@ settings (CSP, price class, immutable paths, log retention).
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from infra.aws.frontend import SPA_ROUTING_FILE
 from infra.config import ConfigError
 from infra.harness import Resource, StackRun
 from tests.infra.conftest import evaluate
@@ -22,6 +26,7 @@ BUCKET = "aws:s3/bucket:Bucket"
 OAC = "aws:cloudfront/originAccessControl:OriginAccessControl"
 CACHE_POLICY = "aws:cloudfront/cachePolicy:CachePolicy"
 HEADERS_POLICY = "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy"
+FUNCTION = "aws:cloudfront/function:Function"
 CERTIFICATE = "aws:acm/certificate:Certificate"
 VALIDATION = "aws:acm/certificateValidation:CertificateValidation"
 RECORD = "aws:route53/record:Record"
@@ -86,7 +91,10 @@ def _by_id(run: StackRun, type_: str, resource_id: str) -> Resource:
 
 def test_spa_bucket_is_private_encrypted_versioned_and_owner_enforced(any_stack: StackRun) -> None:
     bucket = any_stack.one(BUCKET, "frontend-bucket")
-    assert bucket.inputs["bucket"] == f"shipyard-{any_stack.stack}-frontend-123456789012"
+    # Autonamed from a prefix: S3 names are global across accounts (infra/naming.py).
+    assert "bucket" not in bucket.inputs
+    assert bucket.inputs["bucketPrefix"] == f"shipyard-{any_stack.stack}-frontend-"
+    assert bucket.outputs["bucket"].startswith(bucket.inputs["bucketPrefix"])
     block = _bucket_part(
         any_stack, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "frontend-bucket-public-access"
     )
@@ -118,7 +126,7 @@ def test_bucket_policy_is_tls_only_and_readable_only_by_this_distribution(any_st
     policy_resource = any_stack.one("aws:s3/bucketPolicy:BucketPolicy", "frontend-bucket-policy")
     policy = json.loads(policy_resource.inputs["policy"])
     arn = bucket.outputs["arn"]
-    deny, allow = policy["Statement"]
+    deny, allow, list_bucket = policy["Statement"]
     assert deny == {
         "Sid": "DenyInsecureTransport",
         "Effect": "Deny",
@@ -130,9 +138,14 @@ def test_bucket_policy_is_tls_only_and_readable_only_by_this_distribution(any_st
     distribution_arn = _distribution(any_stack).outputs["arn"]
     assert distribution_arn.startswith("arn:aws:cloudfront::123456789012:distribution/E")
     assert allow["Principal"] == {"Service": "cloudfront.amazonaws.com"}
-    assert allow["Action"] == "s3:GetObject"  # no ListBucket: the build cannot be enumerated
+    assert allow["Action"] == "s3:GetObject"
     assert allow["Resource"] == f"{arn}/*"
     assert allow["Condition"] == {"StringEquals": {"AWS:SourceArn": distribution_arn}}
+    # ListBucket on the bucket (not its objects), for this distribution only: a missing key is then a 404, not
+    # a 403 that looks like a WAF block.
+    assert list_bucket["Principal"] == {"Service": "cloudfront.amazonaws.com"}
+    assert (list_bucket["Action"], list_bucket["Resource"]) == ("s3:ListBucket", arn)
+    assert list_bucket["Condition"] == {"StringEquals": {"AWS:SourceArn": distribution_arn}}
     # The policy waits for the public-access block (S3 rejects policies while it is being applied).
     block = any_stack.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "frontend-bucket-public-access")
     assert block.urn in policy_resource.depends_on
@@ -155,15 +168,81 @@ def test_cloudfront_reads_the_bucket_through_origin_access_control(any_stack: St
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_spa_routing_answers_403_and_404_with_index_html(any_stack: StackRun) -> None:
+def test_no_custom_error_response_swallows_a_403_or_404(any_stack: StackRun) -> None:
+    """Custom error responses apply to every 403/404 of the distribution, WAF's blocks included: none may
+    turn them into a page (they used to map both to 200 + /index.html)."""
     inputs = _distribution(any_stack).inputs
     assert inputs["defaultRootObject"] == "index.html"
-    responses = sorted(inputs["customErrorResponses"], key=lambda r: r["errorCode"])
-    assert [(r["errorCode"], r["responseCode"], r["responsePagePath"]) for r in responses] == [
-        (403, 200, "/index.html"),
-        (404, 200, "/index.html"),
+    swallowing = [r for r in inputs.get("customErrorResponses") or [] if r["errorCode"] in (403, 404, 429)]
+    assert swallowing == []
+
+
+def test_spa_routing_is_a_viewer_request_function_on_the_default_behaviour_only(any_stack: StackRun) -> None:
+    function = any_stack.one(FUNCTION)
+    assert function.inputs["runtime"] == "cloudfront-js-2.0"
+    assert function.inputs["code"] == SPA_ROUTING_FILE.read_text()
+    assert function.inputs["publish"] is True  # the distribution runs the LIVE stage
+    assert function.inputs["name"] == f"shipyard-{any_stack.stack}-us-east-1-frontend-spa-routing"
+    default, *ordered = _behaviours(any_stack)
+    assert default["functionAssociations"] == [{"eventType": "viewer-request", "functionArn": function.outputs["arn"]}]
+    # Hashed assets always have an extension: their behaviours need no rewrite (a missing one is a 404).
+    assert ordered and all(not b.get("functionAssociations") for b in ordered)
+
+
+def _run_spa_routing(tmp_path: Path, uris: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Run the function's own source with node on viewer-request events shaped as CloudFront sends them
+    (https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/functions-event-structure.html)."""
+    events = [
+        {
+            "version": "1.0",
+            "context": {"eventType": "viewer-request"},
+            "viewer": {"ip": "198.51.100.7"},
+            "request": {"method": "GET", "uri": uri, "querystring": query, "headers": {}, "cookies": {}},
+        }
+        for uri, query in uris
     ]
-    assert all(r["errorCachingMinTtl"] == 0 for r in responses)
+    script = tmp_path / "run.js"
+    script.write_text(
+        SPA_ROUTING_FILE.read_text()
+        + "\nconst events = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+        + "\nprocess.stdout.write(JSON.stringify(events.map(handler)));\n"
+    )
+    node = shutil.which("node")
+    assert node is not None, "node is needed to run the CloudFront Function's JavaScript"
+    done = subprocess.run(
+        [node, str(script)], input=json.dumps(events), capture_output=True, text=True, timeout=30, check=True
+    )
+    results: list[dict[str, Any]] = json.loads(done.stdout)
+    return results
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("/", "/index.html"),
+        ("/orders/12", "/index.html"),
+        ("/orders/12/", "/index.html"),
+        ("/settings", "/index.html"),
+        ("/index.html", "/index.html"),
+        ("/assets/app.1234.js", "/assets/app.1234.js"),
+        ("/assets/missing.css", "/assets/missing.css"),
+        ("/favicon.ico", "/favicon.ico"),
+        ("/robots.txt", "/robots.txt"),
+        ("/.well-known/x", "/.well-known/x"),
+        ("/.well-known/security.txt", "/.well-known/security.txt"),
+    ],
+)
+def test_spa_routing_function_rewrites_only_extensionless_paths(tmp_path: Path, uri: str, expected: str) -> None:
+    (request,) = _run_spa_routing(tmp_path, [(uri, {})])
+    assert request["uri"] == expected
+    assert request["method"] == "GET"
+
+
+def test_spa_routing_function_keeps_the_query_string(tmp_path: Path) -> None:
+    query = {"tab": {"value": "items"}, "utm_source": {"value": "mail", "multiValue": [{"value": "mail"}]}}
+    route, asset = _run_spa_routing(tmp_path, [("/orders/12", query), ("/assets/app.1234.js", {"v": {"value": "2"}})])
+    assert (route["uri"], route["querystring"]) == ("/index.html", query)
+    assert (asset["uri"], asset["querystring"]) == ("/assets/app.1234.js", {"v": {"value": "2"}})
 
 
 def test_https_only_http2_and_3_ipv6_and_compression(any_stack: StackRun) -> None:

@@ -178,7 +178,7 @@ def test_health_check_alarms_follow_the_checker_contract(any_stack: StackRun) ->
 def test_outputs_give_the_dashboard_url_and_alarm_count(any_stack: StackRun) -> None:
     dashboard = any_stack.one(DASHBOARD)
     name = dashboard.inputs["dashboardName"]
-    assert name == f"shipyard-{any_stack.stack}-overview"
+    assert name == f"shipyard-{any_stack.stack}-us-east-1-overview"  # dashboards are account-global
     assert any_stack.outputs["dashboardUrl"] == (
         f"https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/{name}"
     )
@@ -279,7 +279,7 @@ topics = {s: aws.sns.Topic(f"t-{s}", name=f"shipyard-{pulumi.get_stack()}-alerts
           for s in ("critical", "warning", "info")}
 monitoring = Monitoring("monitoring", MonitoringArgs(
     settings=config.monitoring, region=config.region, topic_arns=topics, edge_provider=edge,
-    edge_delivery=EdgeDelivery(forwarder_function_arn=FORWARDER, oncall_email="oncall@example.com"),
+    edge_delivery=EdgeDelivery(alert_inbox_arn=INBOX, oncall_email="oncall@example.com"),
     api=ApiWatch("app/shipyard-api/0123456789abcdef", "targetgroup/shipyard-api/fedcba9876543210",
                  "shipyard-cluster", "shipyard-api", log_group_name="/ecs/shipyard-api"),
     database=DatabaseWatch("shipyard-db", allocated_storage_gb=50, instance_class="db.r7g.large"),
@@ -296,12 +296,12 @@ monitoring = Monitoring("monitoring", MonitoringArgs(
 ), naming, with_provider)
 pulumi.export("alarmCount", monitoring.alarm_count)
 """
-FORWARDER = "arn:aws:lambda:us-east-1:123456789012:function:shipyard-alert-forwarder"
+INBOX = "arn:aws:sqs:eu-west-1:123456789012:shipyard-prod-alerts-inbox"
 
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory: pytest.TempPathFactory) -> StackRun:
-    body = f"FORWARDER = {FORWARDER!r}\n" + _FULL
+    body = f"INBOX = {INBOX!r}\n" + _FULL
     return run_program(tmp_path_factory.mktemp("full"), "prod", body)
 
 
@@ -499,18 +499,20 @@ def test_full_dashboard_has_every_section_with_thresholds(full: StackRun) -> Non
 
 
 def test_out_of_region_stack_sends_cloudfront_alarms_through_us_east_1_topics(tmp_path: Path) -> None:
-    body = f"FORWARDER = {FORWARDER!r}\n" + _FULL.replace("region=config.region,", 'region="eu-west-1",')
+    body = f"INBOX = {INBOX!r}\n" + _FULL.replace("region=config.region,", 'region="eu-west-1",')
     run = run_program(tmp_path, "prod", body)
     edge_topics = {t.inputs["name"]: t for t in run.of_type(TOPIC) if "alarms-edge" in t.inputs["name"]}
-    assert sorted(edge_topics) == [f"shipyard-prod-alarms-edge-{s}" for s in ("critical", "info", "warning")]
+    assert sorted(edge_topics) == [f"shipyard-prod-us-east-1-alarms-edge-{s}" for s in ("critical", "info", "warning")]
     (alarm,) = _by_id(run, "frontend-5xx-rate")
-    assert alarm.inputs["alarmActions"] == [edge_topics["shipyard-prod-alarms-edge-critical"].outputs["arn"]]
+    assert alarm.inputs["alarmActions"] == [edge_topics["shipyard-prod-us-east-1-alarms-edge-critical"].outputs["arn"]]
     subscriptions = run.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert {(s.inputs["protocol"], s.inputs["endpoint"]) for s in subscriptions} == {
-        ("lambda", FORWARDER),
+        ("sqs", INBOX),
         ("email", "oncall@example.com"),
     }
-    assert len([s for s in subscriptions if s.inputs["protocol"] == "lambda"]) == 3
+    # SNS envelopes, as from the regional topics: the forwarder reads the severity from TopicArn.
+    to_inbox = [s for s in subscriptions if s.inputs["protocol"] == "sqs"]
+    assert len(to_inbox) == 3 and all(s.inputs["rawMessageDelivery"] is False for s in to_inbox)
     # The regional alarms still go to the regional topics.
     (cpu,) = _by_id(run, "database-cpu-high")
     assert "alerts-warning" in cpu.inputs["alarmActions"][0]
@@ -551,8 +553,8 @@ def test_real_stack_watches_the_api_it_deployed(any_stack: StackRun) -> None:
     else:  # the HTTP API front door (tests/infra/test_front_door.py has the rest)
         api = any_stack.one("aws:apigatewayv2/api:Api")
         (rate,) = _by_id(any_stack, "http-api-5xx-rate")
-        dims = [q["metric"]["dimensions"] for q in rate.inputs["metricQueries"] if "metric" in q]
-        assert dims == [{"ApiId": api.id, "Stage": "$default"}] * 2
+        gateway_dims = [q["metric"]["dimensions"] for q in rate.inputs["metricQueries"] if "metric" in q]
+        assert gateway_dims == [{"ApiId": api.id, "Stage": "$default"}] * 2
     api_logs = any_stack.outputs["apiLogGroup"]
     events = {f.inputs["pattern"] for f in any_stack.of_type(FILTER) if f.inputs["logGroupName"] == api_logs}
     assert events == {
@@ -584,3 +586,33 @@ def test_auto_confirm_log_group_feeds_the_job_events(any_stack: StackRun) -> Non
         f'{{ $.event = "{e}" }}' for e in ("balance_inconsistency", "financial_error", "database_error")
     }
     assert {a.inputs["dimensions"]["FunctionName"] for a in _by_id(any_stack, "lambda-errors")} >= {job.outputs["name"]}
+
+
+CLOUDFRONT_ADDITIONAL_METRICS = {
+    "CacheHitRate",
+    "OriginLatency",
+    "401ErrorRate",
+    "403ErrorRate",
+    "404ErrorRate",
+    "502ErrorRate",
+    "503ErrorRate",
+    "504ErrorRate",
+}
+"""CloudFront metrics that exist only with a (paid) monitoring subscription on the distribution
+(https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/viewing-cloudfront-metrics.html)."""
+
+
+def test_dashboard_shows_no_cloudfront_metric_that_is_never_published(any_stack: StackRun) -> None:
+    """A widget on an additional metric stays empty unless the distribution has a monitoring subscription."""
+    subscribed = any_stack.of_type("aws:cloudfront/monitoringSubscription:MonitoringSubscription")
+    shown = {
+        metric[1]
+        for widget in _dashboard(any_stack)["widgets"]
+        if widget["type"] == "metric"
+        for metric in widget["properties"]["metrics"]
+        if metric[0] == "AWS/CloudFront"
+    }
+    assert "Requests" in shown
+    assert subscribed or not shown & CLOUDFRONT_ADDITIONAL_METRICS, sorted(shown & CLOUDFRONT_ADDITIONAL_METRICS)
+    alarms = {a.inputs.get("metricName") for a in any_stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert subscribed or not alarms & CLOUDFRONT_ADDITIONAL_METRICS

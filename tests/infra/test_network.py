@@ -68,7 +68,12 @@ def test_prod_private_subnets_leave_through_nat_and_flow_logs_are_on(prod: Stack
     group = prod.one("aws:cloudwatch/logGroup:LogGroup", "network-flow-logs")
     assert group.inputs["retentionInDays"] == 90
     policy = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy", "network-flow-logs-policy").inputs["policy"])
-    assert policy["Statement"][0]["Resource"][0] == group.outputs["arn"]
+    writes, describe = policy["Statement"]
+    assert writes["Resource"] == [group.outputs["arn"], f"{group.outputs['arn']}:*"]
+    assert sorted(writes["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+    # AWS's documented minimum for the flow-logs role (vpc/latest/userguide/flow-logs-iam-role.html) also has
+    # DescribeLogGroups, which takes no log-group resource; nothing else (no CreateLogGroup: the group exists).
+    assert describe == {"Effect": "Allow", "Action": ["logs:DescribeLogGroups"], "Resource": "*"}
 
 
 def test_per_az_nat_gives_each_az_its_own_gateway() -> None:

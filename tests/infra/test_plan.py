@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from infra import plan, rds_ca
-from infra.harness import PROJECT_ROOT
+from infra.harness import PROJECT_ROOT, StackRun
 
 
 def _plan(*args: str) -> subprocess.CompletedProcess[str]:
@@ -82,3 +84,110 @@ def test_make_plan_entry_point_runs_from_a_cold_interpreter() -> None:
     result = _plan("--stack", "staging")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Offline plan of stack 'staging'")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue 18: a document even when the stack file is broken; integers; a reader that stops early
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _broken_stack_file(tmp_path: Path) -> Path:
+    bad = tmp_path / "Pulumi.staging.yaml"
+    text = (PROJECT_ROOT / "Pulumi.staging.yaml").read_text()
+    bad.write_text(text.replace("azCount: 2", "azCount: 7").replace("cooldownMinutes: 15", "cooldownMinutes: soon"))
+    return bad
+
+
+PROBLEMS = (
+    "Pulumi.staging.yaml: shipyard:network.azCount: Input should be 2 or 3",
+    "Pulumi.staging.yaml: shipyard:alerts.cooldownMinutes: Input should be a valid integer",
+)
+
+
+def test_broken_stack_file_with_json_writes_every_problem_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = _broken_stack_file(tmp_path)
+    assert plan.main(["--stack", "staging", "--config-file", str(bad), "--json"]) == 2
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert document["kind"] == "config" and document["stack"] == "staging"
+    assert document["configFile"] == str(bad)
+    assert len(document["errors"]) == 2
+    for problem in PROBLEMS:
+        assert any(error.startswith(problem) for error in document["errors"]), document["errors"]
+        assert problem in captured.err  # the job log says it too
+
+
+def test_broken_stack_file_with_markdown_writes_a_comment_listing_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = _broken_stack_file(tmp_path)
+    assert plan.main(["--stack", "staging", "--config-file", str(bad), "--format", "markdown"]) == 2
+    markdown = capsys.readouterr().out
+    assert markdown.startswith("### Offline plan · `staging` · ❌ no plan")
+    assert "**The stack configuration is invalid**" in markdown
+    block = markdown.partition("```text\n")[2].partition("```")[0]
+    for problem in PROBLEMS:
+        assert problem in block
+    assert markdown.count("```") == 2
+
+
+def test_a_missing_stack_file_is_a_document_too(capsys: pytest.CaptureFixture[str]) -> None:
+    assert plan.main(["--stack", "nosuchstack", "--json"]) == 2
+    document = json.loads(capsys.readouterr().out)
+    assert document["errors"] == ["Pulumi.nosuchstack.yaml: no such stack file"]
+    assert document["configFile"] == "Pulumi.nosuchstack.yaml"
+
+
+def test_integers_print_as_integers_in_the_text_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    assert plan.main(["--stack", "prod"]) == 0
+    text = capsys.readouterr().out
+    tree = text.partition("Counts by type:")[0]
+    assert "retentionInDays=30" in tree and "memorySize=256" in tree
+    assert not re.findall(r"\S+=\d+\.0(?=\s|$)", tree, re.M)
+
+
+def test_json_output_piped_into_head_ends_quietly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.plan", "--stack", "staging", "--json"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.read(100)  # like `head -c 100`: read a little, then hang up
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0
+    assert first.startswith(b"{")
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_policy_messages_print_integers(staging: StackRun) -> None:
+    """The engine hands the pack every number as a double; a message says port 80, not 80.0."""
+    from infra import policy_report
+
+    listener = next(r for r in staging.of_type("aws:lb/listener:Listener") if r.inputs.get("protocol") == "HTTP")
+    assert isinstance(listener.inputs["port"], float)  # as the engine sends it
+    forwarding = dataclasses.replace(
+        listener, inputs={**listener.inputs, "defaultActions": [{"type": "forward", "targetGroupArn": "arn:tg"}]}
+    )
+    run = dataclasses.replace(staging, resources=[forwarding if r is listener else r for r in staging.resources])
+    messages = [v.message for v in policy_report.evaluate(run).violations if v.urn == listener.urn]
+    assert "HTTP listener on port 80 answers with 'forward', not a redirect to HTTPS" in messages, messages
+    section = plan.plan_document(run)["policy"]
+    assert any("port 80 answers" in line for line in policy_report.render_section(section))
+
+
+def test_readme_documents_the_sections_the_plan_prints(prod: StackRun) -> None:
+    plan._load_reports()
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.partition("## What `make plan` shows")[2].partition("\n## ")[0]
+    text = plan.render_text(prod, plan.plan_document(prod))
+    for report in plan.REPORTS:
+        assert f"{report.title}:" in text and f"`{report.title}`" in section
+    goal = next(line.strip() for line in text.splitlines() if line.strip().startswith("goal for prod:"))
+    assert re.fullmatch(r"goal for prod: <= 200 USD/month — (met|NOT met \(over by \d+\.\d\d\))", goal)
+    assert "`goal for prod: <= 200 USD/month — met`" in section and "`NOT met (over by " in section
+    assert "--allow-other-stack" in section

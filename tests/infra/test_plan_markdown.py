@@ -43,8 +43,26 @@ def test_markdown_is_cut_to_the_limit_with_a_note(capsys: pytest.CaptureFixture[
     assert plan.main(["--stack", "prod", "--format", "markdown", "--max-chars", "2500"]) == 0
     markdown = capsys.readouterr().out
     assert len(markdown) <= 2500
-    assert "truncated to fit GitHub's 65,536-character comment limit" in markdown or "Left out to fit" in markdown
+    # The note names the limit that cut it (issue 18: it always said GitHub's 65,536).
+    assert "to fit the 2,500-character limit (--max-chars)" in markdown
+    assert "65,536" not in markdown
     assert _balanced(markdown)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "100", "999", "65537", "abc", "1e4"])
+def test_max_chars_outside_its_range_exits_2_naming_the_flag(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        plan.main(["--stack", "staging", "--format", "markdown", f"--max-chars={value}"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --max-chars:" in err and "Traceback" not in err
+    assert "between 1,000 and 65,536" in err or "whole number" in err
+
+
+def test_a_long_head_is_cut_too() -> None:
+    head = ["### head", *(f"> - warning {i} " + "x" * 200 for i in range(100))]
+    markdown = plan.fit_markdown(head, [("s", ["body"])], max_chars=3_000)
+    assert len(markdown) <= 3_000 and "more summary line(s) cut to fit the 3,000-character limit" in markdown
 
 
 def test_fit_markdown_never_exceeds_githubs_limit() -> None:
@@ -55,7 +73,11 @@ def test_fit_markdown_never_exceeds_githubs_limit() -> None:
     assert "<summary>after</summary>" in markdown  # a short section after a cut one still gets in
     assert _balanced(markdown)
     crowded = plan.fit_markdown(["### head"], [("big", huge), *[(f"s{i}", ["x" * 500]) for i in range(200)]], 10**9)
-    assert len(crowded) <= LIMIT and "Left out to fit GitHub's comment limit: " in crowded and _balanced(crowded)
+    assert (
+        len(crowded) <= LIMIT
+        and "Left out to fit GitHub's 65,536-character comment limit: " in crowded
+        and _balanced(crowded)
+    )
 
 
 def test_markdown_diff_shows_changes_cost_delta_and_new_findings(

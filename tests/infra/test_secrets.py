@@ -67,8 +67,11 @@ def test_secret_value_never_in_plain_inputs(any_stack: StackRun) -> None:
 
 def test_secret_is_named_and_recoverable(any_stack: StackRun) -> None:
     secret = any_stack.one(SECRET, "app-secrets-secret")
-    assert secret.inputs["name"] == f"shipyard-{any_stack.stack}-app"
-    assert secret.inputs["recoveryWindowInDays"] == 30
+    # Autonamed: a destroyed stack's secret keeps its name for the recovery window, which must not block a
+    # re-create. Prod keeps the maximum window; staging the minimum non-zero one.
+    assert "name" not in secret.inputs
+    assert secret.inputs["namePrefix"] == f"shipyard-{any_stack.stack}-app-"
+    assert secret.inputs["recoveryWindowInDays"] == (30 if any_stack.stack == "prod" else 7)
     assert any_stack.outputs["appSecretArn"] == secret.outputs["arn"]
 
 

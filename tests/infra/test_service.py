@@ -10,7 +10,7 @@ import pytest
 
 from infra.aws.service import context_hash, secret_arn_of
 from infra.aws.task_definition import CONTAINER_USER, TaskSpec, container_definition
-from infra.config import _SECRETISH
+from infra.config import _SECRETISH, ConfigError, parse_stack_config
 from infra.harness import Resource, StackRun
 from tests.app.app_support import load_gunicorn_conf
 from tests.infra.conftest import evaluate
@@ -102,6 +102,34 @@ def test_x86_architecture_builds_amd64_and_runs_x86_tasks() -> None:
     assert run.one(IMAGE).inputs["build"]["platform"] == "linux/amd64"
     for task in run.of_type(TASK_DEFINITION):
         assert task.inputs["runtimePlatform"] == {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"}
+
+
+PREBUILT = "210987654321.dkr.ecr.us-east-1.amazonaws.com/shipyard-build-api@sha256:" + "ab" * 32
+
+
+def test_a_prebuilt_image_by_digest_is_deployed_as_is_and_nothing_is_built() -> None:
+    """`service.image` (scripts/deploy.py --image): prod runs the digest staging ran, no second build."""
+    run = evaluate("staging", config_overrides={"shipyard:service": {"image": PREBUILT}})
+    assert run.of_type(IMAGE) == []
+    for task in run.of_type(TASK_DEFINITION):
+        for container in _containers(task):
+            assert container["image"] == PREBUILT
+    # the execution role pulls from the image's repository (another stack's) as well as its own
+    pull = _statement(_policy(run, "api-execution-policy"), "EcrPull")
+    own = run.one("aws:ecr/repository:Repository").outputs["arn"]
+    assert sorted(pull["Resource"]) == sorted([own, "arn:aws:ecr:us-east-1:210987654321:repository/shipyard-build-api"])
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/shipyard-staging-api:latest",  # a tag can be re-pointed
+        "docker.io/library/python@sha256:" + "ab" * 32,  # not ECR: the execution role could not pull it
+    ],
+)
+def test_a_prebuilt_image_must_be_an_ecr_image_by_digest(image: str) -> None:
+    with pytest.raises(ConfigError, match=r"Pulumi.staging.yaml: shipyard:service.image: String should match pattern"):
+        parse_stack_config({"shipyard:service": {"image": image}}, source="Pulumi.staging.yaml")
 
 
 def test_context_hash_changes_with_content_and_ignores_caches(tmp_path: Any) -> None:
@@ -493,6 +521,16 @@ def test_secret_arn_of_strips_json_key_and_rejects_other_arns() -> None:
     assert secret_arn_of(arn) == arn
     with pytest.raises(ValueError, match="not a Secrets Manager valueFrom"):
         secret_arn_of("arn:aws:ssm:us-east-1:123456789012:parameter/x")
+
+
+def test_the_deploy_scripts_targets_and_outputs_exist_in_the_program(any_stack: StackRun) -> None:
+    """scripts/deploy.py targets resources by (type, logical name) and reads stack outputs: a rename here would
+    make step 2 fail (or, before, pass for a first deploy), so the names are checked against the program."""
+    from scripts.deploy import MIGRATE_TARGETS, REQUIRED_OUTPUTS
+
+    for kind, name in MIGRATE_TARGETS:
+        assert any_stack.one(kind, name)
+    assert set(REQUIRED_OUTPUTS) <= set(any_stack.outputs)
 
 
 def test_gunicorn_trusts_forwarded_headers_only_from_the_load_balancer_subnets(any_stack: StackRun) -> None:

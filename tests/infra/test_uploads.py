@@ -25,9 +25,12 @@ def _bucket(run: StackRun) -> Resource:
 def test_every_part_targets_the_uploads_bucket(any_stack: StackRun) -> None:
     bucket = _bucket(any_stack)
     name = bucket.outputs["bucket"]
-    assert name == f"shipyard-{any_stack.stack}-uploads-123456789012"
+    # Autonamed from a prefix: S3 names are global across accounts (infra/naming.py).
+    assert "bucket" not in bucket.inputs and bucket.inputs["bucketPrefix"] == f"shipyard-{any_stack.stack}-uploads-"
+    assert name.startswith(bucket.inputs["bucketPrefix"])
     assert any_stack.outputs["uploadsBucket"] == name
-    assert bucket.inputs["forceDestroy"] is False
+    # Prod: users' files, a destroy must fail on a non-empty bucket. Staging is re-created routinely.
+    assert bucket.inputs["forceDestroy"] is (any_stack.stack != "prod")
     parts = [
         ("bucketPublicAccessBlock:BucketPublicAccessBlock", "public-access"),
         ("bucketOwnershipControls:BucketOwnershipControls", "ownership"),
@@ -62,7 +65,7 @@ def test_bucket_policy_denies_requests_without_tls(any_stack: StackRun) -> None:
     policy_resource = _part(any_stack, "bucketPolicy:BucketPolicy", "policy")
     statements = json.loads(policy_resource.inputs["policy"])["Statement"]
     arn = _bucket(any_stack).outputs["arn"]
-    assert arn == f"arn:aws:s3:::shipyard-{any_stack.stack}-uploads-123456789012"
+    assert arn == f"arn:aws:s3:::{_bucket(any_stack).outputs['bucket']}"
     insecure = next(s for s in statements if s["Sid"] == "DenyInsecureTransport")
     assert insecure["Effect"] == "Deny" and insecure["Principal"] == "*" and insecure["Action"] == "s3:*"
     assert insecure["Resource"] == [arn, f"{arn}/*"]
@@ -142,5 +145,5 @@ def test_app_interface_limits_and_prefix_only_statements(tmp_path: Path) -> None
         "prefix": "uploads/",
         "maxSizeBytes": 10 * 1024 * 1024,
         "allowedTypes": ["jpg", "jpeg", "png", "pdf", "mp4"],
-        "bucket": "shipyard-staging-uploads-123456789012",
+        "bucket": _bucket(run).outputs["bucket"],
     }

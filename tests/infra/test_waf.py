@@ -60,7 +60,8 @@ def test_managed_groups_and_rate_rule_with_metrics_on(prod: StackRun) -> None:
                 assert overrides is None
             assert rules[group]["overrideAction"] == {"none": {}}  # enforce, not just count
         rate = rules["rate-limit-per-ip"]
-        assert rate["action"] == {"block": {}}
+        # 429, so a rate-limited client is told so (and is not a 403 like a rule block).
+        assert rate["action"] == {"block": {"customResponse": {"responseCode": 429}}}
         assert rate["statement"]["rateBasedStatement"] == {
             "limit": 2000,
             "aggregateKeyType": "IP",

@@ -24,6 +24,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
+from infra.aws import kms, trust
 from infra.policy.pack import PackSettings, resource_policy, stack_policy
 from infra.policy.rules import REQUIRED_TAGS, RULES, STACK_RULES, Rule
 
@@ -101,6 +102,25 @@ ALB = {
     "enableDeletionProtection": True,
     "accessLogs": {"bucket": "logs", "enabled": True},
 }
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+WAF_LOG_ARN = "arn:aws:logs:us-east-1:123456789012:log-group:aws-waf-logs-shipyard-prod-waf-regional"
+UNSCOPED_TOPIC_GRANT = {
+    "Sid": "AwsServicesPublishToEncryptedTopics",
+    "Effect": "Allow",
+    "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+    "Resource": "*",
+}
+
+
+def _header(name: str) -> dict[str, Any]:
+    return {"singleHeader": {"name": name}}
+
+
+def _trust(service: str | list[str]) -> dict[str, Any]:
+    return {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+
+
 WEB_INGRESS = [{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": ["0.0.0.0/0"]}]
 
 
@@ -368,6 +388,45 @@ CASES: dict[str, Case] = {
         {"alarmActions": ["arn:aws:sns:us-east-1:1:critical"]},
         extra_bad=[{"alarmActions": ["arn:aws:sns:us-east-1:1:critical"], "actionsEnabled": False}],
     ),
+    # Issue 16: the shapes that were deployed before (bad) against what the program builds now (good).
+    "log-group-cmk": Case(
+        "aws:cloudwatch/logGroup:LogGroup",
+        {"name": "/aws/lambda/x", "retentionInDays": 30},
+        {"name": "/aws/lambda/x", "retentionInDays": 30, "kmsKeyId": KEY_ARN},
+    ),
+    "waf-logging-config": Case(
+        "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration",
+        {"logDestinationConfigs": [WAF_LOG_ARN], "redactedFields": [_header("authorization")]},
+        {"logDestinationConfigs": [WAF_LOG_ARN], "redactedFields": [_header("authorization"), _header("Cookie")]},
+        extra_bad=[
+            {"logDestinationConfigs": [WAF_LOG_ARN]},
+            {
+                "logDestinationConfigs": ["arn:aws:logs:us-east-1:1:log-group:/waf/prod"],
+                "redactedFields": [_header("authorization"), _header("cookie")],
+            },
+        ],
+    ),
+    "iam-no-broad-lambda-policies": Case(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        {"role": "fn", "policyArn": "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"},
+        {"role": "db", "policyArn": "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"},
+        extra_bad=[{"role": "fn", "policyArn": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}],
+    ),
+    "iam-trust-confused-deputy": Case(
+        "aws:iam/role:Role",
+        {"assumeRolePolicy": _doc(_trust("scheduler.amazonaws.com"))},
+        {"assumeRolePolicy": trust.scheduler_trust_policy("123456789012", "us-east-1")},
+        extra_bad=[
+            {"assumeRolePolicy": _doc(_trust("vpc-flow-logs.amazonaws.com"))},
+            {"assumeRolePolicy": _doc(_trust(["lambda.amazonaws.com", "monitoring.rds.amazonaws.com"]))},
+        ],
+    ),
+    "kms-service-grants-scoped": Case(
+        "aws:kms/key:Key",
+        {"policy": _doc(UNSCOPED_TOPIC_GRANT)},
+        {"policy": kms.alarm_topic_key_policy("123456789012")},
+        extra_bad=[{"policy": _doc({**UNSCOPED_TOPIC_GRANT, "Condition": {"Bool": {"aws:SecureTransport": "true"}}})}],
+    ),
     "log-group-retention": Case(
         "aws:cloudwatch/logGroup:LogGroup", {"name": "/x"}, {"name": "/x", "retentionInDays": 30}
     ),
@@ -564,3 +623,89 @@ def test_a_resource_exception_may_be_a_pattern() -> None:
     assert settings.resource_exception("sns-encrypted", "monitoring-edge-topic-critical") is not None
     assert settings.resource_exception("sns-encrypted", "alerts-topic-critical") is None
     assert settings.resource_exception("sqs-encrypted", "monitoring-topic-critical") is None
+
+
+# --- Issue 16 stack rules ---------------------------------------------------------------------------------
+
+BUCKET = "aws:s3/bucket:Bucket"
+LOGGING = "aws:s3/bucketLogging:BucketLogging"
+LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+EXPIRE_90 = [{"id": "expire", "status": "Enabled", "expiration": {"days": 90}}]
+
+
+def test_every_web_acl_must_log_in_prod() -> None:
+    regional = _stack_resource("aws:wafv2/webAcl:WebAcl", "waf-regional", {"scope": "REGIONAL"})
+    edge = _stack_resource("aws:wafv2/webAcl:WebAcl", "waf-cloudfront", {"scope": "CLOUDFRONT"})
+    logging = _stack_resource(
+        "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration",
+        "waf-regional-logging",
+        {"logDestinationConfigs": [WAF_LOG_ARN]},
+        (regional,),
+    )
+    found = _stack_violations("waf-logging", [regional, edge, logging])
+    assert [urn for _, urn in found] == [edge.urn]
+    assert "no logging configuration" in found[0][0]
+    rule = next(r for r in STACK_RULES if r.id == "waf-logging")
+    assert (rule.fsbp, rule.staging, rule.prod) == ("WAF.11", "advisory", "mandatory")
+
+
+def test_buckets_need_access_logging_except_log_buckets() -> None:
+    uploads = _stack_resource(BUCKET, "uploads", {"bucket": "p-uploads-1"})
+    spa = _stack_resource(BUCKET, "frontend", {"bucket": "p-frontend-1"})
+    access_logs = _stack_resource(BUCKET, "access-logs", {"bucket": "p-s3-access-logs-1"})
+    alb_logs = _stack_resource(BUCKET, "alb-logs", {"bucket": "p-alb-logs"})
+    cdn_logs = _stack_resource(BUCKET, "cdn-logs", {"bucket": "p-cdn-logs-1"})
+    alb = _stack_resource("aws:lb/loadBalancer:LoadBalancer", "alb", {"accessLogs": {"bucket": "p-alb-logs"}})
+    cdn = _stack_resource(
+        "aws:cloudfront/distribution:Distribution",
+        "cdn",
+        {"loggingConfig": {"bucket": "p-cdn-logs-1.s3.amazonaws.com"}},
+    )
+    logging = _stack_resource(
+        LOGGING, "uploads-logging", {"bucket": "p-uploads-1", "targetBucket": "p-s3-access-logs-1"}
+    )
+    resources = [uploads, spa, access_logs, alb_logs, cdn_logs, alb, cdn, logging]
+    found = _stack_violations("s3-access-logging", resources)
+    assert [urn for _, urn in found] == [spa.urn]  # the log buckets themselves are not asked to log
+    assert "no server access logging" in found[0][0]
+    # Before the fix nothing logged: the uploads bucket (users' files) is caught.
+    assert uploads.urn in [urn for _, urn in _stack_violations("s3-access-logging", [uploads, spa])]
+
+
+def test_access_log_buckets_expire_and_never_log_into_themselves() -> None:
+    lifecycle = _stack_resource(LIFECYCLE, "logs-lifecycle", {"bucket": "logs", "rules": EXPIRE_90})
+    good = _stack_resource(LOGGING, "uploads-logging", {"bucket": "uploads", "targetBucket": "logs"})
+    assert _stack_violations("s3-access-log-bucket", [lifecycle, good]) == []
+    looped = _stack_resource(LOGGING, "logs-logging", {"bucket": "logs", "targetBucket": "logs"})
+    messages = [m for m, _ in _stack_violations("s3-access-log-bucket", [lifecycle, good, looped])]
+    assert messages == ["bucket logs logs into itself: every delivered log object is logged again"]
+    no_expiry = _stack_resource(
+        LIFECYCLE, "logs-lifecycle", {"bucket": "logs", "rules": [{"id": "x", "status": "Enabled", "expiration": {}}]}
+    )
+    (message,) = [m for m, _ in _stack_violations("s3-access-log-bucket", [no_expiry, good])]
+    assert "no lifecycle expiration" in message
+
+
+def test_log_group_keys_must_admit_cloudwatch_logs_of_their_region() -> None:
+    good_key = _stack_resource(
+        "aws:kms/key:Key", "log-key", {"policy": kms.log_key_policy("123456789012", "us-east-1")}
+    )
+    group = _stack_resource(
+        "aws:cloudwatch/logGroup:LogGroup", "fn-logs", {"name": "/aws/lambda/fn", "kmsKeyId": KEY_ARN}, (good_key,)
+    )
+    assert _stack_violations("log-key-admits-logs", [good_key, group]) == []
+    # A data key (root only, as kms.key_policy builds for secrets) silently fails log delivery.
+    data_key = _stack_resource(
+        "aws:kms/key:Key", "data-key", {"policy": kms.key_policy("123456789012", "us-east-1", ("secretsmanager",))}
+    )
+    wrong = _stack_resource(
+        "aws:cloudwatch/logGroup:LogGroup", "fn-logs", {"name": "/aws/lambda/fn", "kmsKeyId": KEY_ARN}, (data_key,)
+    )
+    (found,) = _stack_violations("log-key-admits-logs", [data_key, wrong])
+    assert found[1] == wrong.urn and "logs.us-east-1.amazonaws.com" in found[0]
+    # Another region's log key: the regional principal does not match the group's region.
+    west_key = _stack_resource("aws:kms/key:Key", "west", {"policy": kms.log_key_policy("123456789012", "us-west-2")})
+    crossed = _stack_resource(
+        "aws:cloudwatch/logGroup:LogGroup", "fn-logs", {"name": "/aws/lambda/fn", "kmsKeyId": KEY_ARN}, (west_key,)
+    )
+    assert [urn for _, urn in _stack_violations("log-key-admits-logs", [west_key, crossed])] == [crossed.urn]

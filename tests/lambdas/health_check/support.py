@@ -25,6 +25,8 @@ class Route:
     # checker runs its checks concurrently, without timing anything.
     barrier: threading.Barrier | None = None
     drop_connection: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra response headers (e.g. a redirect's Location)."""
     hits: int = 0
 
 
@@ -61,6 +63,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", route.content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in route.headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 

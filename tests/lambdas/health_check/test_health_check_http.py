@@ -342,3 +342,48 @@ def test_checks_run_concurrently(make_server: MakeServer) -> None:
 
     assert [r.up for r in report.results] == [True] * parties, [r.detail for r in report.results]
     assert [r.name for r in report.results] == [f"ep{i}" for i in range(parties)]
+
+
+def test_unexpected_redirect_names_where_it_was_sent(make_server: MakeServer) -> None:
+    server = make_server()
+    login = server.url("/login")
+    server.route("/api/health", status=302, body="", headers={"Location": login})
+
+    result = check({"url": server.url("/api/health")})
+
+    assert (result.up, result.reason, result.status, result.phase) == (False, "status", 302, "assert")
+    assert result.location == login
+    assert result.detail == f"status 302 to {login}, expected 200"
+    assert result.as_dict()["location"] == login
+
+
+def test_redirect_location_loses_its_query_and_fragment(make_server: MakeServer) -> None:
+    """A Location can carry a session id or token: the report keeps the place, not the parameters."""
+    server = make_server()
+    server.route("/", status=301, body="", headers={"Location": "https://app.example.com/sso?ticket=SECRET#frag"})
+
+    result = check({"url": server.url("/")})
+
+    assert result.location == "https://app.example.com/sso?…"
+    assert "SECRET" not in (result.detail or "") and "frag" not in (result.detail or "")
+
+
+def test_redirect_without_location_says_so(make_server: MakeServer) -> None:
+    server = make_server()
+    server.route("/", status=307, body="")
+
+    result = check({"url": server.url("/")})
+
+    assert result.detail == "status 307 to (no Location header), expected 200"
+
+
+def test_expected_redirect_is_up_and_other_statuses_have_no_location(make_server: MakeServer) -> None:
+    server = make_server()
+    server.route("/old", status=301, body="", headers={"Location": "/new"})
+    server.route("/down", status=503, body="down", headers={"Location": "/ignored"})
+
+    moved = check({"url": server.url("/old"), "expected_status": 301})
+    down = check({"url": server.url("/down")})
+
+    assert (moved.up, moved.location) == (True, "/new")
+    assert (down.up, down.location, down.detail) == (False, None, "status 503, expected 200")

@@ -147,6 +147,7 @@ def test_one_log_line_per_check_with_level_and_fields() -> None:
             "phase",
             "latency_ms",
             "status",
+            "location",
             "cert_days_left",
             "cert_not_after",
             "warnings",
