@@ -109,9 +109,9 @@ auto-confirm, restore validator) read the database secret through. Issue 14 (IAM
 readers, and the endpoint goes with them (network.require_secrets_manager_endpoint)."""
 
 OVER_THE_TIER = {
-    "examples/barber-scheduler/Pulumi.prod.yaml": "215.70 USD at us-east-1 prices (sa-east-1 has no rows, so even "
+    "examples/barber-scheduler/Pulumi.prod.yaml": "219.72 USD at us-east-1 prices (sa-east-1 has no rows, so even "
     "that is low) against the prod tier's 200: Multi-AZ db.t4g.small, NAT, a Valkey replica, 2 workers, WAF",
-    "examples/order-marketplace/Pulumi.prod.yaml": "307.48 USD with its db.m7g.large Multi-AZ still unpriced "
+    "examples/order-marketplace/Pulumi.prod.yaml": "310.50 USD with its db.m7g.large Multi-AZ still unpriced "
     "(no rds.instance.db.m7g.large row) against the prod tier's 200: 3 AZs with per-AZ NAT, 3 x 1 vCPU tasks",
 }
 """Findings, not fixes: seeds give these no figure, so the tier's budget applies, and neither example fits it
