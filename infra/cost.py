@@ -4,11 +4,13 @@ One item per billable dimension of a resource (instance-hours, storage, public I
 on-demand list price of the resource's region (falling back to us-east-1, and saying so). Items whose cost
 depends on traffic are `usage_based`: they carry a stated baseline assumption (ALB LCUs, scheduled Lambda
 runs, one full copy of backed-up storage) or cost 0 with the unit price in the note, so the total is the
-bill of a quiet month, not a forecast. Goals per tier (staging <= 45 USD, prod <= 200 USD) are shown with
-whether they are met.
+bill of a quiet month, not a forecast. The budget is the stack file's `shipyard:budget` (monthlyUsd, source),
+else the tier's (staging <= 45 USD, prod <= 200 USD); the plan says whether it is met, and
+`plan --fail-over-budget` exits 1 when it is not (for CI).
 
-JSON (`plan --json`): `cost: {"monthly_usd_total", "as_of", "currency", "goal": {...}, "items": [{"urn",
-"name", "type", "item", "quantity", "unit", "unit_price", "monthly_usd", "usage_based", "note"}]}`.
+JSON (`plan --json`): `cost: {"monthly_usd_total", "as_of", "currency", "goal": {"tier", "monthly_usd_max",
+"met", "source"}, "items": [{"urn", "name", "type", "item", "quantity", "unit", "unit_price", "monthly_usd",
+"usage_based", "note"}]}`.
 """
 
 from __future__ import annotations
@@ -183,9 +185,12 @@ class _Estimator:
         arch = "arm64" if str(platform.get("cpuArchitecture", "X86_64")).upper() == "ARM64" else "x86_64"
         vcpu = float(definition.get("cpu") or 256) / 1024
         memory_gb = float(definition.get("memory") or 512) / 1024
-        label = f"{tasks:g} task(s) x {vcpu:g} vCPU/{memory_gb:g} GB {arch}"
-        self.add(r, f"Fargate vCPU-hours ({label})", f"fargate.vcpu.{arch}", tasks * vcpu, hourly=True)
-        self.add(r, f"Fargate GB-hours ({label})", f"fargate.gb.{arch}", tasks * memory_gb, hourly=True)
+        for capacity, count in _tasks_by_capacity(r.inputs, tasks):
+            spot = capacity == "FARGATE_SPOT"
+            label = f"{count:g} task(s) x {vcpu:g} vCPU/{memory_gb:g} GB {arch}{' on Spot' if spot else ''}"
+            prefix, name = ("fargate_spot", "Fargate Spot") if spot else ("fargate", "Fargate")
+            self.add(r, f"{name} vCPU-hours ({label})", f"{prefix}.vcpu.{arch}", count * vcpu, hourly=True)
+            self.add(r, f"{name} GB-hours ({label})", f"{prefix}.gb.{arch}", count * memory_gb, hourly=True)
         if (r.inputs.get("networkConfiguration") or {}).get("assignPublicIp"):
             self.add(r, f"public IPv4 for {tasks:g} task(s)", "public_ipv4.hour", tasks, hourly=True)
 
@@ -221,6 +226,30 @@ class _Estimator:
         zones = len(r.inputs.get("subnetIds") or []) or 1
         service = str(r.inputs.get("serviceName", "")).split(".", 3)[-1]  # com.amazonaws.<region>.<service>
         self.add(r, f"interface endpoint {service} ({zones} AZ)", "vpc_endpoint.interface.hour", zones, hourly=True)
+
+    def http_api(self, r: Resource) -> None:
+        millions = float(self.prices.assumptions["http_api_million_requests"])
+        self.add(
+            r,
+            f"HTTP API requests (baseline {millions:g} million a month)",
+            "apigateway.http.requests",
+            millions,
+            usage_based=True,
+            note="per million requests; no hourly charge, and the VPC link of an HTTP API costs nothing",
+        )
+
+    def discovery_service(self, r: Resource) -> None:
+        # One registered instance per running task of the ECS services that register here.
+        tasks = sum(float(s.inputs.get("desiredCount") or 0) for s in self.dependents(r, ECS_SERVICE))
+        self.add(r, f"Cloud Map registered instances ({tasks:g})", "cloudmap.instance", tasks)
+        self.add(
+            r,
+            "Cloud Map discovery calls",
+            "cloudmap.discovery",
+            0,
+            usage_based=True,
+            note="API Gateway looks the tasks up per request burst (cached); per million DiscoverInstances calls",
+        )
 
     def web_acl(self, r: Resource) -> None:
         rules = r.inputs.get("rules") or []
@@ -365,6 +394,24 @@ class _Estimator:
 RDS = "aws:rds/instance:Instance"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
+ECS_SERVICE = "aws:ecs/service:Service"
+
+
+def _tasks_by_capacity(service: Mapping[str, Any], tasks: float) -> list[tuple[str, float]]:
+    """Tasks per capacity provider: a launch type puts them all on FARGATE; a strategy places each provider's
+    `base` first, then the rest by `weight` (docs.aws.amazon.com/AmazonECS/latest/developerguide/
+    cluster-capacity-providers.html)."""
+    strategy = [s for s in service.get("capacityProviderStrategies") or [] if isinstance(s, Mapping)]
+    if not strategy:
+        return [("FARGATE", tasks)]
+    placed = {str(s["capacityProvider"]): min(float(s.get("base") or 0), tasks) for s in strategy}
+    rest = max(tasks - sum(placed.values()), 0.0)
+    weights = {str(s["capacityProvider"]): float(s.get("weight") or 0) for s in strategy}
+    total_weight = sum(weights.values()) or 1.0
+    for provider, weight in weights.items():
+        placed[provider] += rest * weight / total_weight
+    return [(provider, count) for provider, count in placed.items() if count > 0] or [("FARGATE", 0.0)]
+
 
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
 
@@ -389,7 +436,9 @@ def _runs_per_month(expression: Any) -> float:
 
 _HANDLERS: dict[str, str] = {
     RDS: "rds_instance",
-    "aws:ecs/service:Service": "ecs_service",
+    ECS_SERVICE: "ecs_service",
+    "aws:apigatewayv2/api:Api": "http_api",
+    "aws:servicediscovery/service:Service": "discovery_service",
     "aws:lb/loadBalancer:LoadBalancer": "load_balancer",
     "aws:alb/loadBalancer:LoadBalancer": "load_balancer",
     "aws:ec2/natGateway:NatGateway": "nat_gateway",
@@ -413,6 +462,10 @@ _FLAT: dict[str, tuple[str, str]] = {
     "aws:cloudwatch/compositeAlarm:CompositeAlarm": ("CloudWatch composite alarm", "cloudwatch.alarm.composite"),
     "aws:cloudwatch/dashboard:Dashboard": ("CloudWatch dashboard", "cloudwatch.dashboard"),
     "aws:route53/healthCheck:HealthCheck": ("Route 53 health check", "route53.health_check"),
+    "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace": (
+        "Cloud Map private DNS namespace (a Route 53 private hosted zone)",
+        "route53.hosted_zone",
+    ),
 }
 
 _USAGE: dict[str, tuple[str, str, str]] = {
@@ -483,24 +536,44 @@ def build_section(run: StackRun) -> dict[str, Any]:
         "currency": prices.currency,
         "items": [asdict(i) for i in sorted(items, key=lambda i: (-i.monthly_usd, i.name, i.item))],
     }
-    if tier in GOALS_USD:
-        goal = GOALS_USD[tier]
-        section["goal"] = {"tier": tier, "monthly_usd_max": goal, "met": total <= goal}
+    budget = stack_budget(run.config)
+    if budget is not None:
+        limit, source = budget
+        section["goal"] = {"tier": tier, "monthly_usd_max": limit, "met": total <= limit, "source": source}
     return section
+
+
+def stack_budget(config: Mapping[str, str]) -> tuple[float, str] | None:
+    """(USD a month, where the figure comes from): the stack file's `shipyard:budget`, else the tier's goal.
+
+    The program validated the key before the plan got here (infra/config/common.py BudgetConfig), so it parses."""
+    raw = config.get("shipyard:budget")
+    if raw:
+        budget = json.loads(raw) if isinstance(raw, str) else raw
+        return float(budget["monthlyUsd"]), str(budget.get("source") or "stack file")
+    tier = config.get("shipyard:tier", "")
+    if tier in GOALS_USD:
+        return GOALS_USD[tier], f"tier default for {tier}"
+    return None
 
 
 def _money(value: float) -> str:
     return f"{value:8.2f}"
 
 
+def _source(goal: Mapping[str, Any]) -> str:
+    # Sections written before budgets (a --diff base) carry no source: the tier's goal was the only one.
+    return str(goal.get("source") or f"tier default for {goal['tier']}")
+
+
 def goal_line(section: dict[str, Any]) -> str:
     goal = section.get("goal")
     if not goal:
-        return "no goal for this tier"
+        return "no budget for this stack (set shipyard:budget)"
     verdict = (
         "met" if goal["met"] else f"NOT met (over by {section['monthly_usd_total'] - goal['monthly_usd_max']:.2f})"
     )
-    return f"goal for {goal['tier']}: <= {goal['monthly_usd_max']:.0f} USD/month — {verdict}"
+    return f"budget: <= {goal['monthly_usd_max']:g} USD/month ({_source(goal)}) — {verdict}"
 
 
 def render_section(section: dict[str, Any]) -> list[str]:
@@ -550,7 +623,7 @@ def _goal_markdown(section: dict[str, Any]) -> str:
     if not goal:
         return ""
     verdict = "met ✅" if goal["met"] else "**not met** ❌"
-    return f", goal ≤ {goal['monthly_usd_max']:.0f}: {verdict}"
+    return f", budget ≤ {goal['monthly_usd_max']:g} ({_source(goal)}): {verdict}"
 
 
 def summary_markdown(section: dict[str, Any]) -> str:

@@ -492,6 +492,29 @@ def _load_balancer(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[
     }
 
 
+def _http_api(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    # API ids are 10 lowercase alphanumerics; the default endpoint is https://<id>.execute-api.<region>.amazonaws.com.
+    api_id = _hex(args.name, length=10)
+    return {
+        "apiEndpoint": f"https://{api_id}.execute-api.{mocks.region}.amazonaws.com",
+        "arn": mocks.arn("apigateway", f"/apis/{api_id}"),
+        "executionArn": f"arn:aws:execute-api:{mocks.region}:{ACCOUNT_ID}:{api_id}",
+    }
+
+
+def _api_domain_name(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
+    configuration = dict(args.inputs.get("domainNameConfiguration") or {})
+    configuration |= {
+        "targetDomainName": f"d-{_hex(args.name, length=10)}.execute-api.{mocks.region}.amazonaws.com",
+        "hostedZoneId": "Z1UJRXOUMOOFQ8",  # API Gateway's regional zone in us-east-1 (alias records point at it)
+    }
+    return {"domainNameConfiguration": configuration}
+
+
+def _discovery_service(mocks: CloudMocks, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+    return {"arn": mocks.arn("servicediscovery", f"service/srv-{_hex(args.name, length=16)}")}
+
+
 def _target_group(mocks: CloudMocks, args: MockResourceArgs, _id: str) -> dict[str, Any]:
     name = args.inputs.get("name") or args.name[:32]
     suffix = f"targetgroup/{name}/{_hex(args.name, length=16)}"
@@ -778,6 +801,9 @@ _COMPUTED: dict[str, Computed] = {
     "aws:ecr/repository:Repository": _ecr_repository,
     "docker:index/image:Image": _docker_image,
     "aws:lb/loadBalancer:LoadBalancer": _load_balancer,
+    "aws:apigatewayv2/api:Api": _http_api,
+    "aws:apigatewayv2/domainName:DomainName": _api_domain_name,
+    "aws:servicediscovery/service:Service": _discovery_service,
     "aws:lb/targetGroup:TargetGroup": _target_group,
     "aws:lb/listener:Listener": _listener,
     "aws:ecs/cluster:Cluster": _ecs_cluster,

@@ -2,6 +2,7 @@
 
     python -m infra.plan --stack staging [--config-file FILE] [--json | --format text|json|markdown]
                          [--diff BASE.json [--allow-other-stack]] [--max-chars N] [--mermaid FILE]
+                         [--fail-over-budget]
 
 Text output: the resource tree grouped by component with each resource's key properties, counts by type,
 the stack outputs, then every report section (policy, cost... see `REPORTS`). `--json` prints the stable
@@ -22,6 +23,7 @@ Secrets are masked where they are: only the secret values inside a property read
 Exit codes: 0 planned; 2 bad input (an invalid stack config, listing every problem; an unusable --diff base; a
 bad flag); 1 the program failed. With `--json` / `--format markdown` a failed plan still prints a document,
 `{"errors": [...], "kind", "stack", "configFile"}` / a comment listing every problem, for the pull request.
+With `--fail-over-budget`, 1 also when the cost estimate is over the stack's budget (the plan is printed first).
 """
 
 from __future__ import annotations
@@ -647,6 +649,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default and maximum {GITHUB_COMMENT_LIMIT:,}: GitHub's comment limit)",
     )
     parser.add_argument("--mermaid", type=Path, metavar="FILE", help="also write a Mermaid diagram of the components")
+    parser.add_argument(
+        "--fail-over-budget",
+        action="store_true",
+        help="exit 1 (after printing the plan) when the cost estimate exceeds the stack's budget "
+        "(shipyard:budget, else the tier's); for CI",
+    )
     return parser
 
 
@@ -839,13 +847,26 @@ def _plan(args: argparse.Namespace, output_format: str) -> int:
             write_stdout(render_diff_markdown(run, diff, base, document, args.max_chars))
         else:
             write_stdout(render_diff(diff, base, document))
-        return 0
+        return _budget_exit(args, document)
     if output_format == "json":
         write_stdout(json.dumps(document, indent=2, sort_keys=True) + "\n")
     elif output_format == "markdown":
         write_stdout(render_markdown(run, document, args.max_chars))
     else:
         write_stdout(render_text(run, document))
+    return _budget_exit(args, document)
+
+
+def _budget_exit(args: argparse.Namespace, document: dict[str, Any]) -> int:
+    """1 when `--fail-over-budget` is given and the estimate is over the stack's budget (2 stays bad input)."""
+    goal = (document.get("cost") or {}).get("goal")
+    if args.fail_over_budget and goal and not goal["met"]:
+        print(
+            f"over budget: {document['cost']['monthly_usd_total']:.2f} USD/month > {goal['monthly_usd_max']:g} "
+            f"({goal.get('source', '')})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -49,6 +49,8 @@ Subject = Literal[
     "restore_test",  # the monthly restore test's validator (Stack)
     "app_events",  # metrics from log metric filters on the app's JSON events (log_namespace)
     "slo",  # availability SLO burn rate over the ALB (LoadBalancer, burn thresholds)
+    "http_api",  # the API Gateway HTTP API front door (ApiId, Stage) and its ECS service's task counts
+    "http_api_slo",  # availability SLO burn rate over the HTTP API (ApiId, Stage, burn thresholds)
     "composite",  # alarms over other alarms
 ]
 
@@ -165,6 +167,10 @@ def _m(mid: str, namespace: str, name: str, stat: str, *dimensions: tuple[str, s
 
 ALB = ("LoadBalancer", "load_balancer")
 TG = ("TargetGroup", "target_group")
+HTTP_API = (("ApiId", "api_id"), ("Stage", "stage"))
+"""AWS/ApiGateway dimensions of an HTTP API stage (docs.aws.amazon.com/apigateway/latest/developerguide/
+http-api-metrics.html: metrics 4xx, 5xx, Count, Latency, IntegrationLatency in ms, DataProcessed)."""
+ECS_SERVICE = (("ClusterName", "cluster"), ("ServiceName", "service"))
 STACK = ("Stack", "stack")
 
 _ESCALATE = {
@@ -319,6 +325,161 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
             "Database reachable? (health-check database endpoint alarm, RDS events).",
         ),
         fixes=("Roll back the last deployment; if tasks cannot start, fix the reason in the stopped task message.",),
+    ),
+    # ---------------------------------------------------------------------------------------------- API (HTTP API)
+    # The same questions as the ALB block above, asked of the metrics an HTTP API front door has (issue 19):
+    # API Gateway's 5xx/Count/IntegrationLatency, and ECS task counts where the ALB had healthy targets.
+    AlarmSpec(
+        id="http-api-5xx-rate",
+        subject="http_api",
+        resource="api",
+        condition="http-api-5xx-rate",
+        severity="critical",
+        title="API 5xx error rate (HTTP API)",
+        description="More than {threshold}% of API requests answered 5xx (the app's and API Gateway's own, "
+        "minutes with at least 10 requests only) {window}.",
+        threshold=5,
+        comparison="GreaterThanThreshold",
+        period=60,
+        evaluation_periods=5,
+        datapoints_to_alarm=3,
+        missing_data="notBreaching",
+        metrics=(
+            _m("m1", "AWS/ApiGateway", "5xx", "Sum", *HTTP_API),
+            _m("m2", "AWS/ApiGateway", "Count", "Sum", *HTTP_API),
+        ),
+        expression="IF(m2 >= 10, 100 * FILL(m1, 0) / m2, 0)",
+        unit="%",
+        meaning="Users get server errors. 503 from API Gateway means no task was registered in Cloud Map (none "
+        "running or none healthy); 504 means the task did not answer within 30 s; other 5xx come from the app.",
+        checks=(
+            "Access log group (output httpApiAccessLogGroup): `fields status, integrationError | filter status "
+            ">= 500 | stats count() by status, integrationError`.",
+            "ECS running task count and stopped task reasons; recent deployments (ECS service events).",
+            "API log group: `filter level = 'ERROR' | sort @timestamp desc`; database alarms.",
+        ),
+        fixes=(
+            "A bad deploy: roll back to the previous task definition revision.",
+            "No task registered: fix why tasks stop (stopped reason), or a Spot interruption: wait for the "
+            "replacement (about two minutes).",
+        ),
+    ),
+    AlarmSpec(
+        id="http-api-latency-p95",
+        subject="http_api",
+        resource="api",
+        condition="http-api-latency-p95",
+        severity="warning",
+        title="API latency p95 (HTTP API)",
+        description="API p95 time in the app (integration latency) above {threshold} ms {window}.",
+        threshold=2000,
+        comparison="GreaterThanThreshold",
+        period=60,
+        evaluation_periods=5,
+        datapoints_to_alarm=5,
+        missing_data="notBreaching",
+        metrics=(_m("m1", "AWS/ApiGateway", "IntegrationLatency", "p95", *HTTP_API),),
+        unit=" ms",
+        meaning="One request in twenty takes longer than the threshold in the app: the API is slow for many users.",
+        checks=(
+            "ECS CPU/memory and RDS CPU/connections on the dashboard: saturation?",
+            "Slow queries in the database log group (log_min_duration_statement).",
+        ),
+        fixes=("Scale out (service.maxCount) or up (service.cpu/memory); add the missing index for a slow query.",),
+    ),
+    AlarmSpec(
+        id="http-api-latency-p99",
+        subject="http_api",
+        resource="api",
+        condition="http-api-latency-p99",
+        severity="critical",
+        title="API latency p99 (HTTP API)",
+        description="API p99 time in the app (integration latency) above {threshold} ms {window}.",
+        threshold=5000,
+        comparison="GreaterThanThreshold",
+        period=60,
+        evaluation_periods=5,
+        datapoints_to_alarm=3,
+        missing_data="notBreaching",
+        metrics=(_m("m1", "AWS/ApiGateway", "IntegrationLatency", "p99", *HTTP_API),),
+        unit=" ms",
+        meaning="The slowest requests approach the 30 s integration timeout; users see hangs and 504s.",
+        checks=("Same as http-api-latency-p95, plus database locks and calls without a timeout.",),
+        fixes=("Scale out now; then remove the cause (slow query, lock contention, external call without timeout).",),
+    ),
+    AlarmSpec(
+        id="http-api-tasks-below-desired",
+        subject="http_api",
+        resource="api",
+        condition="tasks-below-desired",
+        severity="warning",
+        title="API running tasks below desired",
+        description="Running API tasks fell short of the service's desired count by more than {threshold} {window}.",
+        threshold=0,
+        comparison="GreaterThanThreshold",
+        period=60,
+        evaluation_periods=5,
+        datapoints_to_alarm=5,
+        missing_data="notBreaching",
+        metrics=(
+            _m("m1", "ECS/ContainerInsights", "RunningTaskCount", "Minimum", *ECS_SERVICE),
+            _m("m2", "ECS/ContainerInsights", "DesiredTaskCount", "Maximum", *ECS_SERVICE),
+        ),
+        expression="m2 - m1",
+        meaning="Some tasks the service wants are not running (the HTTP API has no target health of its own): "
+        "capacity and redundancy are reduced. Five minutes in a row, so a deployment or a Spot replacement "
+        "does not fire it.",
+        checks=("ECS service events: tasks stopping, failing to place (Spot capacity), image pull errors.",),
+        fixes=("Fix the stop reason; with Spot and no capacity for long, set service.spot: false and `pulumi up`.",),
+    ),
+    AlarmSpec(
+        id="http-api-no-running-tasks",
+        subject="http_api",
+        resource="api",
+        condition="no-running-tasks",
+        severity="critical",
+        title="API has no running task",
+        description="Fewer than {threshold} running API task {window}: the API is down.",
+        threshold=1,
+        comparison="LessThanThreshold",
+        period=60,
+        evaluation_periods=2,
+        datapoints_to_alarm=2,
+        missing_data="breaching",
+        metrics=(_m("m1", "ECS/ContainerInsights", "RunningTaskCount", "Minimum", *ECS_SERVICE),),
+        meaning="Nothing is registered for the HTTP API to call: every API request fails with 503.",
+        checks=("ECS service: running count, stopped task reasons (SpotInterruption?), last deployment.",),
+        fixes=("Roll back the last deployment; if tasks cannot start, fix the reason in the stopped task message.",),
+    ),
+    *(
+        AlarmSpec(
+            id=f"http-api-slo-burn-{speed}-{window}",
+            subject="http_api_slo",
+            resource="slo",
+            condition=f"http-api-burn-{speed}-{window}",
+            severity="info",
+            title=f"SLO burn rate over the HTTP API ({speed}, {window} window)",
+            description="API 5xx share of requests above {threshold}% (the " + speed + " burn rate of "
+            "{slo_percent}% availability) {window}.",
+            threshold=Bound(f"{speed}_burn_percent"),
+            comparison="GreaterThanThreshold",
+            period=seconds,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            missing_data="notBreaching",
+            metrics=(
+                _m("m1", "AWS/ApiGateway", "5xx", "Sum", *HTTP_API),
+                _m("m2", "AWS/ApiGateway", "Count", "Sum", *HTTP_API),
+            ),
+            expression="100 * FILL(m1, 0) / m2",
+            unit="%",
+            meaning=f"One window of the {speed} burn-rate pair behind the HTTP API; alone it does not page. "
+            f"slo-burn-{speed} pages when both windows of the pair are in ALARM.",
+            checks=(f"See slo-burn-{speed}.",),
+            fixes=(f"See slo-burn-{speed}.",),
+        )
+        for speed, (long_s, short_s, _burn) in SLO_WINDOWS.items()
+        for window, seconds in (("long", long_s), ("short", short_s))
     ),
     # ---------------------------------------------------------------------------------------------- ECS
     AlarmSpec(
@@ -1149,7 +1310,8 @@ CATALOGUE: tuple[AlarmSpec, ...] = (
         evaluation_periods=1,
         datapoints_to_alarm=1,
         missing_data="notBreaching",
-        rule="ALARM(slo-burn-fast-long) AND ALARM(slo-burn-fast-short)",
+        rule="(ALARM(slo-burn-fast-long) AND ALARM(slo-burn-fast-short)) OR "
+        "(ALARM(http-api-slo-burn-fast-long) AND ALARM(http-api-slo-burn-fast-short))",
         meaning="Users are failing at a rate that exhausts a month's error budget in about two days.",
         checks=(
             "api-5xx-rate and the dashboard's API section: when did errors start, which status, which endpoint?",
@@ -1187,7 +1349,8 @@ page clears within minutes of a fix instead of an hour later (Google SRE workboo
         evaluation_periods=1,
         datapoints_to_alarm=1,
         missing_data="notBreaching",
-        rule="ALARM(slo-burn-slow-long) AND ALARM(slo-burn-slow-short)",
+        rule="(ALARM(slo-burn-slow-long) AND ALARM(slo-burn-slow-short)) OR "
+        "(ALARM(http-api-slo-burn-slow-long) AND ALARM(http-api-slo-burn-slow-short))",
         meaning="A steady trickle of errors that would exhaust the month's budget in about five days.",
         checks=("Which endpoint returns 5xx (API logs by path/status); a failing dependency that degrades slowly.",),
         fixes=("Fix during working hours; track the remaining budget on the dashboard.",),
@@ -1208,7 +1371,9 @@ page clears within minutes of a fix instead of an hour later (Google SRE workboo
         evaluation_periods=1,
         datapoints_to_alarm=1,
         missing_data="notBreaching",
-        rule="(ALARM(api-no-healthy-hosts) AND ALARM(health-endpoint-down:api-ready)) OR ALARM(api-5xx-rate)",
+        # Either front door's alarms (only one set exists in a stack; a missing alarm drops out of its group).
+        rule="((ALARM(api-no-healthy-hosts) OR ALARM(http-api-no-running-tasks)) AND "
+        "ALARM(health-endpoint-down:api-ready)) OR ALARM(api-5xx-rate) OR ALARM(http-api-5xx-rate)",
         meaning="Two independent signals agree that customers cannot use the product (or the API fails outright).",
         checks=("Start with whichever child alarm fired (its own runbook), then the dashboard's API section.",),
         fixes=("Roll back the last deployment; restore the database; fail over — whatever the child alarm says.",),

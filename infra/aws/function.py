@@ -245,6 +245,11 @@ class PythonFunction(Component):
         self.function_name = self.function.name
         self.arn = self.function.arn
         self.log_group_name = self.log_group.name
+        self.label = args.label
+        self.in_vpc = args.vpc is not None
+        # The contract above: a secret reaches a handler as `<NAME>_SECRET_ARN`, fetched at run time. Such a
+        # function inside the VPC calls Secrets Manager from there (network.require_secrets_manager_endpoint).
+        self.secret_arn_keys = tuple(sorted(k for k in args.environment if k.endswith("SECRET_ARN")))
         self.register_outputs({"functionName": self.function_name, "arn": self.arn})
 
     def add_schedule(

@@ -39,6 +39,7 @@ from infra.aws.alarms import (
     format_number,
     resolve,
 )
+from infra.aws.http_api import STAGE as HTTP_API_STAGE
 from infra.aws.kms import DELETION_WINDOW_DAYS, alarm_topic_key_policy
 from infra.component import Component
 from infra.config import MonitoringConfig
@@ -65,16 +66,23 @@ JOB_EVENTS = ("balance_inconsistency", "financial_error", "database_error")
 
 @dataclass(frozen=True)
 class ApiWatch:
-    """The API behind the ALB, from the service component."""
+    """The API behind its front door (the ALB or the HTTP API), from the service component."""
 
-    load_balancer_arn_suffix: pulumi.Input[str]
-    """`app/<name>/<id>`: the `LoadBalancer` dimension."""
-    target_group_arn_suffix: pulumi.Input[str]
-    """`targetgroup/<name>/<id>`: the `TargetGroup` dimension."""
+    load_balancer_arn_suffix: pulumi.Input[str] | None
+    """`app/<name>/<id>`: the `LoadBalancer` dimension; None behind the HTTP API."""
+    target_group_arn_suffix: pulumi.Input[str] | None
+    """`targetgroup/<name>/<id>`: the `TargetGroup` dimension; None behind the HTTP API."""
     cluster_name: pulumi.Input[str]
     service_name: pulumi.Input[str]
     log_group_name: pulumi.Input[str] | None = None
     """The API containers' log group; its JSON events feed the app-* alarms."""
+    http_api_id: pulumi.Input[str] | None = None
+    """The HTTP API's id (`ApiId` dimension, stage `$default`) when it is the front door; then the http-api-*
+    alarms replace the ALB ones (a metric that does not exist in the stack gets no alarm)."""
+
+    @property
+    def behind_alb(self) -> bool:
+        return self.load_balancer_arn_suffix is not None and self.target_group_arn_suffix is not None
 
 
 @dataclass(frozen=True)
@@ -370,7 +378,21 @@ class Monitoring(Component):
         args = self.args
         stack = self.naming.stack
         subject = spec.subject
-        if subject in {"api", "slo"} and args.api is not None:
+        if subject in {"http_api", "http_api_slo"} and args.api is not None and args.api.http_api_id is not None:
+            api = args.api
+            return [
+                _Instance(
+                    "",
+                    {
+                        "api_id": api.http_api_id,
+                        "stage": HTTP_API_STAGE,
+                        "cluster": api.cluster_name,
+                        "service": api.service_name,
+                        **self._slo_values(),
+                    },
+                )
+            ]
+        if subject in {"api", "slo"} and args.api is not None and args.api.behind_alb:
             api = args.api
             return [
                 _Instance(
@@ -659,6 +681,48 @@ class Monitoring(Component):
     def _resolved(self, alarm_id: str) -> Resolved | None:
         return resolve(BY_ID[alarm_id], self.settings.alarms.get(alarm_id))
 
+    def _http_api_widgets(self, api: ApiWatch, section: Any, graph: Any) -> None:
+        """The API section for the HTTP API front door: the same four questions as the ALB's, its metrics."""
+        gateway = ["AWS/ApiGateway"]
+        dims = ["ApiId", api.http_api_id, "Stage", HTTP_API_STAGE]
+        section("API", "HTTP API requests, time in the app, errors, and running vs desired tasks.")
+        graph("Requests", [[*gateway, "Count", *dims]])
+        graph(
+            "Integration latency (ms)",
+            [
+                [*gateway, "IntegrationLatency", *dims, {"stat": "p50", "label": "p50"}],
+                [*gateway, "IntegrationLatency", *dims, {"stat": "p95", "label": "p95"}],
+                [*gateway, "IntegrationLatency", *dims, {"stat": "p99", "label": "p99"}],
+            ],
+            self._annotation("http-api-latency-p95") + self._annotation("http-api-latency-p99"),
+            stat="Average",
+        )
+        ratio = [
+            [*gateway, "5xx", *dims, {"id": "m1", "visible": False}],
+            [*gateway, "Count", *dims, {"id": "m2", "visible": False}],
+            [{"expression": "100 * FILL(m1, 0) / m2", "label": "5xx %", "id": "e1"}],
+        ]
+        graph("5xx (% of requests)", ratio, self._annotation("http-api-5xx-rate"))
+        insights = ["ECS/ContainerInsights"]
+        svc = ["ClusterName", api.cluster_name, "ServiceName", api.service_name]
+        graph(
+            "Running vs desired tasks",
+            [
+                [*insights, "RunningTaskCount", *svc, {"stat": "Minimum"}],
+                [*insights, "DesiredTaskCount", *svc, {"stat": "Maximum"}],
+            ],
+            self._annotation("http-api-no-running-tasks"),
+            stat="Minimum",
+        )
+        slo = self._slo_values()
+        graph(
+            f"Error ratio vs {format_number(self.settings.availability_slo_percent)}% SLO burn thresholds (1 h)",
+            ratio,
+            self._annotation("http-api-slo-burn-fast-long", slo) + self._annotation("http-api-slo-burn-slow-long", slo),
+            period=3600,
+            width=16,
+        )
+
     def _annotation(self, alarm_id: str, values: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         resolved = self._resolved(alarm_id)
         if resolved is None or not any(a.id == alarm_id for a in self.alarms):
@@ -711,7 +775,9 @@ class Monitoring(Component):
             widgets.append({"type": "metric", "width": width, "height": 6, "properties": properties})
 
         api = self.args.api
-        if api is not None:
+        if api is not None and api.http_api_id is not None:
+            self._http_api_widgets(api, section, graph)
+        if api is not None and api.behind_alb:
             alb = ["AWS/ApplicationELB"]
             lb = ["LoadBalancer", api.load_balancer_arn_suffix]
             section("API", "Load balancer requests, latency, errors and healthy targets.")
@@ -766,6 +832,7 @@ class Monitoring(Component):
                 period=3600,
                 width=16,
             )
+        if api is not None:
             ecs = ["AWS/ECS"]
             svc = ["ClusterName", api.cluster_name, "ServiceName", api.service_name]
             section("Containers", "ECS service CPU and memory (% of the task size).")

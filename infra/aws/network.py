@@ -24,8 +24,9 @@ from infra.naming import Naming
 # Interface endpoints private workloads need when there is no NAT: pulling images (ecr.api, ecr.dkr; the
 # layers come from S3 through the gateway endpoint), shipping logs, and reading secrets at start-up.
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager")
-# Without NAT, Lambdas inside the VPC still must read their database secret; one endpoint (~7 USD/month
-# per AZ) is far cheaper than a NAT gateway (~33 USD/month).
+# Without NAT or the full set, only a Lambda inside the VPC that reads a secret at run time needs a way to
+# Secrets Manager: one endpoint in one AZ (~7.30 USD/month) when one exists (`require_secrets_manager_endpoint`,
+# derived in infra/aws/stack.py from the functions themselves), none otherwise (issue 19).
 MINIMAL_ENDPOINTS = ("secretsmanager",)
 
 
@@ -187,44 +188,13 @@ class Network(Component):
             opts=self.opts(),
         )
 
-        interface_services: tuple[str, ...] = ()
-        if settings.vpc_endpoints:
-            interface_services = INTERFACE_ENDPOINTS
-        elif settings.nat == "none":
-            interface_services = MINIMAL_ENDPOINTS
+        self._region = args.region
+        self._private_subnets = private
         self.endpoint_security_group: aws.ec2.SecurityGroup | None = None
-        if interface_services:
-            self.endpoint_security_group = aws.ec2.SecurityGroup(
-                self.child_name("endpoints-sg"),
-                vpc_id=self.vpc.id,
-                description="HTTPS from inside the VPC to AWS API interface endpoints",
-                ingress=[
-                    aws.ec2.SecurityGroupIngressArgs(
-                        protocol="tcp",
-                        from_port=443,
-                        to_port=443,
-                        cidr_blocks=[settings.cidr],
-                        description="AWS APIs from workloads in this VPC",
-                    )
-                ],
-                tags={"Name": naming.physical("endpoints")},
-                opts=self.opts(),
-            )
-            # Without vpcEndpoints the minimal set sits in one AZ: it is only reached by scheduled Lambdas,
-            # which retry, so an AZ outage costs a retry, not an outage; full endpoints span every AZ.
-            endpoint_subnets = private if settings.vpc_endpoints else private[:1]
-            for service in interface_services:
-                aws.ec2.VpcEndpoint(
-                    self.child_name(service.replace(".", "-"), "endpoint"),
-                    vpc_id=self.vpc.id,
-                    service_name=f"com.amazonaws.{args.region}.{service}",
-                    vpc_endpoint_type="Interface",
-                    private_dns_enabled=True,
-                    subnet_ids=[s.id for s in endpoint_subnets],
-                    security_group_ids=[self.endpoint_security_group.id],
-                    tags={"Name": naming.physical(service.replace(".", "-"))},
-                    opts=self.opts(),
-                )
+        self.interface_endpoints: dict[str, aws.ec2.VpcEndpoint] = {}
+        if settings.vpc_endpoints:
+            for service in INTERFACE_ENDPOINTS:
+                self._interface_endpoint(service, private)
 
         self.flow_log_group: aws.cloudwatch.LogGroup | None = None
         if settings.flow_logs:
@@ -241,6 +211,52 @@ class Network(Component):
                 "isolatedSubnetIds": self.isolated_subnet_ids,
             }
         )
+
+    def _interface_endpoint(self, service: str, subnets: list[aws.ec2.Subnet], needed_by: str = "") -> None:
+        if self.endpoint_security_group is None:
+            self.endpoint_security_group = aws.ec2.SecurityGroup(
+                self.child_name("endpoints-sg"),
+                vpc_id=self.vpc.id,
+                description="HTTPS from inside the VPC to AWS API interface endpoints",
+                ingress=[
+                    aws.ec2.SecurityGroupIngressArgs(
+                        protocol="tcp",
+                        from_port=443,
+                        to_port=443,
+                        cidr_blocks=[self.settings.cidr],
+                        description="AWS APIs from workloads in this VPC",
+                    )
+                ],
+                tags={"Name": self.naming.physical("endpoints")},
+                opts=self.opts(),
+            )
+        tags = {"Name": self.naming.physical(service.replace(".", "-"))}
+        if needed_by:
+            tags["needed-by"] = needed_by[:256]
+        self.interface_endpoints[service] = aws.ec2.VpcEndpoint(
+            self.child_name(service.replace(".", "-"), "endpoint"),
+            vpc_id=self.vpc.id,
+            service_name=f"com.amazonaws.{self._region}.{service}",
+            vpc_endpoint_type="Interface",
+            private_dns_enabled=True,
+            subnet_ids=[s.id for s in subnets],
+            security_group_ids=[self.endpoint_security_group.id],
+            tags=tags,
+            opts=self.opts(),
+        )
+
+    def require_secrets_manager_endpoint(self, readers: list[str]) -> bool:
+        """Give `readers` (Lambdas inside the VPC that fetch a secret at run time) a way to Secrets Manager.
+
+        Nothing to add with NAT (they leave through it) or with the full endpoint set; otherwise one endpoint in
+        one AZ: only scheduled Lambdas, which retry, reach it, so an AZ outage costs a retry, not an outage.
+        No readers, no endpoint (~7.30 USD/month saved). Returns whether this stack has a way there."""
+        if not readers:
+            return self.settings.nat != "none" or "secretsmanager" in self.interface_endpoints
+        if self.settings.nat == "none" and "secretsmanager" not in self.interface_endpoints:
+            for service in MINIMAL_ENDPOINTS:
+                self._interface_endpoint(service, self._private_subnets[:1], needed_by=" ".join(sorted(readers)))
+        return True
 
     @property
     def tasks_in_public_subnets(self) -> bool:

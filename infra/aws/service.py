@@ -47,6 +47,7 @@ import pulumi_docker as docker
 
 from infra import rds_ca
 from infra.aws import db_access
+from infra.aws.http_api import DiscoveryTarget
 from infra.aws.load_balancer import LoadBalancerTarget
 from infra.aws.task_definition import (
     ContainerRuntime,
@@ -154,7 +155,8 @@ class ServiceArgs:
     """Where tasks run: private subnets, or public ones when the network has no NAT/endpoints."""
     assign_public_ip: bool
     """True only with public subnets (image pulls and logs need a route out); ingress stays ALB-only."""
-    load_balancer: LoadBalancerTarget
+    front_door: LoadBalancerTarget | DiscoveryTarget
+    """The ALB's target group, or the Cloud Map service the HTTP API reads (`service.frontDoor`)."""
     database: DatabaseAccess | None
     app_secrets: Mapping[str, pulumi.Input[str]]
     """Env var → Secrets Manager valueFrom (AppSecrets.env_secrets: SECRET_KEY, JWT_SECRET_KEY, ...)."""
@@ -195,16 +197,19 @@ class Service(Component):
     service_name: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
     desired_count: int
-    alb_arn_suffix: pulumi.Input[str]
-    target_group_arn_suffix: pulumi.Input[str]
+    alb_arn_suffix: pulumi.Input[str] | None
+    """None behind the HTTP API front door (no load balancer)."""
+    target_group_arn_suffix: pulumi.Input[str] | None
 
     def __init__(self, name: str, args: ServiceArgs, naming: Naming, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aws", "Service", name, naming, opts)
         self.args = args
         settings = args.settings
         self.desired_count = settings.desired_count
-        self.alb_arn_suffix = args.load_balancer.arn_suffix
-        self.target_group_arn_suffix = args.load_balancer.target_group_arn_suffix
+        front_door = args.front_door
+        alb = front_door if isinstance(front_door, LoadBalancerTarget) else None
+        self.alb_arn_suffix = alb.arn_suffix if alb is not None else None
+        self.target_group_arn_suffix = alb.target_group_arn_suffix if alb is not None else None
         log_group_prefix = f"/ecs/{naming.prefix}"
 
         self._build_image(naming)
@@ -215,6 +220,17 @@ class Service(Component):
             settings=[{"name": "containerInsights", "value": "enhanced"}],
             opts=self.opts(),
         )
+        self.capacity_providers: aws.ecs.ClusterCapacityProviders | None = None
+        if settings.spot:
+            # A service can only name capacity providers its cluster has; the default stays on-demand FARGATE so
+            # the migrate task and scheduled jobs (run with launchType FARGATE) are unaffected.
+            self.capacity_providers = aws.ecs.ClusterCapacityProviders(
+                self.child_name("capacity-providers"),
+                cluster_name=self.cluster.name,
+                capacity_providers=["FARGATE", "FARGATE_SPOT"],
+                default_capacity_provider_strategies=[{"capacity_provider": "FARGATE", "weight": 1, "base": 0}],
+                opts=self.opts(),
+            )
         self._security_groups(naming)
         secrets = self._secrets()
         migrate_secrets = self._migrate_secrets()
@@ -272,9 +288,10 @@ class Service(Component):
             self.api,
             desired_count=settings.desired_count,
             security_group=self.security_group,
-            load_balancer=args.load_balancer,
+            front_door=args.front_door,
+            spot=settings.spot,
         )
-        self._autoscaling(args.load_balancer)
+        self._autoscaling(alb)
         self.workers = {}
         for worker in settings.workers:
             bundle = factory.create(
@@ -292,7 +309,7 @@ class Service(Component):
                 bundle,
                 desired_count=worker.desired_count,
                 security_group=self.tasks_security_group,
-                load_balancer=None,
+                front_door=None,
             )
 
         self.cluster_name = self.cluster.name
@@ -390,11 +407,11 @@ class Service(Component):
         aws.vpc.SecurityGroupIngressRule(
             self.child_name("in-alb"),
             security_group_id=self.security_group.id,
-            referenced_security_group_id=args.load_balancer.security_group_id,
+            referenced_security_group_id=args.front_door.security_group_id,
             ip_protocol="tcp",
             from_port=args.settings.port,
             to_port=args.settings.port,
-            description="API port from the load balancer",
+            description="API port from the front door (load balancer or HTTP API VPC link)",
             opts=self.opts(),
         )
         self.tasks_security_group = aws.ec2.SecurityGroup(
@@ -601,31 +618,43 @@ class Service(Component):
         *,
         desired_count: int,
         security_group: aws.ec2.SecurityGroup,
-        load_balancer: LoadBalancerTarget | None,
+        front_door: LoadBalancerTarget | DiscoveryTarget | None,
+        spot: bool = False,
     ) -> aws.ecs.Service:
         args = self.args
         settings = args.settings
         extra: dict[str, Any] = {}
         depends_on: list[pulumi.Resource] = []
-        if load_balancer is not None:
+        if isinstance(front_door, LoadBalancerTarget):
             extra = {
                 "load_balancers": [
                     {
-                        "target_group_arn": load_balancer.target_group_arn,
+                        "target_group_arn": front_door.target_group_arn,
                         "container_name": bundle.container_name,
                         "container_port": settings.port,
                     }
                 ],
                 "health_check_grace_period_seconds": settings.health_check_grace_seconds,
             }
-            depends_on = list(load_balancer.listeners)
+            depends_on = list(front_door.listeners)
+        elif isinstance(front_door, DiscoveryTarget):
+            # SRV records carry the port API Gateway needs; ECS registers a task once its health check passes.
+            extra = {
+                "service_registries": {
+                    "registry_arn": front_door.registry_arn,
+                    "container_name": bundle.container_name,
+                    "container_port": settings.port,
+                }
+            }
+        extra |= self._placement(spot)
+        if spot and self.capacity_providers is not None:
+            depends_on.append(self.capacity_providers)
         return aws.ecs.Service(
             self.child_name(name),
             name=self.naming.physical(name),
             cluster=self.cluster.arn,
             task_definition=bundle.task_definition.arn,
             desired_count=desired_count,
-            launch_type="FARGATE",
             platform_version="LATEST",
             network_configuration={
                 "subnets": list(args.subnet_ids),
@@ -647,12 +676,28 @@ class Service(Component):
                 depends_on=depends_on,
                 # Autoscaling owns the API's running count after creation; re-applying it would undo a
                 # scale-out. Workers are not autoscaled, so their count follows the config.
-                ignore_changes=["desiredCount"] if load_balancer is not None else None,
+                ignore_changes=["desiredCount"] if front_door is not None else None,
+                # Moving a stack between front doors or onto Spot replaces the service (a capacity provider
+                # strategy where a launch type was, and new service registries, force a new one: see
+                # terraform-provider-aws internal/service/ecs/service.go capacityProviderStrategyCustomizeDiff).
+                # Its name is fixed, so create-before-delete would clash; outside prod, delete first and take
+                # the minutes of downtime. Prod keeps the default: such a replace fails loudly instead.
+                delete_before_replace=args.tier != "prod",
             ),
             **extra,
         )
 
-    def _autoscaling(self, load_balancer: LoadBalancerTarget) -> None:
+    def _placement(self, spot: bool) -> dict[str, Any]:
+        """Fargate, or Fargate Spot (`service.spot`): a capacity provider strategy instead of a launch type.
+
+        FARGATE_SPOT runs ARM64 tasks on platform 1.4.0+ (docs.aws.amazon.com/AmazonECS/latest/APIReference/
+        API_CapacityProviderStrategyItem.html); a reclaimed task gets SIGTERM two minutes ahead and the
+        service starts a replacement. There is no automatic fallback to on-demand when Spot has no capacity."""
+        if not spot:
+            return {"launch_type": "FARGATE"}
+        return {"capacity_provider_strategies": [{"capacity_provider": "FARGATE_SPOT", "weight": 1, "base": 0}]}
+
+    def _autoscaling(self, load_balancer: LoadBalancerTarget | None) -> None:
         settings = self.args.settings
         target = aws.appautoscaling.Target(
             self.child_name("scaling-target"),
@@ -665,17 +710,21 @@ class Service(Component):
         )
         policies: list[tuple[str, dict[str, Any], int]] = [
             ("cpu", {"predefined_metric_type": "ECSServiceAverageCPUUtilization"}, settings.cpu_target_percent),
-            (
-                "requests",
-                {
-                    "predefined_metric_type": "ALBRequestCountPerTarget",
-                    "resource_label": pulumi.Output.concat(
-                        load_balancer.arn_suffix, "/", load_balancer.target_group_arn_suffix
-                    ),
-                },
-                settings.requests_per_target,
-            ),
         ]
+        # Requests per target exist only behind the ALB; behind the HTTP API the service scales on CPU.
+        if load_balancer is not None:
+            policies.append(
+                (
+                    "requests",
+                    {
+                        "predefined_metric_type": "ALBRequestCountPerTarget",
+                        "resource_label": pulumi.Output.concat(
+                            load_balancer.arn_suffix, "/", load_balancer.target_group_arn_suffix
+                        ),
+                    },
+                    settings.requests_per_target,
+                )
+            )
         for label, metric, value in policies:
             aws.appautoscaling.Policy(
                 self.child_name("scale", label),

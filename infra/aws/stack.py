@@ -18,8 +18,9 @@ from infra.aws.cache import Cache, CacheArgs
 from infra.aws.certificate import Certificate, CertificateArgs
 from infra.aws.database import Database, DatabaseArgs
 from infra.aws.frontend import Frontend, FrontendArgs
-from infra.aws.function import LambdaDependencies
+from infra.aws.function import LambdaDependencies, PythonFunction
 from infra.aws.health_check import HealthCheck, HealthCheckArgs, PublicUrl
+from infra.aws.http_api import HttpApiArgs, HttpApiFrontDoor
 from infra.aws.kms import LogKey
 from infra.aws.load_balancer import LoadBalancer, LoadBalancerArgs
 from infra.aws.monitoring import (
@@ -213,7 +214,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         with_provider,
     )
 
-    service, load_balancer, scheduled_tasks = _api_service(
+    service, front_door, scheduled_tasks = _api_service(
         config,
         naming,
         with_provider,
@@ -243,7 +244,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
                 network=network,
                 # CloudFront always serves HTTPS (its own certificate, or ours on the custom domain).
                 frontend=PublicUrl(frontend.url, https=True),
-                api=PublicUrl(load_balancer.url, https=load_balancer.https),
+                api=PublicUrl(front_door.url, https=front_door.https),
                 database=database,
                 log_kms_key_arn=log_key_arn,
             ),
@@ -286,6 +287,16 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             with_provider,
         )
 
+    # Derived, not configured: the Secrets Manager endpoint exists only while a Lambda in the VPC reads a secret.
+    network.require_secrets_manager_endpoint(
+        vpc_secret_readers(
+            alerts.forwarder,
+            *((health.public, health.vpc) if health is not None else ()),
+            auto_confirm.function if auto_confirm is not None else None,
+            *((backup.probe, backup.validator, backup.age_check) if backup is not None else ()),
+        )
+    )
+
     functions: list[FunctionWatch] = alerts.function_watches()
     queues: list[QueueWatch] = alerts.queue_watches()
     if auto_confirm is not None:
@@ -327,6 +338,7 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
             api=ApiWatch(
                 load_balancer_arn_suffix=service.alb_arn_suffix,
                 target_group_arn_suffix=service.target_group_arn_suffix,
+                http_api_id=front_door.api_id if isinstance(front_door, HttpApiFrontDoor) else None,
                 cluster_name=service.cluster_name,
                 service_name=service.service_name,
                 log_group_name=service.log_group_name,
@@ -382,8 +394,8 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         "alertDeliveryDlqUrl": alerts.delivery_dlq.url,
     }
     outputs |= {
-        "apiUrl": load_balancer.url,
-        "albDnsName": load_balancer.dns_name,
+        "apiUrl": front_door.url,
+        "frontDoor": config.service.front_door,
         "ecrRepositoryUrl": service.repository.repository_url,
         "apiLogGroup": service.log_group_name,
         "clusterName": service.cluster_name,
@@ -396,6 +408,11 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
         "taskAssignPublicIp": network.tasks_in_public_subnets,
         "dbInstanceIdentifier": database.identifier,
     }
+    if isinstance(front_door, LoadBalancer):
+        outputs["albDnsName"] = front_door.dns_name
+    else:
+        outputs["httpApiId"] = front_door.api_id
+        outputs["httpApiAccessLogGroup"] = front_door.access_logs.name
     if scheduled_tasks is not None:
         outputs["scheduledTasksDeadLetterQueue"] = scheduled_tasks.dead_letter_queue_name
     if cache is not None:
@@ -438,6 +455,11 @@ def build_aws_stack(config: AwsStack, naming: Naming) -> dict[str, Any]:
     return outputs
 
 
+def vpc_secret_readers(*functions: PythonFunction | None) -> list[str]:
+    """Labels of the functions that run inside the VPC and fetch a secret at run time (`*_SECRET_ARN`)."""
+    return sorted(f.label for f in functions if f is not None and f.in_vpc and f.secret_arn_keys)
+
+
 def _api_service(
     config: AwsStack,
     naming: Naming,
@@ -450,41 +472,10 @@ def _api_service(
     uploads: Uploads,
     cache: Cache | None,
     log_key_arn: pulumi.Input[str] | None,
-) -> tuple[Service, LoadBalancer, ScheduledTasks | None]:
-    """The ALB, the API/worker service on ECS and the scheduled jobs, wired to the database and secrets."""
+) -> tuple[Service, LoadBalancer | HttpApiFrontDoor, ScheduledTasks | None]:
+    """The front door, the API/worker service on ECS and the scheduled jobs, wired to the database and secrets."""
     settings = config.service
-    domain = config.domain
-    certificate = (
-        Certificate(
-            "api-certificate",
-            CertificateArgs(domain_name=domain.api_fqdn, hosted_zone_id=domain.hosted_zone_id),
-            naming,
-            with_provider,  # an ALB takes certificates from its own region only
-        )
-        if domain is not None
-        else None
-    )
-    load_balancer = LoadBalancer(
-        "api-lb",
-        LoadBalancerArgs(
-            region=config.region,
-            vpc_id=network.vpc.id,
-            subnet_ids=network.public_subnet_ids,
-            target_port=settings.port,
-            health_check_path=settings.health_check_path,
-            deregistration_delay_seconds=settings.deregistration_delay_seconds,
-            certificate_arn=certificate.arn if certificate is not None else None,
-            domain_name=domain.api_fqdn if domain is not None else None,
-            hosted_zone_id=domain.hosted_zone_id if domain is not None else None,
-            web_acl_arn=regional_acl.arn if regional_acl is not None else None,
-            deletion_protection=settings.load_balancer_deletion_protection,
-            access_logs=settings.load_balancer_access_logs,
-            access_log_retention_days=settings.access_log_retention_days,
-            force_destroy_logs=config.tier != "prod",
-        ),
-        naming,
-        with_provider,
-    )
+    front_door = _front_door(config, naming, with_provider, network, regional_acl)
     secrets: dict[str, pulumi.Input[str]] = dict(app_secrets.env_secrets)
     cache_environment: dict[str, pulumi.Input[str]] = {}
     if cache is not None:
@@ -503,7 +494,6 @@ def _api_service(
             vpc_id=network.vpc.id,
             subnet_ids=network.workload_subnet_ids,
             assign_public_ip=network.tasks_in_public_subnets,
-            load_balancer=load_balancer.target,
             database=DatabaseAccess(
                 address=database.address,
                 port=database.port,
@@ -514,6 +504,7 @@ def _api_service(
                 resource_id=database.instance.resource_id,
             ),
             app_secrets=secrets,
+            front_door=front_door.target,
             uploads=UploadsAccess(
                 bucket_name=uploads.bucket_name,
                 prefix=uploads.prefix,
@@ -523,15 +514,15 @@ def _api_service(
             ),
             cors_origins=[frontend.url, *settings.cors_origins],
             extra_environment=cache_environment,
-            # The ALB sits in the public subnets (see LoadBalancerArgs above).
-            proxy_cidrs=subnet_blocks(config.network.cidr, config.network.az_count)["public"],
+            # The ALB's nodes or the VPC link's interfaces: gunicorn trusts X-Forwarded-* from these only.
+            proxy_cidrs=_front_door_cidrs(config, network),
             scheduled_tasks=config.jobs.scheduled_tasks,
             log_kms_key_arn=log_key_arn,
         ),
         naming,
         with_provider,
     )
-    load_balancer.allow_egress_to("api", service.security_group.id, settings.port, "API tasks")
+    front_door.allow_egress_to("api", service.security_group.id, settings.port, "API tasks")
     database.allow_from("api", service.security_group.id, "API tasks")
     database.allow_from("tasks", service.tasks_security_group.id, "Workers, migrations and scheduled jobs")
     if cache is not None:
@@ -562,4 +553,70 @@ def _api_service(
             naming,
             with_provider,
         )
-    return service, load_balancer, scheduled_tasks
+    return service, front_door, scheduled_tasks
+
+
+def _front_door(
+    config: AwsStack,
+    naming: Naming,
+    with_provider: pulumi.ResourceOptions,
+    network: Network,
+    regional_acl: WebAcl | None,
+) -> LoadBalancer | HttpApiFrontDoor:
+    """`service.frontDoor`: the ALB (prod; WAF, access logs) or the per-request HTTP API (staging default)."""
+    settings = config.service
+    domain = config.domain
+    certificate = (
+        Certificate(
+            "api-certificate",
+            CertificateArgs(domain_name=domain.api_fqdn, hosted_zone_id=domain.hosted_zone_id),
+            naming,
+            with_provider,  # an ALB and a regional API domain take certificates from their own region only
+        )
+        if domain is not None
+        else None
+    )
+    if settings.front_door == "httpApi":
+        return HttpApiFrontDoor(
+            "api-gateway",
+            HttpApiArgs(
+                vpc_id=network.vpc.id,
+                subnet_ids=network.workload_subnet_ids,
+                target_port=settings.port,
+                log_retention_days=settings.log_retention_days,
+                certificate_arn=certificate.arn if certificate is not None else None,
+                domain_name=domain.api_fqdn if domain is not None else None,
+                hosted_zone_id=domain.hosted_zone_id if domain is not None else None,
+            ),
+            naming,
+            with_provider,
+        )
+    return LoadBalancer(
+        "api-lb",
+        LoadBalancerArgs(
+            region=config.region,
+            vpc_id=network.vpc.id,
+            subnet_ids=network.public_subnet_ids,
+            target_port=settings.port,
+            health_check_path=settings.health_check_path,
+            deregistration_delay_seconds=settings.deregistration_delay_seconds,
+            certificate_arn=certificate.arn if certificate is not None else None,
+            domain_name=domain.api_fqdn if domain is not None else None,
+            hosted_zone_id=domain.hosted_zone_id if domain is not None else None,
+            web_acl_arn=regional_acl.arn if regional_acl is not None else None,
+            deletion_protection=settings.load_balancer_deletion_protection,
+            access_logs=settings.load_balancer_access_logs,
+            access_log_retention_days=settings.access_log_retention_days,
+            force_destroy_logs=config.tier != "prod",
+        ),
+        naming,
+        with_provider,
+    )
+
+
+def _front_door_cidrs(config: AwsStack, network: Network) -> list[str]:
+    """Where requests to the tasks come from: the ALB sits in the public subnets; the VPC link in the tasks'."""
+    blocks = subnet_blocks(config.network.cidr, config.network.az_count)
+    if config.service.front_door == "alb" or network.tasks_in_public_subnets:
+        return blocks["public"]
+    return blocks["private"]

@@ -183,6 +183,17 @@ class ServiceConfig(_Model):
         False, description="ALB access logs to an S3 bucket (per-request forensics); on in prod."
     )
     access_log_retention_days: int = Field(90, ge=1, le=3653, description="Days ALB access logs are kept in S3.")
+    front_door: Literal["alb", "httpApi"] = Field(
+        "alb",
+        description="What serves the API to the internet. alb: Application Load Balancer (~27 USD/month before "
+        "traffic; WAF, access logs, deletion protection; prod). httpApi: API Gateway HTTP API + VPC link to the "
+        "tasks through Cloud Map, billed per request (staging default; no WAF: stage throttling instead).",
+    )
+    spot: bool = Field(
+        False,
+        description="Run the API tasks on Fargate Spot (~70% cheaper; a task may be stopped with a 2-minute "
+        "warning and is replaced). For stacks where a short interruption is acceptable (staging).",
+    )
 
     @field_validator("environment")
     @classmethod
@@ -402,6 +413,31 @@ def _aws_problems(config: AwsStack, source: str) -> list[str]:
             problems.append(f"{source}: {PROJECT}:jobs.scheduledTasks[{index}]: {error}")
     if config.alerts.routing.get("info") and "sms" in config.alerts.routing["info"]:
         problems.append(f"{source}: {PROJECT}:alerts.routing.info: SMS for info alerts would page people for noise")
+    problems.extend(_front_door_problems(config, source))
+    return problems
+
+
+def _front_door_problems(config: AwsStack, source: str) -> list[str]:
+    """WAF associates with REST APIs, ALBs, CloudFront, AppSync, Cognito, App Runner and Verified Access, not
+    with an API Gateway HTTP API (docs.aws.amazon.com/waf/latest/developerguide/waf-chapter.html, "resources
+    you can protect"); the HTTP API front door has stage throttling instead. The ALB-only keys would be ignored."""
+    if config.service.front_door != "httpApi":
+        return []
+    problems = []
+    if config.waf.enabled:
+        problems.append(
+            f"{source}: {PROJECT}:waf.enabled: AWS WAF cannot protect an API Gateway HTTP API; set "
+            f"{PROJECT}:service.frontDoor: alb (WAF on the load balancer) or waf.enabled: false"
+        )
+    for key, on in (
+        ("loadBalancerDeletionProtection", config.service.load_balancer_deletion_protection),
+        ("loadBalancerAccessLogs", config.service.load_balancer_access_logs),
+    ):
+        if on:
+            problems.append(
+                f"{source}: {PROJECT}:service.{key}: applies to the ALB only; this stack's "
+                f"service.frontDoor is httpApi (set frontDoor: alb, or drop the key)"
+            )
     return problems
 
 

@@ -297,6 +297,17 @@ class PolicyConfig(_Model):
     )
 
 
+class BudgetConfig(_Model):
+    """The stack's monthly budget (issue 19): the plan's cost estimate is reported against it."""
+
+    monthly_usd: float = Field(gt=0, le=100_000, description="Budget in USD a month, list prices (infra/prices.json).")
+    source: str = Field(
+        "",
+        max_length=200,
+        description="Where the figure comes from (e.g. 'seed 004: AWS 37.5 USD'); shown beside it in the plan.",
+    )
+
+
 class UploadsConfig(_Model):
     max_size_mb: int = Field(10, ge=1, le=5_000)
     allowed_types: list[str] = Field(
@@ -380,6 +391,11 @@ class CommonStack(_Model):
     waivers: dict[str, Reason] = Field(
         default_factory=dict,
         description="Prod minimum id (see PROD_MINIMUMS) → written reason for asking less.",
+    )
+    budget: BudgetConfig | None = Field(
+        None,
+        description="Monthly budget the plan reports against (`--fail-over-budget` fails over it); "
+        "unset = the tier's (infra/cost.py GOALS_USD: staging 45, prod 200).",
     )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,

@@ -16,7 +16,14 @@ TIER_DEFAULTS: dict[str, dict[str, Any]] = {
     "staging": {
         "network": {"nat": "none", "vpcEndpoints": False, "flowLogs": False},
         "database": {"backupRetentionDays": 7, "multiAz": False, "deletionProtection": False},
-        "service": {"desiredCount": 1, "minCount": 1, "maxCount": 2, "executeCommand": True},
+        "service": {
+            "desiredCount": 1,
+            "minCount": 1,
+            "maxCount": 2,
+            "executeCommand": True,
+            "frontDoor": "httpApi",
+            "spot": True,
+        },
         "backups": {"retentionDays": 7},
     },
     "prod": {
@@ -40,6 +47,8 @@ TIER_DEFAULTS: dict[str, dict[str, Any]] = {
             "logRetentionDays": 90,
             "loadBalancerDeletionProtection": True,
             "loadBalancerAccessLogs": True,
+            "frontDoor": "alb",
+            "spot": False,
         },
         "frontend": {"accessLogs": True},
         "waf": {"enabled": True, "logRetentionDays": 90},
@@ -82,6 +91,7 @@ _PROD_CHECKS: dict[str, Any] = {
     "database.nodeCount": lambda c: isinstance(c, DigitalOceanStack) and c.database.node_count < 2,
     "network.nat": lambda c: isinstance(c, AwsStack) and c.network.nat == "none" and not c.network.vpc_endpoints,
     "network.flowLogs": lambda c: isinstance(c, AwsStack) and not c.network.flow_logs,
+    "service.frontDoor": lambda c: isinstance(c, AwsStack) and c.service.front_door != "alb",
     "backups.enabled": lambda c: isinstance(c, AwsStack) and not c.backups.enabled,
     "alerts.routing.critical": lambda c: not c.alerts.routing.get("critical"),
     "alerts.oncallEmail": lambda c: c.alerts.oncall_email is None,
@@ -103,6 +113,11 @@ PROD_MINIMUMS: tuple[ProdMinimum, ...] = (
         "prod tasks run in private subnets: needs 'single' or 'per_az' NAT, or vpcEndpoints: true",
     ),
     ProdMinimum("network.flowLogs", "shipyard:network.flowLogs", "must be true in prod (FSBP EC2.6)"),
+    ProdMinimum(
+        "service.frontDoor",
+        "shipyard:service.frontDoor",
+        "must be alb in prod (WAF, access logs and deletion protection need the load balancer)",
+    ),
     ProdMinimum("backups.enabled", "shipyard:backups.enabled", "must be true in prod"),
     ProdMinimum(
         "alerts.routing.critical",

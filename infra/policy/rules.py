@@ -590,6 +590,12 @@ def _elb_access_logs(r: ResourceView) -> Iterator[str]:
         yield "accessLogs are not enabled: no per-request record for incident analysis"
 
 
+def _http_api_access_logs(r: ResourceView) -> Iterator[str]:
+    # The HTTP API front door has no ALB access logs in S3: its stage's access log is the per-request record.
+    if not as_mapping(r.props.get("accessLogSettings")).get("destinationArn"):
+        yield "accessLogSettings has no destinationArn: no per-request record for incident analysis"
+
+
 def _elb_deletion_protection(r: ResourceView) -> Iterator[str]:
     if not _is_true(r.props.get("enableDeletionProtection")):
         yield "enableDeletionProtection is not true: a replacement or destroy drops the public endpoint"
@@ -1064,6 +1070,9 @@ RULES: tuple[Rule, ...] = (
           ("accessLogs",), (A, A), _elb_access_logs, "Set access_logs to an S3 bucket with the ELB delivery policy."),
     _rule("elb-deletion-protection", "ELB.6", "Load balancers must have deletion protection in prod", LOAD_BALANCERS,
           ("enableDeletionProtection",), (A, M), _elb_deletion_protection, "Set enable_deletion_protection=True."),
+    _rule("apigw-v2-access-logs", "APIGateway.9", "API Gateway V2 stages should write access logs",
+          "aws:apigatewayv2/stage:Stage", ("accessLogSettings",), (A, M), _http_api_access_logs,
+          "Set access_log_settings to a CloudWatch Logs group (infra/aws/http_api.py does)."),
     # --- ECS ---------------------------------------------------------------------------------------------
     _rule("ecs-no-public-ip", "ECS.2", "ECS services must not assign public IPs in prod", ECS_SERVICE,
           ("networkConfiguration",), (A, M), _ecs_no_public_ip,

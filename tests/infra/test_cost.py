@@ -212,7 +212,12 @@ def test_unknown_sizes_are_flagged_and_other_regions_fall_back_with_a_note() -> 
 def test_goal_verdict_follows_the_tier() -> None:
     expensive = _resource("aws:rds/instance:Instance", "db", {"instanceClass": "db.t4g.large", "multiAz": True})
     staging = build_section(_run(expensive, tier="staging"))
-    assert staging["goal"] == {"tier": "staging", "monthly_usd_max": GOALS_USD["staging"], "met": False}
+    assert staging["goal"] == {
+        "tier": "staging",
+        "monthly_usd_max": GOALS_USD["staging"],
+        "met": False,
+        "source": "tier default for staging",
+    }
     prod = build_section(_run(expensive, tier="prod"))
     assert prod["goal"]["met"] is (prod["monthly_usd_total"] <= 200)
 
@@ -236,7 +241,7 @@ def test_plan_shows_the_goal_and_diff_shows_the_delta(
 ) -> None:
     assert plan.main(["--stack", stack]) == 0
     text = capsys.readouterr().out
-    assert f"goal for {stack}: <= {GOALS_USD[stack]:.0f} USD/month" in text
+    assert f"budget: <= {GOALS_USD[stack]:g} USD/month (tier default for {stack})" in text
     assert plan.main(["--stack", stack, "--json"]) == 0
     base = json.loads(capsys.readouterr().out)
     base["cost"]["monthly_usd_total"] -= 10

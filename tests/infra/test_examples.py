@@ -139,9 +139,17 @@ def test_shopflow_api_listens_on_8001(examples: dict[str, tuple[AwsStack, StackR
     assert run.one("pulumi:providers:aws", "aws").inputs["region"] == "eu-west-1"
     (container,) = _containers(run, "shipyard-staging-api")
     assert [m["containerPort"] for m in container["portMappings"]] == [8001]
-    (target,) = _ecs_services(run)["shipyard-staging-api"].inputs["loadBalancers"]
-    assert target["containerPort"] == 8001
-    assert run.one("aws:lb/targetGroup:TargetGroup").inputs["port"] == 8001
+    # Staging's HTTP API finds the tasks through Cloud Map SRV records, which carry the port; the VPC link's
+    # group reaches the tasks on it.
+    registry = _ecs_services(run)["shipyard-staging-api"].inputs["serviceRegistries"]
+    assert registry["containerPort"] == 8001
+    link_sg = run.one("aws:ec2/securityGroup:SecurityGroup", "api-gateway-sg").id
+    (egress,) = [
+        r.inputs
+        for r in run.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+        if r.inputs["securityGroupId"] == link_sg
+    ]
+    assert (egress["fromPort"], egress["toPort"]) == (8001, 8001)
 
 
 def test_sales_system_is_the_smallest(examples: dict[str, tuple[AwsStack, StackRun]]) -> None:

@@ -1,18 +1,35 @@
-"""The public ALB: listeners, TLS, target group health checks, logs, protection, WAF and DNS."""
+"""The public ALB: listeners, TLS, target group health checks, logs, protection, WAF and DNS.
+
+Prod serves through it; staging defaults to the HTTP API front door (tests/infra/test_front_door.py), so the
+staging cases here take Pulumi.staging.yaml with the one key that selects the ALB (`service.frontDoor: alb`)."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from infra.aws.load_balancer import ELB_LOG_ACCOUNTS, SSL_POLICY
 from infra.harness import Resource, StackRun
-from tests.infra.conftest import evaluate
+from tests.infra.conftest import STACKS, evaluate
+
+ON_ALB = {"shipyard:service": {"maxCount": 2, "frontDoor": "alb"}}
 
 ALB = "aws:lb/loadBalancer:LoadBalancer"
 LISTENER = "aws:lb/listener:Listener"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+
+
+@pytest.fixture(scope="module")
+def staging() -> StackRun:
+    return evaluate("staging", config_overrides=ON_ALB)
+
+
+@pytest.fixture(params=STACKS)
+def any_stack(request: pytest.FixtureRequest, staging: StackRun, prod: StackRun) -> StackRun:
+    return staging if request.param == "staging" else prod
 
 
 def _listeners(run: StackRun) -> dict[int, Resource]:
@@ -78,7 +95,9 @@ def test_target_group_health_check_and_deregistration_delay(any_stack: StackRun)
 def test_health_check_path_and_delay_come_from_config() -> None:
     run = evaluate(
         "staging",
-        config_overrides={"shipyard:service": {"healthCheckPath": "/healthz", "deregistrationDelaySeconds": 5}},
+        config_overrides={
+            "shipyard:service": {"healthCheckPath": "/healthz", "deregistrationDelaySeconds": 5, "frontDoor": "alb"}
+        },
     )
     group = run.one(TARGET_GROUP).inputs
     assert group["healthCheck"]["path"] == "/healthz"

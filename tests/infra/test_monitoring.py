@@ -306,9 +306,14 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> StackRun:
     return run_program(tmp_path_factory.mktemp("full"), "prod", body)
 
 
-def test_every_catalogue_entry_is_created_when_everything_is_watched(full: StackRun) -> None:
+HTTP_API_IDS = {spec.id for spec in BY_ID.values() if spec.subject in ("http_api", "http_api_slo")}
+"""The HTTP API front door's alarms: a stack has these or the ALB's (api-*, slo-burn-*-long|short), never both."""
+
+
+def test_every_catalogue_entry_is_created_when_everything_is_watched(full: StackRun, staging: StackRun) -> None:
     deployed = {a.inputs["tags"]["alarm-id"] for a in _alarms(full)}
-    assert deployed == set(BY_ID)
+    assert deployed == set(BY_ID) - HTTP_API_IDS  # `full` watches an ALB
+    assert {a.inputs["tags"]["alarm-id"] for a in _alarms(staging)} >= HTTP_API_IDS  # staging's HTTP API
     assert full.outputs["alarmCount"] == len(_alarms(full))
     # One certificate pair per certificate holder, not per path: frontend and api.
     assert len(_by_id(full, "health-cert-expiring")) == 2
@@ -536,14 +541,21 @@ def test_rds_sizes() -> None:
 
 
 def test_real_stack_watches_the_api_it_deployed(any_stack: StackRun) -> None:
-    alb = any_stack.one("aws:lb/loadBalancer:LoadBalancer")
-    group = any_stack.one("aws:lb/targetGroup:TargetGroup")
-    (rate,) = _by_id(any_stack, "api-5xx-rate")
-    dims = {json.dumps(q["metric"]["dimensions"]) for q in rate.inputs["metricQueries"] if "metric" in q}
-    assert dims == {json.dumps({"LoadBalancer": alb.outputs["arnSuffix"]})}
-    (low,) = _by_id(any_stack, "api-healthy-hosts-low")
-    m1 = next(q for q in low.inputs["metricQueries"] if q["id"] == "m1")
-    assert m1["metric"]["dimensions"]["TargetGroup"] == group.outputs["arnSuffix"]
+    behind_alb = any_stack.outputs["frontDoor"] == "alb"
+    if behind_alb:
+        alb = any_stack.one("aws:lb/loadBalancer:LoadBalancer")
+        group = any_stack.one("aws:lb/targetGroup:TargetGroup")
+        (rate,) = _by_id(any_stack, "api-5xx-rate")
+        dims = {json.dumps(q["metric"]["dimensions"]) for q in rate.inputs["metricQueries"] if "metric" in q}
+        assert dims == {json.dumps({"LoadBalancer": alb.outputs["arnSuffix"]})}
+        (low,) = _by_id(any_stack, "api-healthy-hosts-low")
+        m1 = next(q for q in low.inputs["metricQueries"] if q["id"] == "m1")
+        assert m1["metric"]["dimensions"]["TargetGroup"] == group.outputs["arnSuffix"]
+    else:  # the HTTP API front door (tests/infra/test_front_door.py has the rest)
+        api = any_stack.one("aws:apigatewayv2/api:Api")
+        (rate,) = _by_id(any_stack, "http-api-5xx-rate")
+        gateway_dims = [q["metric"]["dimensions"] for q in rate.inputs["metricQueries"] if "metric" in q]
+        assert gateway_dims == [{"ApiId": api.id, "Stage": "$default"}] * 2
     api_logs = any_stack.outputs["apiLogGroup"]
     events = {f.inputs["pattern"] for f in any_stack.of_type(FILTER) if f.inputs["logGroupName"] == api_logs}
     assert events == {
@@ -551,7 +563,8 @@ def test_real_stack_watches_the_api_it_deployed(any_stack: StackRun) -> None:
         for e in ("financial_error", "balance_inconsistency", "upload_failed", "database_error")
     }
     (down,) = _by_id(any_stack, "service-down")
-    assert "api-ready-down" in down.inputs["alarmRule"] and "no-healthy-hosts" in down.inputs["alarmRule"]
+    assert "api-ready-down" in down.inputs["alarmRule"]
+    assert ("no-healthy-hosts" if behind_alb else "no-running-tasks") in down.inputs["alarmRule"]
     # The health checker probes the API's own URL.
     public = any_stack.one("aws:lambda/function:Function", "health-check-public-function")
     urls = [t["url"] for t in json.loads(public.inputs["environment"]["variables"]["TARGETS"])]

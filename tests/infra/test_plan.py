@@ -13,6 +13,7 @@ import pytest
 
 from infra import plan, rds_ca
 from infra.harness import PROJECT_ROOT, StackRun
+from tests.infra.conftest import evaluate
 
 
 def _plan(*args: str) -> subprocess.CompletedProcess[str]:
@@ -164,10 +165,12 @@ def test_json_output_piped_into_head_ends_quietly() -> None:
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
-def test_policy_messages_print_integers(staging: StackRun) -> None:
+def test_policy_messages_print_integers() -> None:
     """The engine hands the pack every number as a double; a message says port 80, not 80.0."""
     from infra import policy_report
 
+    # Staging's ALB variant (service.frontDoor: alb) has the plain-HTTP listener this message is about.
+    staging = evaluate("staging", config_overrides={"shipyard:service": {"maxCount": 2, "frontDoor": "alb"}})
     listener = next(r for r in staging.of_type("aws:lb/listener:Listener") if r.inputs.get("protocol") == "HTTP")
     assert isinstance(listener.inputs["port"], float)  # as the engine sends it
     forwarding = dataclasses.replace(
@@ -187,7 +190,10 @@ def test_readme_documents_the_sections_the_plan_prints(prod: StackRun) -> None:
     text = plan.render_text(prod, plan.plan_document(prod))
     for report in plan.REPORTS:
         assert f"{report.title}:" in text and f"`{report.title}`" in section
-    goal = next(line.strip() for line in text.splitlines() if line.strip().startswith("goal for prod:"))
-    assert re.fullmatch(r"goal for prod: <= 200 USD/month — (met|NOT met \(over by \d+\.\d\d\))", goal)
-    assert "`goal for prod: <= 200 USD/month — met`" in section and "`NOT met (over by " in section
+    goal = next(line.strip() for line in text.splitlines() if line.strip().startswith("budget: "))
+    assert re.fullmatch(
+        r"budget: <= 200 USD/month \(tier default for prod\) — (met|NOT met \(over by \d+\.\d\d\))", goal
+    )
+    assert "`budget: <= 200 USD/month (tier default for prod) — met`" in section
+    assert "`NOT met (over by " in section and "`--fail-over-budget`" in section
     assert "--allow-other-stack" in section

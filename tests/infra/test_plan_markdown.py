@@ -32,7 +32,7 @@ def test_markdown_plan_puts_the_summary_first_and_details_collapsed(capsys: pyte
     assert head.startswith("### Offline plan · `prod` (shipyard)")
     assert re.search(r"\*\*\d+ resources\*\*", head)
     assert "policy ✅ **0 mandatory**" in head
-    assert re.search(r"cost \*\*\d+\.\d\d USD/month\*\*, goal ≤ 200: met", head)
+    assert re.search(r"cost \*\*\d+\.\d\d USD/month\*\*, budget ≤ 200 \(tier default for prod\): met", head)
     assert "<summary>Policy (CrossGuard pack policy/)</summary>" in markdown
     assert "| USD/month | resource | item | note |" in markdown
     assert "```mermaid\nflowchart LR" in markdown
@@ -96,7 +96,9 @@ def test_markdown_diff_shows_changes_cost_delta_and_new_findings(
     head = markdown.partition("<details>")[0]
     assert head.startswith("### Offline plan diff · `staging` (shipyard)")
     assert "**+1 to add · −0 to remove · ~0 to change**" in head
-    assert re.search(r"cost \*\*\d+\.\d\d → \d+\.\d\d USD/month \(\+12\.50\)\*\*, goal ≤ 45", head)
+    assert re.search(
+        r"cost \*\*\d+\.\d\d → \d+\.\d\d USD/month \(\+12\.50\)\*\*, budget ≤ 45 \(tier default for staging\)", head
+    )
     assert "policy ✅ **1 new finding(s)** (0 mandatory), 0 resolved" in head
     assert f"new `{new_finding['rule']}` ({new_finding['fsbp']})" in head
     assert f"- ➕ `{added['urn']}`" in markdown

@@ -167,7 +167,14 @@ def test_outside_us_east_1_each_waf_log_delivery_policy_names_its_own_regions_gr
 
 
 def test_waf_log_retention_comes_from_config() -> None:
-    run = evaluate("staging", config_overrides={"shipyard:waf": {"enabled": True, "logRetentionDays": 14}})
+    # WAF protects the ALB (not an HTTP API): a staging with WAF selects the ALB front door too.
+    run = evaluate(
+        "staging",
+        config_overrides={
+            "shipyard:waf": {"enabled": True, "logRetentionDays": 14},
+            "shipyard:service": {"maxCount": 2, "frontDoor": "alb"},
+        },
+    )
     groups = [g for g in run.of_type(LOG_GROUP) if g.inputs["name"].startswith(LOG_GROUP_PREFIX)]
     assert len(groups) == 2 and {g.inputs["retentionInDays"] for g in groups} == {14}
 

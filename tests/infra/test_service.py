@@ -323,12 +323,16 @@ def test_service_deploys_safely(any_stack: StackRun) -> None:
     assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     assert service["deploymentMinimumHealthyPercent"] == 100
     assert service["deploymentMaximumPercent"] == 200
-    assert service["healthCheckGracePeriodSeconds"] == 60
-    assert service["launchType"] == "FARGATE"
     assert service["taskDefinition"] == any_stack.one(TASK_DEFINITION, "api-api-task").outputs["arn"]
-    (attachment,) = service["loadBalancers"]
-    assert attachment["containerName"] == "api" and attachment["containerPort"] == 8000
-    assert attachment["targetGroupArn"] == any_stack.one("aws:lb/targetGroup:TargetGroup").outputs["arn"]
+    if any_stack.outputs["frontDoor"] == "alb":
+        assert service["healthCheckGracePeriodSeconds"] == 60
+        assert service["launchType"] == "FARGATE"
+        (attachment,) = service["loadBalancers"]
+        assert attachment["containerName"] == "api" and attachment["containerPort"] == 8000
+        assert attachment["targetGroupArn"] == any_stack.one("aws:lb/targetGroup:TargetGroup").outputs["arn"]
+    else:  # the HTTP API finds the tasks in Cloud Map (tests/infra/test_front_door.py); staging runs on Spot
+        assert "loadBalancers" not in service and service["serviceRegistries"]["containerPort"] == 8000
+        assert service["capacityProviderStrategies"][0]["capacityProvider"] == "FARGATE_SPOT"
     assert "desiredCount" in _api_service(any_stack).ignore_changes  # autoscaling owns it after creation
 
 
@@ -358,7 +362,8 @@ def test_execute_command_is_on_in_staging_and_off_in_prod(staging: StackRun, pro
 
 
 def test_autoscaling_tracks_cpu_and_requests_per_target(staging: StackRun, prod: StackRun) -> None:
-    for run, low, high in ((staging, 1, 2), (prod, 2, 6)):
+    staging_alb = evaluate("staging", config_overrides={"shipyard:service": {"maxCount": 2, "frontDoor": "alb"}})
+    for run, low, high in ((staging_alb, 1, 2), (prod, 2, 6)):
         target = run.one("aws:appautoscaling/target:Target").inputs
         assert (target["minCapacity"], target["maxCapacity"]) == (low, high)
         assert target["resourceId"] == f"service/shipyard-{run.stack}-api/shipyard-{run.stack}-api"
@@ -384,17 +389,18 @@ def test_cluster_has_enhanced_container_insights(any_stack: StackRun) -> None:
 def test_task_security_groups_admit_only_the_load_balancer(any_stack: StackRun) -> None:
     groups = {g.name: g for g in any_stack.of_type(SECURITY_GROUP)}
     api_sg_id = _api_service(any_stack).inputs["networkConfiguration"]["securityGroups"][0]
-    alb_sg_id = any_stack.one("aws:lb/loadBalancer:LoadBalancer").inputs["securityGroups"][0]
+    # The front door's group: the ALB's, or the HTTP API VPC link's.
+    front_door_sg_id = groups["api-lb-sg" if any_stack.outputs["frontDoor"] == "alb" else "api-gateway-sg"].id
     assert not groups["api-sg"].inputs.get("ingress") and not groups["api-sg"].inputs.get("egress")
     into_api = [r.inputs for r in any_stack.of_type(INGRESS) if r.inputs["securityGroupId"] == api_sg_id]
     assert into_api == [
         {
             "securityGroupId": api_sg_id,
-            "referencedSecurityGroupId": alb_sg_id,
+            "referencedSecurityGroupId": front_door_sg_id,
             "ipProtocol": "tcp",
             "fromPort": 8000,
             "toPort": 8000,
-            "description": "API port from the load balancer",
+            "description": "API port from the front door (load balancer or HTTP API VPC link)",
         }
     ]
     tasks_sg_id = any_stack.outputs["taskSecurityGroupId"]
@@ -426,11 +432,13 @@ def test_stack_outputs_for_on_call(any_stack: StackRun) -> None:
     assert outputs["ecrRepositoryUrl"] == any_stack.one("aws:ecr/repository:Repository").outputs["repositoryUrl"]
     assert outputs["clusterName"] == f"shipyard-{any_stack.stack}-api"
     assert outputs["serviceName"] == _api_service(any_stack).outputs["name"]
-    assert outputs["albDnsName"].endswith(".elb.amazonaws.com")
     assert outputs["migrateTaskDefinitionArn"] == any_stack.one(TASK_DEFINITION, "api-migrate-task").outputs["arn"]
-    assert outputs["apiUrl"] == (
-        "https://api.example.com" if any_stack.stack == "prod" else f"http://{outputs['albDnsName']}"
-    )
+    if any_stack.stack == "prod":
+        assert outputs["albDnsName"].endswith(".elb.amazonaws.com")
+        assert outputs["apiUrl"] == "https://api.example.com"
+    else:  # the HTTP API's own HTTPS host (no domain in Pulumi.staging.yaml)
+        assert outputs["apiUrl"] == any_stack.one("aws:apigatewayv2/api:Api").outputs["apiEndpoint"]
+        assert outputs["httpApiAccessLogGroup"].startswith("/aws/apigateway/")
 
 
 # ------------------------------------------------------------------------------------------------- migrations
@@ -557,7 +565,11 @@ def test_gunicorn_trusts_forwarded_headers_only_from_the_load_balancer_subnets(a
     """Issue 22 item 2: FORWARDED_ALLOW_IPS is the ALB's subnets, never `*`, and gunicorn_conf accepts it."""
     env = {e["name"]: e["value"] for e in _container(any_stack, "api")["environment"]}
     trusted = env["FORWARDED_ALLOW_IPS"].split(",")
-    alb_subnets = set(any_stack.one("aws:lb/loadBalancer:LoadBalancer").inputs["subnets"])
+    # The ALB's subnets, or the HTTP API VPC link's (the tasks' own public subnets in staging).
+    front_door = any_stack.of_type("aws:lb/loadBalancer:LoadBalancer") or any_stack.of_type(
+        "aws:apigatewayv2/vpcLink:VpcLink"
+    )
+    alb_subnets = set(front_door[0].inputs.get("subnets") or front_door[0].inputs["subnetIds"])
     subnets = [s for s in any_stack.of_type("aws:ec2/subnet:Subnet") if s.id in alb_subnets]
     assert len(subnets) == len(alb_subnets) >= 2
     assert sorted(trusted) == sorted(s.inputs["cidrBlock"] for s in subnets)

@@ -75,7 +75,14 @@ def test_managed_groups_and_rate_rule_with_metrics_on(prod: StackRun) -> None:
 
 
 def test_rate_limit_comes_from_config() -> None:
-    run = evaluate("staging", config_overrides={"shipyard:waf": {"enabled": True, "rateLimit": 300}})
+    # WAF protects the ALB, not an HTTP API: a staging that wants it selects the ALB front door too.
+    run = evaluate(
+        "staging",
+        config_overrides={
+            "shipyard:waf": {"enabled": True, "rateLimit": 300},
+            "shipyard:service": {"maxCount": 2, "frontDoor": "alb"},
+        },
+    )
     for acl in run.of_type(WEB_ACL):
         rate = _rules_by_name(acl.inputs)["rate-limit-per-ip"]
         assert rate["statement"]["rateBasedStatement"]["limit"] == 300

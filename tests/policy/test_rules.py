@@ -243,6 +243,11 @@ CASES: dict[str, Case] = {
         "aws:lb/loadBalancer:LoadBalancer", _with(ALB, dropInvalidHeaderFields=False), ALB
     ),
     "elb-access-logs": Case("aws:lb/loadBalancer:LoadBalancer", _with(ALB, accessLogs={"bucket": "l"}), ALB),
+    "apigw-v2-access-logs": Case(
+        "aws:apigatewayv2/stage:Stage",
+        {"apiId": "a", "name": "$default"},
+        {"apiId": "a", "name": "$default", "accessLogSettings": {"destinationArn": "arn:aws:logs:r:1:log-group:g"}},
+    ),
     "elb-deletion-protection": Case(
         "aws:lb/loadBalancer:LoadBalancer", _with(ALB, enableDeletionProtection=False), ALB
     ),
