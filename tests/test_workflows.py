@@ -344,3 +344,11 @@ def test_a_pull_request_whose_plan_fails_still_gets_its_comment(tmp_path: Path) 
     assert "!cancelled()" in preview["jobs"]["comment"]["if"]
     fork = _load(PROJECT_ROOT / ".github" / "workflows" / "preview-comment.yml")
     assert "conclusion == 'failure'" in fork["jobs"]["comment"]["if"]
+
+
+def test_ci_fails_either_stack_over_its_budget() -> None:
+    """Both tiers are within budget since issue 14 removed staging's Secrets Manager endpoint (issue 19)."""
+    workflow = yaml.safe_load((WORKFLOW_DIR / "ci.yml").read_text())
+    runs = "\n".join(str(step.get("run", "")) for job in workflow["jobs"].values() for step in job["steps"])
+    for stack in ("staging", "prod"):
+        assert f"make plan STACK={stack} ARGS=--fail-over-budget" in runs

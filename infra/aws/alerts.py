@@ -276,7 +276,7 @@ def forwarder_statements(
     *,
     secret_arn: str,
     table_arn: str,
-    data_key_arn: str,
+    data_key_arn: str | None,
     inbox_arn: str,
     region: str,
     account_id: str,
@@ -299,17 +299,6 @@ def forwarder_statements(
             "Resource": [table_arn, f"{table_arn}/index/{HISTORY_INDEX}"],
         },
         {
-            "Sid": "UseDataKeyThroughDynamoDbAndSecretsManager",
-            "Effect": "Allow",
-            "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
-            "Resource": data_key_arn,
-            "Condition": {
-                "StringEquals": {
-                    "kms:ViaService": [f"dynamodb.{region}.amazonaws.com", f"secretsmanager.{region}.amazonaws.com"]
-                }
-            },
-        },
-        {
             # What the event source mapping does with the function's role: exactly the calls of AWS's
             # AWSLambdaSQSQueueExecutionRole, on the inbox only.
             "Sid": "DrainAlertInbox",
@@ -325,6 +314,23 @@ def forwarder_statements(
             "Resource": f"arn:aws:cloudwatch:{region}:{account_id}:alarm:{alarm_prefix}-*",
         },
     ]
+    if data_key_arn is not None:
+        statements.append(
+            {
+                "Sid": "UseDataKeyThroughDynamoDbAndSecretsManager",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                "Resource": data_key_arn,
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": [
+                            f"dynamodb.{region}.amazonaws.com",
+                            f"secretsmanager.{region}.amazonaws.com",
+                        ]
+                    }
+                },
+            }
+        )
     if email_identity_arn is not None:
         statements.append(
             {"Sid": "SendAlertEmail", "Effect": "Allow", "Action": "ses:SendEmail", "Resource": email_identity_arn}
@@ -419,22 +425,10 @@ class Alerts(Component):
         self.topic_arns = {severity: topic.arn for severity, topic in self.topics.items()}
 
     def _create_state_table(self) -> None:
-        # One customer key for the table and the secret: access to alert history (which names hosts and quotes
-        # error text) and to the credentials shows in CloudTrail and can be revoked by disabling the key.
-        self.data_key = aws.kms.Key(
-            self.child_name("data-key"),
-            description=f"{self.naming.physical('alerts')}: alert state table and channel credentials",
-            enable_key_rotation=True,
-            deletion_window_in_days=DELETION_WINDOW_DAYS,
-            policy=self.account_id.apply(data_key_policy),
-            opts=self.opts(),
-        )
-        aws.kms.Alias(
-            self.child_name("data-key-alias"),
-            name=f"alias/{self.naming.physical('alerts-data')}",
-            target_key_id=self.data_key.key_id,
-            opts=self.opts(),
-        )
+        self.data_key: aws.kms.Key | None = None
+        if self.args.tier == "prod":
+            self._create_data_key()
+        data_key_arn = self.data_key.arn if self.data_key is not None else None
         # Key schema: lambdas/alert_forwarder/state.py `table_definition` (a test compares the two).
         self.table = aws.dynamodb.Table(
             self.child_name("state"),
@@ -458,10 +452,29 @@ class Alerts(Component):
             ],
             ttl=aws.dynamodb.TableTtlArgs(attribute_name=TTL_ATTRIBUTE, enabled=True),
             point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
-            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(
-                enabled=True, kms_key_arn=self.data_key.arn
-            ),
+            # Without a customer key: the AWS managed key aws/dynamodb (free; use still logged in CloudTrail).
+            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True, kms_key_arn=data_key_arn),
             deletion_protection_enabled=self.args.tier == "prod",
+            opts=self.opts(),
+        )
+
+    def _create_data_key(self) -> None:
+        """Prod: one customer key for the table and the secret, so access to alert history (which names hosts and
+        quotes error text) and to the credentials can be revoked by disabling the key, and key policy changes
+        are the account's own. Staging keeps the AWS managed keys (aws/dynamodb, aws/secretsmanager): a key is
+        1 USD a month and staging's alerts carry staging's data (issue 19)."""
+        self.data_key = aws.kms.Key(
+            self.child_name("data-key"),
+            description=f"{self.naming.physical('alerts')}: alert state table and channel credentials",
+            enable_key_rotation=True,
+            deletion_window_in_days=DELETION_WINDOW_DAYS,
+            policy=self.account_id.apply(data_key_policy),
+            opts=self.opts(),
+        )
+        aws.kms.Alias(
+            self.child_name("data-key-alias"),
+            name=f"alias/{self.naming.physical('alerts-data')}",
+            target_key_id=self.data_key.key_id,
             opts=self.opts(),
         )
 
@@ -481,7 +494,7 @@ class Alerts(Component):
             # A prefix: a fixed name stays taken for the recovery window after a destroy (infra/aws/secrets.py).
             name_prefix=self.naming.name_prefix("alert-channels"),
             description="Alert channel credentials read by the alert forwarder: " + ", ".join(sorted(values)),
-            kms_key_id=self.data_key.arn,
+            kms_key_id=self.data_key.arn if self.data_key is not None else None,  # None: aws/secretsmanager
             recovery_window_in_days=recovery_window_days(self.args.tier),
             opts=self.opts(),
         )
@@ -540,7 +553,7 @@ class Alerts(Component):
         statements = pulumi.Output.all(
             secret_arn=self.secret.arn,
             table_arn=self.table.arn,
-            data_key_arn=self.data_key.arn,
+            data_key_arn=self.data_key.arn if self.data_key is not None else None,
             inbox_arn=self.inbox.arn,
             region=self.region,
             account_id=self.account_id,

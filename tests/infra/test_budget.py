@@ -99,14 +99,13 @@ def planned() -> dict[str, StackRun]:
     }
 
 
-NEEDS_ISSUE_14 = (
+STAGING_STACKS = (
     "Pulumi.staging.yaml",
     "examples/sales-system/Pulumi.staging.yaml",
     "examples/shopflow/Pulumi.staging.yaml",
 )
-"""Staging stacks that still pay 7.30 USD/month for the Secrets Manager endpoint their VPC Lambdas (health check,
-auto-confirm, restore validator) read the database secret through. Issue 14 (IAM database auth) removes those
-readers, and the endpoint goes with them (network.require_secrets_manager_endpoint)."""
+"""Staging stacks that paid 7.30 USD/month for a Secrets Manager endpoint their VPC Lambdas read the database
+secret through, until issue 14 (IAM database auth) removed those readers."""
 
 OVER_THE_TIER = {
     "examples/barber-scheduler/Pulumi.prod.yaml": "219.72 USD at us-east-1 prices (sa-east-1 has no rows, so even "
@@ -120,9 +119,6 @@ without dropping what it exists to show. A seed figure (or a smaller example) is
 
 def _param(path: Path) -> object:
     name = str(path.relative_to(PROJECT_ROOT))
-    if name in NEEDS_ISSUE_14:
-        reason = "over only by the Secrets Manager endpoint issue 14 removes; strict, so the marker must go then"
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
     if name in OVER_THE_TIER:
         return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=OVER_THE_TIER[name]))
     return name
@@ -135,15 +131,11 @@ def test_stack_file_plans_within_its_budget(stack_file: str, planned: dict[str, 
     assert goal["met"], f"{stack_file}: {section['monthly_usd_total']:.2f} > {goal['monthly_usd_max']:g} USD"
 
 
-@pytest.mark.parametrize("stack_file", NEEDS_ISSUE_14)
-def test_staging_stacks_are_within_budget_but_for_the_endpoint_issue_14_removes(
-    stack_file: str, planned: dict[str, StackRun]
-) -> None:
-    """The figures behind the first xfail set: every lever of this branch, minus the one line issue 14 removes."""
-    section = build_section(planned[stack_file])
-    (endpoint,) = [i for i in section["items"] if i["name"] == "network-secretsmanager-endpoint"]
-    assert endpoint["monthly_usd"] == 7.3
-    assert section["monthly_usd_total"] - endpoint["monthly_usd"] <= section["goal"]["monthly_usd_max"]
+@pytest.mark.parametrize("stack_file", STAGING_STACKS)
+def test_staging_stacks_pay_for_no_secrets_manager_endpoint(stack_file: str, planned: dict[str, StackRun]) -> None:
+    """Nothing in their VPC reads a secret any more (IAM database auth), so the derived endpoint is gone."""
+    items = build_section(planned[stack_file])["items"]
+    assert [i for i in items if i["name"] == "network-secretsmanager-endpoint"] == []
 
 
 def test_prod_is_within_200_with_the_alb_waf_and_nat(planned: dict[str, StackRun]) -> None:

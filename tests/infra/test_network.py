@@ -44,13 +44,14 @@ def test_isolated_tier_has_no_route_out(any_stack: StackRun) -> None:
     assert isolated.inputs.get("routes", []) == []
 
 
-def test_staging_has_no_nat_and_reads_secrets_through_an_endpoint(staging: StackRun) -> None:
+def test_staging_has_no_nat_and_no_secrets_manager_endpoint(staging: StackRun) -> None:
     assert staging.of_type(NAT) == []
     for table in staging.of_type(ROUTE_TABLE):
         if table.name.startswith("network-private-rt"):
             assert table.inputs.get("routes", []) == []
     services = sorted(e.inputs["serviceName"] for e in staging.of_type(ENDPOINT))
-    assert services == ["com.amazonaws.us-east-1.s3", "com.amazonaws.us-east-1.secretsmanager"]
+    # Nothing in the VPC reads a secret (IAM database auth): the interface endpoint would be 7.30 USD/month.
+    assert services == ["com.amazonaws.us-east-1.s3"]
     assert staging.of_type("aws:ec2/flowLog:FlowLog") == []
 
 
