@@ -153,8 +153,10 @@ def connect(
 
     try:
         ssl_context = ssl_context_for(target)
-    except OSError as error:  # the CA bundle named by DATABASE_CA_FILE / sslrootcert is missing or unreadable
-        cause = f"cannot load the CA bundle {target.ca_file}: {error.strerror or error}"
+    except DatabaseConfigError as error:  # e.g. the CA bundle named by DATABASE_CA_FILE is missing or unreadable
+        # At run time no connection can be made: the API answers database_unavailable and logs this; CLIs check
+        # the same earlier and exit 2 (app.migrate, lambdas.auto_confirm).
+        cause = str(error)
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {target.describe()}: {cause}", cause) from error
     try:
         password = target.login_password()
@@ -180,7 +182,7 @@ def connect(
         sock.close()
         cause = _reason(error)  # short, for HTTP answers ("timed out"); the message also names the phase
         said = (
-            f"no answer within {connect_timeout_s:g} s while logging in (phase: auth)"
+            f"no answer within {connect_timeout_s:g} s while logging in (phase: auth): timed out"
             if cause == "timed out"
             else cause
         )
@@ -205,7 +207,9 @@ def _open_socket(target: DatabaseTarget, context: ssl.SSLContext | None, timeout
     try:
         sock = socket.create_connection((target.host, target.port), timeout=timeout_s)
     except TimeoutError as error:
-        raise unavailable(f"no TCP connection within {timeout_s:g} s (phase: connect)", "reach", "timed out") from error
+        raise unavailable(
+            f"no TCP connection within {timeout_s:g} s (phase: connect): timed out", "reach", "timed out"
+        ) from error
     except OSError as error:
         raise unavailable(_reason(error), "reach") from error
     sock.settimeout(timeout_s)
@@ -222,7 +226,8 @@ def _open_socket(target: DatabaseTarget, context: ssl.SSLContext | None, timeout
     except TimeoutError as error:
         sock.close()
         raise unavailable(
-            f"the server accepted TCP but did not answer within {timeout_s:g} s (phase: TLS)", short="timed out"
+            f"the server accepted TCP but did not answer within {timeout_s:g} s (phase: TLS): timed out",
+            short="timed out",
         ) from error
     except OSError as error:
         sock.close()

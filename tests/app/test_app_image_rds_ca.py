@@ -48,4 +48,5 @@ def test_verify_full_with_a_missing_bundle_is_database_unavailable_naming_it(tmp
     target = DatabaseTarget("127.0.0.1", 1, "shop", "api", "", sslmode="verify-full", ca_file=str(missing))
     with pytest.raises(DatabaseUnavailable) as raised:
         connect(target, connect_timeout_s=1, statement_timeout_ms=1000, application_name="t")
-    assert raised.value.cause == f"cannot load the CA bundle {missing}: No such file or directory"
+    assert str(missing) in raised.value.cause and "No such file or directory" in raised.value.cause
+    assert "cannot load a CA bundle" in raised.value.cause

@@ -99,9 +99,9 @@ def _broken_stack_file(tmp_path: Path) -> Path:
     return bad
 
 
-PROBLEMS = (
-    "Pulumi.staging.yaml: shipyard:network.azCount: Input should be 2 or 3",
-    "Pulumi.staging.yaml: shipyard:alerts.cooldownMinutes: Input should be a valid integer",
+PROBLEMS = (  # each named with the file as given (issue 17); here a path ending in Pulumi.staging.yaml
+    "Pulumi.staging.yaml: shipyard:network.azCount: must be 2 or 3, got 7",
+    "Pulumi.staging.yaml: shipyard:alerts.cooldownMinutes: must be a whole number, got 'soon'",
 )
 
 
@@ -116,7 +116,7 @@ def test_broken_stack_file_with_json_writes_every_problem_and_exits_2(
     assert document["configFile"] == str(bad)
     assert len(document["errors"]) == 2
     for problem in PROBLEMS:
-        assert any(error.startswith(problem) for error in document["errors"]), document["errors"]
+        assert any(error == f"{bad.parent}/{problem}" for error in document["errors"]), document["errors"]
         assert problem in captured.err  # the job log says it too
 
 

@@ -128,7 +128,7 @@ def test_a_prebuilt_image_by_digest_is_deployed_as_is_and_nothing_is_built() -> 
     ],
 )
 def test_a_prebuilt_image_must_be_an_ecr_image_by_digest(image: str) -> None:
-    with pytest.raises(ConfigError, match=r"Pulumi.staging.yaml: shipyard:service.image: String should match pattern"):
+    with pytest.raises(ConfigError, match=r"Pulumi.staging.yaml: shipyard:service.image: .* has the wrong form"):
         parse_stack_config({"shipyard:service": {"image": image}}, source="Pulumi.staging.yaml")
 
 
