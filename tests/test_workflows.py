@@ -170,12 +170,20 @@ def test_one_image_is_built_once_and_the_same_digest_goes_to_staging_then_prod()
     assert "describe-images" in script.split("docker buildx build")[0]  # a re-run reuses the commit's image
     for name, job_id, job in _jobs():
         if (name, job_id) != ("deploy.yml", "build"):
-            assert "docker build" not in _runs(job) and "buildx" not in _runs(job), f"{name} {job_id} builds"
+            steps = _runs(job).replace("docker buildx imagetools create", "")  # copies a manifest, builds nothing
+            assert "docker build" not in steps and "buildx" not in steps, f"{name} {job_id} builds"
     promoted = "${{ needs.build.outputs.image }}"
     for job_id in ("staging", "prod-preview", "prod"):
         (step,) = [s for s in jobs[job_id]["steps"] if "scripts.deploy" in s.get("run", "")]
-        assert step["env"]["IMAGE"] == promoted, job_id
+        expected = "${{ steps.promote.outputs.image }}" if job_id == "prod" else promoted
+        assert step["env"]["IMAGE"] == expected, job_id
         assert '--image "$IMAGE"' in step["run"], job_id
+    # Prod runs its own copy of that digest: staging's repository goes when staging is destroyed.
+    (copy,) = [s for s in jobs["prod"]["steps"] if s.get("id") == "promote"]
+    assert copy["env"]["IMAGE"] == promoted
+    assert "ecrRepositoryUrl --stack prod" in copy["run"]
+    assert 'docker buildx imagetools create --tag "$repo:$GITHUB_SHA" "$IMAGE"' in copy["run"]
+    assert 'echo "image=$repo@${IMAGE#*@}"' in copy["run"]  # the same digest, in prod's repository
     assert "staging" in jobs["prod"]["needs"] and "staging" in jobs["prod-preview"]["needs"]
     # the arm64 build matches what both stacks' task definitions run
     for stack in ("staging", "prod"):
