@@ -29,6 +29,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.buckets import block_public_access, encrypt_with_s3_keys, enforce_bucket_owner
 from infra.aws.uploads import tls_only_policy
 from infra.component import Component
 from infra.naming import Naming
@@ -128,31 +129,7 @@ class ServerAccessLogs(Component):
 
     def _lock_down(self) -> aws.s3.BucketPublicAccessBlock:
         """Private, ACL-less and SSE-S3: what S3 log delivery writes into without any key grant."""
-        public_access = aws.s3.BucketPublicAccessBlock(
-            self.child_name("public-access"),
-            bucket=self.bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=self.opts(),
-        )
-        aws.s3.BucketOwnershipControls(
-            self.child_name("ownership"),
-            bucket=self.bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=self.opts(),
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            self.child_name("encryption"),
-            bucket=self.bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="AES256"
-                    ),
-                )
-            ],
-            opts=self.opts(),
-        )
+        public_access = block_public_access(self, self.child_name("public-access"), self.bucket.id)
+        enforce_bucket_owner(self, self.child_name("ownership"), self.bucket.id)
+        encrypt_with_s3_keys(self, self.child_name("encryption"), self.bucket.id)
         return public_access

@@ -26,6 +26,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.buckets import block_public_access, encrypt_with_s3_keys
 from infra.aws.certificate import Certificate, CertificateArgs
 from infra.component import Component
 from infra.config import DomainConfig, FrontendConfig
@@ -449,29 +450,10 @@ class Frontend(Component):
             tags={"Name": bucket_prefix.rstrip("-")},
             opts=self.opts(),
         )
-        public_access_block = aws.s3.BucketPublicAccessBlock(
-            self.child_name(part, "public-access"),
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=self.opts(),
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            self.child_name(part, "encryption"),
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    # SSE-S3: CloudFront legacy log delivery cannot write to SSE-KMS buckets without a key
-                    # policy for it, and the SPA files are public through the CDN anyway.
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="AES256"
-                    ),
-                )
-            ],
-            opts=self.opts(),
-        )
+        public_access_block = block_public_access(self, self.child_name(part, "public-access"), bucket.id)
+        # SSE-S3: CloudFront legacy log delivery cannot write to SSE-KMS buckets without a key policy for it, and
+        # the SPA files are public through the CDN anyway.
+        encrypt_with_s3_keys(self, self.child_name(part, "encryption"), bucket.id)
         versioning = aws.s3.BucketVersioning(
             self.child_name(part, "versioning"),
             bucket=bucket.id,

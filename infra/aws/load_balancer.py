@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.buckets import block_public_access, encrypt_with_s3_keys, enforce_bucket_owner
 from infra.component import Component
 from infra.naming import Naming
 
@@ -284,28 +285,10 @@ class LoadBalancer(Component):
             force_destroy=args.force_destroy_logs,
             opts=self.opts(),
         )
-        aws.s3.BucketPublicAccessBlock(
-            self.child_name("logs-public-access"),
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=self.opts(),
-        )
-        aws.s3.BucketOwnershipControls(
-            self.child_name("logs-ownership"),
-            bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=self.opts(),
-        )
+        block_public_access(self, self.child_name("logs-public-access"), bucket.id)
+        enforce_bucket_owner(self, self.child_name("logs-ownership"), bucket.id)
         # ALB log delivery supports SSE-S3 only (not SSE-KMS), so AES256 it is.
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            self.child_name("logs-sse"),
-            bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=self.opts(),
-        )
+        encrypt_with_s3_keys(self, self.child_name("logs-sse"), bucket.id)
         aws.s3.BucketVersioning(
             self.child_name("logs-versioning"),
             bucket=bucket.id,

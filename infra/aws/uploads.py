@@ -26,6 +26,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.buckets import block_public_access, encrypt_with_s3_keys, enforce_bucket_owner
 from infra.aws.database import backup_selection_tag
 from infra.component import Component
 from infra.config import UploadsConfig
@@ -107,35 +108,10 @@ class Uploads(Component):
             opts=self.opts(),
         )
         bucket_id = self.bucket.id
-        public_access = aws.s3.BucketPublicAccessBlock(
-            self.child_name("public-access"),
-            bucket=bucket_id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=self.opts(),
-        )
-        aws.s3.BucketOwnershipControls(
-            self.child_name("ownership"),
-            bucket=bucket_id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=self.opts(),
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            self.child_name("encryption"),
-            bucket=bucket_id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="AES256"
-                    ),
-                    # Customer-provided keys would leave objects AWS Backup cannot read.
-                    blocked_encryption_types=["SSE-C"],
-                )
-            ],
-            opts=self.opts(),
-        )
+        public_access = block_public_access(self, self.child_name("public-access"), bucket_id)
+        enforce_bucket_owner(self, self.child_name("ownership"), bucket_id)
+        # Customer-provided keys (SSE-C) would leave objects AWS Backup cannot read.
+        encrypt_with_s3_keys(self, self.child_name("encryption"), bucket_id, blocked_encryption_types=["SSE-C"])
         versioning = aws.s3.BucketVersioning(
             self.child_name("versioning"),
             bucket=bucket_id,
