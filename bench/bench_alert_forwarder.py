@@ -49,7 +49,7 @@ import boto3  # noqa: E402 - after the sys.path entry above
 
 from lambdas.alert_forwarder.state import StateStore, table_definition  # noqa: E402
 from tests.lambdas.alert_forwarder.inbox import AlertInbox, EventSourceMapping, InboxSettings  # noqa: E402
-from tests.lambdas.alert_forwarder.sinks import unused_port  # noqa: E402
+from tests.lambdas.alert_forwarder.sinks import respond, unused_port  # noqa: E402
 
 ALARMS, FLAPS = 50, 20
 STORM = ALARMS * FLAPS
@@ -98,15 +98,7 @@ class Sinks:
                 self._answer(200, json.dumps(ok).encode() if ok else b"ok")
 
             def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                try:
-                    self.send_response(status)
-                    for name, value in (headers or {}).items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                respond(self, status, body, headers)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -174,15 +174,20 @@ class Sink:
     def _respond(
         handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str] | None = None
     ) -> None:
-        try:
-            handler.send_response(status)
-            for name, value in (headers or {}).items():
-                handler.send_header(name, value)
-            handler.send_header("Content-Length", str(len(body)))
-            handler.end_headers()
-            handler.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        respond(handler, status, body, headers)
+
+
+def respond(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    """Answer with a body and a Content-Length; a client that already gave up is not an error here."""
+    try:
+        handler.send_response(status)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 def unused_port() -> int:
