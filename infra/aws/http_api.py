@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.security_groups import allow_tcp_egress
 from infra.component import Component
 from infra.naming import Naming
 
@@ -246,13 +247,11 @@ class HttpApiFrontDoor(Component):
 
     def allow_egress_to(self, name: str, security_group_id: pulumi.Input[str], port: int, description: str) -> None:
         """Let the VPC link reach targets in `security_group_id` on `port` (its only egress)."""
-        aws.vpc.SecurityGroupEgressRule(
+        allow_tcp_egress(
+            self,
             self.child_name("out", name),
-            security_group_id=self.security_group.id,
-            referenced_security_group_id=security_group_id,
-            ip_protocol="tcp",
-            from_port=port,
-            to_port=port,
+            source_group=self.security_group.id,
+            target_group=security_group_id,
+            port=port,
             description=description,
-            opts=self.opts(),
         )

@@ -23,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.buckets import block_public_access, encrypt_with_s3_keys, enforce_bucket_owner
+from infra.aws.security_groups import allow_tcp_egress
 from infra.component import Component
 from infra.naming import Naming
 
@@ -264,15 +265,13 @@ class LoadBalancer(Component):
 
     def allow_egress_to(self, name: str, security_group_id: pulumi.Input[str], port: int, description: str) -> None:
         """Let the ALB reach targets in `security_group_id` on `port` (its only egress)."""
-        aws.vpc.SecurityGroupEgressRule(
+        allow_tcp_egress(
+            self,
             self.child_name("out", name),
-            security_group_id=self.security_group.id,
-            referenced_security_group_id=security_group_id,
-            ip_protocol="tcp",
-            from_port=port,
-            to_port=port,
+            source_group=self.security_group.id,
+            target_group=security_group_id,
+            port=port,
             description=description,
-            opts=self.opts(),
         )
 
     def _log_bucket(self, naming: Naming) -> aws.s3.Bucket:

@@ -49,6 +49,7 @@ from infra import rds_ca
 from infra.aws import db_access
 from infra.aws.http_api import DiscoveryTarget
 from infra.aws.load_balancer import LoadBalancerTarget
+from infra.aws.security_groups import allow_tcp_egress
 from infra.aws.task_definition import (
     ContainerRuntime,
     TaskDefinitionBundle,
@@ -442,15 +443,13 @@ class Service(Component):
     ) -> None:
         """Let every task of the app (API, workers, jobs, migrations) reach `security_group_id` on `port`."""
         for group, label in ((self.security_group, "api"), (self.tasks_security_group, "tasks")):
-            aws.vpc.SecurityGroupEgressRule(
+            allow_tcp_egress(
+                self,
                 self.child_name(label, "out", name),
-                security_group_id=group.id,
-                referenced_security_group_id=security_group_id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
+                source_group=group.id,
+                target_group=security_group_id,
+                port=port,
                 description=description,
-                opts=self.opts(),
             )
 
     # ------------------------------------------------------------------------------------------------ settings
