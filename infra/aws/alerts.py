@@ -43,7 +43,12 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.function import PythonFunction, PythonFunctionArgs
-from infra.aws.kms import ALARM_TOPIC_PUBLISHERS, DELETION_WINDOW_DAYS, alarm_topic_key_policy
+from infra.aws.kms import (
+    ALARM_TOPIC_PUBLISHERS,
+    DELETION_WINDOW_DAYS,
+    account_administers_key,
+    alarm_topic_key_policy,
+)
 from infra.aws.monitoring import EDGE_REGION, FunctionWatch, QueueWatch, edge_topic_name
 from infra.aws.secrets import recovery_window_days
 from infra.component import Component
@@ -259,17 +264,7 @@ def sns_delivery_policy(queue_arn: str, topic_arns: Sequence[str]) -> str:
 def data_key_policy(account_id: str) -> str:
     """The key of the state table and the channel secret: administered through IAM only; the forwarder's
     role gets its (service-scoped) rights in its own policy."""
-    return _policy(
-        [
-            {
-                "Sid": "AccountAdministersThroughIam",
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
-                "Action": "kms:*",
-                "Resource": "*",
-            }
-        ]
-    )
+    return _policy([account_administers_key(account_id)])
 
 
 def forwarder_statements(

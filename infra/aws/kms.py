@@ -23,17 +23,21 @@ DELETION_WINDOW_DAYS = 30
 """The longest window KMS allows: a key deleted by mistake can be recovered for a month."""
 
 
+def account_administers_key(account_id: str) -> dict[str, object]:
+    """The statement every key policy of ours starts with: the account root administers the key, so who may use
+    it is decided by IAM policies (and shows in them), not by editing the key policy."""
+    return {
+        "Sid": "AccountAdministersThroughIam",
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+        "Action": "kms:*",
+        "Resource": "*",
+    }
+
+
 def key_policy(account_id: str, region: str, via_services: Sequence[str]) -> str:
     """Root administers the key (through IAM); account principals may decrypt via the given services."""
-    statements: list[dict[str, object]] = [
-        {
-            "Sid": "AccountAdministersThroughIam",
-            "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
-            "Action": "kms:*",
-            "Resource": "*",
-        }
-    ]
+    statements: list[dict[str, object]] = [account_administers_key(account_id)]
     if via_services:
         statements.append(
             {
@@ -115,13 +119,7 @@ def alarm_topic_key_policy(account_id: str) -> str:
         {
             "Version": "2012-10-17",
             "Statement": [
-                {
-                    "Sid": "AccountAdministersThroughIam",
-                    "Effect": "Allow",
-                    "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
-                    "Action": "kms:*",
-                    "Resource": "*",
-                },
+                account_administers_key(account_id),
                 {
                     "Sid": "AwsServicesPublishToThisAccountsEncryptedTopics",
                     "Effect": "Allow",
@@ -166,13 +164,7 @@ def log_key_policy(account_id: str, region: str) -> str:
         {
             "Version": "2012-10-17",
             "Statement": [
-                {
-                    "Sid": "AccountAdministersThroughIam",
-                    "Effect": "Allow",
-                    "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
-                    "Action": "kms:*",
-                    "Resource": "*",
-                },
+                account_administers_key(account_id),
                 {
                     "Sid": "CloudWatchLogsEncryptsThisAccountsLogGroups",
                     "Effect": "Allow",
